@@ -1,0 +1,428 @@
+//! The fully resolved appliance: the validated config plus everything derived
+//! from it (paths, URLs, package list, SSH keys, secrets). Templates see only
+//! this, serialized; they never compute anything themselves.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::config::{Config, ConfigError, NetworkMode, Problem, Sudo, TlsMode};
+use crate::secrets::{SshKeyPair, Stored, Tls};
+use crate::tools::log;
+
+pub const DOCKER: &str = "/usr/bin/docker";
+pub const FIRSTBOOT_MARKER: &str = "/var/lib/regbake/firstboot.done";
+pub const REGISTRY_CONFIG_DIR: &str = "/etc/docker/registry";
+pub const CERTS_DIR: &str = "/opt/docker/certs";
+pub const CA_ANCHOR: &str = "/etc/pki/ca-trust/source/anchors/regbake-ca.crt";
+
+/// The packages every appliance needs, with the names CentOS 7 really uses
+/// (the manual's `container_selinux` is `container-selinux`, from extras).
+pub const BASE_PACKAGES: &[&str] = &[
+    "lvm2",
+    "device-mapper-persistent-data",
+    "container-selinux",
+    "libcgroup",
+    "libtool",
+    "docker-ce",
+    "curl",
+    "firewalld",
+    "policycoreutils-python",
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Appliance {
+    pub generator: String,
+    pub appliance: Meta,
+    pub user: User,
+    pub ssh: Ssh,
+    pub network: Network,
+    pub proxy: Option<Proxy>,
+    pub repos: Repos,
+    pub packages: Vec<String>,
+    pub rpm_packages: Vec<String>,
+    pub package_groups: Vec<String>,
+    pub storage: Storage,
+    pub registry: Registry,
+    pub docker: &'static str,
+    pub firstboot_marker: &'static str,
+    /// Overlay files that hold secrets: installed 0600.
+    pub secret_files: Vec<String>,
+    /// Files `regbake-uninstall` removes besides the units and firstboot.
+    pub uninstall_files: Vec<String>,
+    #[serde(skip)]
+    pub material: Material,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    pub name: String,
+    pub hostname: String,
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub name: String,
+    pub home: String,
+    /// A sudoers file is installed at all.
+    pub sudo: bool,
+    pub sudo_nopasswd: bool,
+    pub password_hash: String,
+    pub authorized_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ssh {
+    pub password_authentication: bool,
+    pub permit_root_login: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Network {
+    #[serde(rename = "static")]
+    pub is_static: bool,
+    pub device: String,
+    pub ip: String,
+    pub netmask: String,
+    pub prefix: u8,
+    pub gateway: String,
+    pub dns: Vec<String>,
+    pub dns_csv: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Proxy {
+    pub http: String,
+    pub https: String,
+    pub no_proxy: String,
+    /// yum takes one proxy for every repository.
+    pub yum: String,
+    /// The installer fetches the https vault through this one.
+    pub installer: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Repo {
+    pub id: String,
+    pub name: String,
+    pub title: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Repos {
+    pub os_url: String,
+    pub centos: Vec<Repo>,
+    /// `repo` lines of the kickstart (everything but `os`, which is `url`).
+    pub kickstart: Vec<Repo>,
+    pub docker_ce_base: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Storage {
+    pub data_dir: String,
+    pub registry_dir: String,
+    pub docker_dir: String,
+    pub disk: String,
+    pub root_size_mb: u64,
+    pub data_grow: bool,
+    pub data_size_mb: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Registry {
+    pub image: String,
+    pub port: u16,
+    pub delete: bool,
+    pub preload: bool,
+    pub container_name: String,
+    pub listen: String,
+    pub http_secret: String,
+    pub tls: bool,
+    pub tls_cert: String,
+    pub tls_key: String,
+    pub config_dir: &'static str,
+    pub certs_dir: &'static str,
+    /// `HOST:PORT` as docker clients name it (certs.d directory name).
+    pub address: String,
+    /// What the appliance itself curls to see the registry is up.
+    pub local_url: String,
+    pub curl_args: Vec<String>,
+}
+
+/// Key material that becomes files (in the overlay and in `out/`).
+#[derive(Debug, Clone, Default)]
+pub struct Material {
+    pub http_secret: String,
+    pub generated_ssh: Option<SshKeyPair>,
+    pub tls: Option<Tls>,
+    pub stored: Stored,
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+/// Public keys from `user.ssh_keys` and the readable `user.ssh_key_files`.
+fn collect_keys(c: &Config) -> Result<Vec<String>> {
+    let mut keys: Vec<String> = c.user.ssh_keys.clone();
+    let mut problems = vec![];
+    for (i, f) in c.user.ssh_key_files.iter().enumerate() {
+        let path = expand_home(f);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::note(&format!(
+                    "user.ssh_key_files[{i}]: {} not found, skipped",
+                    path.display()
+                ));
+                continue;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading ssh key file {}", path.display()))
+            }
+        };
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match crate::config::check_ssh_public_key(line) {
+                Ok(()) => keys.push(line.to_string()),
+                Err(why) => problems.push(Problem {
+                    path: format!("user.ssh_key_files[{i}]"),
+                    value: format!("{:?}", path.display().to_string()),
+                    expected: format!("the file holds a line that is not a public key: {why}"),
+                }),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems).into());
+    }
+    keys.dedup();
+    Ok(keys)
+}
+
+impl Appliance {
+    pub fn resolve(c: &Config, stored: Stored) -> Result<Self> {
+        let hostname = c.appliance.hostname.clone();
+        let port = c.registry.effective_port();
+        let tls_on = c.registry.tls.mode != TlsMode::Off;
+
+        let mut keys = collect_keys(c)?;
+        let generated_ssh = if keys.is_empty() {
+            let pair = stored.ssh_key(&format!("regbake@{}", c.appliance.name))?;
+            log::note(&format!(
+                "no SSH public key configured or found: using the generated key out/{} for user {}",
+                crate::secrets::SSH_KEY,
+                c.user.name
+            ));
+            keys.push(pair.public_line.clone());
+            Some(pair)
+        } else {
+            None
+        };
+
+        let network = if c.network.mode == NetworkMode::Static {
+            let net: ipnet::Ipv4Net = c
+                .network
+                .address
+                .parse()
+                .context("network.address was validated")?;
+            Network {
+                is_static: true,
+                device: c.network.device.clone(),
+                ip: net.addr().to_string(),
+                netmask: net.netmask().to_string(),
+                prefix: net.prefix_len(),
+                gateway: c.network.gateway.clone(),
+                dns: c.network.dns.clone(),
+                dns_csv: c.network.dns.join(","),
+            }
+        } else {
+            Network {
+                is_static: false,
+                device: c.network.device.clone(),
+                ip: String::new(),
+                netmask: String::new(),
+                prefix: 0,
+                gateway: String::new(),
+                dns: c.network.dns.clone(),
+                dns_csv: c.network.dns.join(","),
+            }
+        };
+
+        let proxy = c.proxy.as_ref().map(|p| {
+            let mut no_proxy: Vec<String> = p.no_proxy.clone();
+            for must in ["localhost", "127.0.0.1", hostname.as_str()] {
+                if !no_proxy.iter().any(|n| n == must) {
+                    no_proxy.push(must.to_string());
+                }
+            }
+            let either = |a: &str, b: &str| if a.is_empty() { b } else { a }.to_string();
+            Proxy {
+                http: p.http.clone(),
+                https: p.https.clone(),
+                no_proxy: no_proxy.join(","),
+                yum: either(&p.http, &p.https),
+                installer: either(&p.https, &p.http),
+            }
+        });
+
+        let mirror = c.repos.mirror.trim_end_matches('/').to_string();
+        let docker_ce = c.repos.docker_ce.trim_end_matches('/').to_string();
+        let centos: Vec<Repo> = [
+            ("base", "os", "Base"),
+            ("updates", "updates", "Updates"),
+            ("extras", "extras", "Extras"),
+        ]
+        .iter()
+        .map(|(id, dir, title)| Repo {
+            id: id.to_string(),
+            name: id.to_string(),
+            title: title.to_string(),
+            url: format!("{mirror}/{dir}/x86_64/"),
+        })
+        .collect();
+        let mut kickstart: Vec<Repo> = centos[1..].to_vec();
+        kickstart.push(Repo {
+            id: "docker-ce-stable".into(),
+            name: "docker-ce-stable".into(),
+            title: "Docker CE Stable".into(),
+            url: format!("{docker_ce}/7/x86_64/stable/"),
+        });
+
+        let mut packages: Vec<String> = BASE_PACKAGES.iter().map(|s| s.to_string()).collect();
+        for p in &c.packages.extra {
+            if !packages.contains(p) {
+                packages.push(p.clone());
+            }
+        }
+        let (package_groups, rpm_packages): (Vec<String>, Vec<String>) =
+            packages.iter().cloned().partition(|p| p.starts_with('@'));
+
+        let data_dir = c.storage.data_dir.clone();
+        let storage = Storage {
+            registry_dir: format!("{data_dir}/registry"),
+            docker_dir: format!("{data_dir}/docker"),
+            data_dir,
+            disk: c.storage.disk.clone(),
+            root_size_mb: c.storage.root_size_gb * 1024,
+            data_grow: c.storage.data_size_gb == 0,
+            data_size_mb: c.storage.data_size_gb * 1024,
+        };
+
+        let http_secret = stored.http_secret()?;
+        let tls = if tls_on {
+            let mut sans = vec![hostname.clone()];
+            if network.is_static {
+                sans.push(network.ip.clone());
+            }
+            for s in &c.registry.tls.sans {
+                if !sans.contains(s) {
+                    sans.push(s.clone());
+                }
+            }
+            Some(stored.tls(&hostname, &sans, c.registry.tls.days)?)
+        } else {
+            None
+        };
+
+        let address = format!("{hostname}:{port}");
+        let (local_url, curl_args) = if tls_on {
+            (
+                format!("https://{address}/v2/"),
+                vec![
+                    "--cacert".to_string(),
+                    format!("{CERTS_DIR}/ca.crt"),
+                    "--resolve".to_string(),
+                    format!("{address}:127.0.0.1"),
+                ],
+            )
+        } else {
+            (format!("http://127.0.0.1:{port}/v2/"), vec![])
+        };
+
+        let mut secret_files = vec![format!("{REGISTRY_CONFIG_DIR}/config.yml")];
+        let mut uninstall_files = vec![
+            format!("{REGISTRY_CONFIG_DIR}/config.yml"),
+            "/etc/firewalld/zones/public.xml".to_string(),
+        ];
+        if tls_on {
+            secret_files.push(format!("{CERTS_DIR}/registry.key"));
+            uninstall_files.extend([
+                format!("{CERTS_DIR}/registry.key"),
+                format!("{CERTS_DIR}/registry.crt"),
+                format!("{CERTS_DIR}/ca.crt"),
+                CA_ANCHOR.to_string(),
+                format!("/etc/docker/certs.d/{address}/ca.crt"),
+            ]);
+        }
+
+        let user_name = c.user.name.clone();
+        Ok(Self {
+            generator: format!("generated by regbake {}", env!("CARGO_PKG_VERSION")),
+            appliance: Meta {
+                name: c.appliance.name.clone(),
+                hostname,
+                timezone: c.appliance.timezone.clone(),
+            },
+            user: User {
+                home: format!("/home/{user_name}"),
+                name: user_name,
+                sudo: c.user.sudo != Sudo::None,
+                sudo_nopasswd: c.user.sudo == Sudo::Nopasswd,
+                password_hash: c.user.password_hash.clone(),
+                authorized_keys: keys,
+            },
+            ssh: Ssh {
+                password_authentication: c.ssh.password_authentication,
+                permit_root_login: c.ssh.permit_root_login,
+            },
+            network,
+            proxy,
+            repos: Repos {
+                os_url: format!("{mirror}/os/x86_64/"),
+                centos,
+                kickstart,
+                docker_ce_base: docker_ce,
+            },
+            packages,
+            rpm_packages,
+            package_groups,
+            storage,
+            registry: Registry {
+                image: c.registry.image.clone(),
+                port,
+                delete: c.registry.delete,
+                preload: c.registry.preload,
+                container_name: c.registry.container_name.clone(),
+                listen: format!(":{port}"),
+                http_secret: http_secret.clone(),
+                tls: tls_on,
+                tls_cert: format!("{CERTS_DIR}/registry.crt"),
+                tls_key: format!("{CERTS_DIR}/registry.key"),
+                config_dir: REGISTRY_CONFIG_DIR,
+                certs_dir: CERTS_DIR,
+                address,
+                local_url,
+                curl_args,
+            },
+            docker: DOCKER,
+            firstboot_marker: FIRSTBOOT_MARKER,
+            secret_files,
+            uninstall_files,
+            material: Material {
+                http_secret,
+                generated_ssh,
+                tls,
+                stored,
+            },
+        })
+    }
+}

@@ -1,0 +1,363 @@
+//! `regbake check`: run the real consumers of each rendered file over the
+//! output directory, one line per check.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::tools::{self, Cmd};
+
+pub struct CheckOptions {
+    pub strict: bool,
+    pub require_all: bool,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "status", content = "message")]
+pub enum Outcome {
+    Passed,
+    Failed(String),
+    Skipped(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub check: String,
+    pub file: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// A validator program and the Debian/PyPI package that provides it.
+fn tool(name: &str) -> std::result::Result<PathBuf, String> {
+    let package = match name {
+        "ksvalidator" => "pip install pykickstart",
+        "visudo" => "apt-get install sudo",
+        "sshd" => "apt-get install openssh-server",
+        "shellcheck" => "apt-get install shellcheck",
+        "systemd-analyze" => "apt-get install systemd",
+        "bash" => "apt-get install bash",
+        _ => "install it",
+    };
+    tools::find(name).ok_or_else(|| format!("{name} not installed ({package})"))
+}
+
+struct Runner<'a> {
+    out: &'a Path,
+    strict: bool,
+    checks: Vec<Check>,
+}
+
+impl Runner<'_> {
+    fn rel(&self, p: &Path) -> String {
+        p.strip_prefix(self.out).unwrap_or(p).display().to_string()
+    }
+
+    /// Run `cmd` built from the tool path; pass when it exits 0 (and, when
+    /// strict and `quiet_when_ok`, prints nothing).
+    fn run(
+        &mut self,
+        check: &str,
+        file: &Path,
+        program: &str,
+        quiet_when_ok: bool,
+        build: impl FnOnce(PathBuf) -> Cmd,
+    ) {
+        let outcome = match tool(program) {
+            Err(why) => Outcome::Skipped(why),
+            Ok(path) => match tools::capture(&build(path)) {
+                Err(e) => Outcome::Failed(format!("{e:#}")),
+                Ok(c) if !c.success => Outcome::Failed(format!("{}: {}", c.status, c.message())),
+                Ok(c)
+                    if self.strict
+                        && quiet_when_ok
+                        && !(c.stderr.trim().is_empty() && c.stdout.trim().is_empty()) =>
+                {
+                    Outcome::Failed(format!("warnings (strict): {}", c.message()))
+                }
+                Ok(_) => Outcome::Passed,
+            },
+        };
+        let file = self.rel(file);
+        self.checks.push(Check {
+            check: check.to_string(),
+            file,
+            outcome,
+        });
+    }
+}
+
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = e?.path();
+        if p.is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The shell script inside the kickstart's `%post … %end`.
+pub fn kickstart_post(ks: &str) -> Option<String> {
+    let start = ks.lines().position(|l| l.starts_with("%post"))?;
+    let body: Vec<&str> = ks
+        .lines()
+        .skip(start + 1)
+        .take_while(|l| l.trim() != "%end")
+        .collect();
+    Some(format!("#!/bin/bash\n{}\n", body.join("\n")))
+}
+
+/// Run every check over `out`; prints the results and fails on any failure
+/// (and on any skip when `require_all`).
+pub fn run(out: &Path, opts: &CheckOptions) -> Result<()> {
+    let checks = run_checks(out, opts.strict)?;
+    if opts.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&checks).context("printing checks")?
+        );
+    } else {
+        for c in &checks {
+            match &c.outcome {
+                Outcome::Passed => println!("passed   {:<16} {}", c.check, c.file),
+                Outcome::Failed(m) => {
+                    println!("FAILED   {:<16} {}", c.check, c.file);
+                    for line in m.lines() {
+                        println!("         | {line}");
+                    }
+                }
+                Outcome::Skipped(m) => println!("skipped  {:<16} {} ({m})", c.check, c.file),
+            }
+        }
+    }
+    let failed = checks
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Failed(_)))
+        .count();
+    let skipped = checks
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Skipped(_)))
+        .count();
+    let passed = checks.len() - failed - skipped;
+    if !opts.json {
+        println!("{passed} passed, {failed} failed, {skipped} skipped");
+    }
+    if failed > 0 {
+        bail!("{failed} check(s) failed");
+    }
+    if opts.require_all && skipped > 0 {
+        bail!("{skipped} check(s) skipped and --require-all given");
+    }
+    Ok(())
+}
+
+pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
+    let out = &out
+        .canonicalize()
+        .with_context(|| format!("finding {}", out.display()))?;
+    let overlay = out.join("overlay");
+    let scratch = tempfile::Builder::new()
+        .prefix("regbake-check-")
+        .tempdir()
+        .context("creating a scratch dir")?;
+    let mut r = Runner {
+        out,
+        strict,
+        checks: vec![],
+    };
+
+    // Kickstart, and the shell script in its %post.
+    for ks in files_under(&out.join("kickstart"))? {
+        if ks.extension().is_some_and(|e| e == "cfg" || e == "ks") {
+            let k = ks.clone();
+            r.run("ksvalidator", &ks, "ksvalidator", false, |t| {
+                Cmd::new(t).args(["-v", "RHEL7"]).arg(k)
+            });
+            let text = std::fs::read_to_string(&ks)
+                .with_context(|| format!("reading {}", ks.display()))?;
+            if let Some(post) = kickstart_post(&text) {
+                let name = ks
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let p = scratch.path().join(format!("{name}.post.sh"));
+                std::fs::write(&p, post).context("writing the %post script")?;
+                let p2 = p.clone();
+                r.run("bash -n", &ks, "bash", false, |t| {
+                    Cmd::new(t).arg("-n").arg(p2)
+                });
+                r.run("shellcheck", &ks, "shellcheck", false, |t| {
+                    shellcheck(t, strict).arg(p)
+                });
+            }
+        }
+    }
+
+    // sudoers
+    for f in files_under(&overlay.join("etc/sudoers.d"))? {
+        let f2 = f.clone();
+        r.run("visudo", &f, "visudo", false, |t| {
+            Cmd::new(t).args(["-c", "-f"]).arg(f2)
+        });
+    }
+
+    // sshd_config: needs a host key and the privilege separation directory.
+    let sshd_config = overlay.join("etc/ssh/sshd_config");
+    if sshd_config.is_file() {
+        let key = scratch.path().join("ssh_host_ed25519_key");
+        let pair = crate::secrets::generate_ssh_key("regbake-check")?;
+        write_private(&key, pair.private_openssh.as_bytes())?;
+        // sshd -t refuses to run without it; harmless to create.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let cfg = sshd_config.clone();
+        r.run("sshd -t", &sshd_config, "sshd", true, |t| {
+            Cmd::new(t).arg("-t").arg("-f").arg(cfg).arg("-h").arg(key)
+        });
+    }
+
+    // Shell scripts.
+    for script in files_under(&overlay.join("usr/local/sbin"))? {
+        let s = script.clone();
+        r.run("bash -n", &script, "bash", false, |t| {
+            Cmd::new(t).arg("-n").arg(s)
+        });
+        let s = script.clone();
+        r.run("shellcheck", &script, "shellcheck", false, |t| {
+            shellcheck(t, strict).arg(s)
+        });
+    }
+
+    // systemd units (and docker's drop-ins, on a stub docker.service).
+    let units = files_under(&overlay.join("etc/systemd/system"))?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "service"))
+        .collect::<Vec<_>>();
+    if !units.is_empty() {
+        let stub = prepare_unit_stubs(scratch.path(), &overlay)?;
+        for unit in &units {
+            let copy = stub.dir.join(unit.file_name().context("unit file name")?);
+            let text = std::fs::read_to_string(unit)
+                .with_context(|| format!("reading {}", unit.display()))?;
+            std::fs::write(&copy, stub.rewrite(&text)).context("writing a unit copy")?;
+            let unit_path = stub.dir.display().to_string();
+            r.run("systemd-analyze", unit, "systemd-analyze", false, |t| {
+                Cmd::new(t)
+                    .args(["verify", "--man=no"])
+                    .arg(&copy)
+                    .env("SYSTEMD_UNIT_PATH", format!("{unit_path}:"))
+            });
+        }
+        let dropins = overlay.join("etc/systemd/system/docker.service.d");
+        if dropins.is_dir() {
+            let unit_path = stub.dir.display().to_string();
+            let docker = stub.dir.join("docker.service");
+            r.run("systemd-analyze", &dropins, "systemd-analyze", false, |t| {
+                Cmd::new(t)
+                    .args(["verify", "--man=no"])
+                    .arg(docker)
+                    .env("SYSTEMD_UNIT_PATH", format!("{unit_path}:"))
+            });
+        }
+    }
+
+    Ok(r.checks)
+}
+
+fn shellcheck(tool: PathBuf, strict: bool) -> Cmd {
+    Cmd::new(tool).args([
+        "--shell=bash",
+        if strict {
+            "--severity=style"
+        } else {
+            "--severity=warning"
+        },
+    ])
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// `systemd-analyze verify` needs every referenced unit to exist and every
+/// `Exec*` path to be executable. The appliance's `/usr/bin/docker` is absent
+/// here, so the units are verified as copies whose docker path alone points at
+/// a stub script, next to a stub `docker.service`; paths of overlay programs
+/// point at the rendered overlay.
+struct UnitStubs {
+    dir: PathBuf,
+    docker: PathBuf,
+    overlay: PathBuf,
+}
+
+impl UnitStubs {
+    fn rewrite(&self, unit: &str) -> String {
+        unit.replace(crate::appliance::DOCKER, &self.docker.display().to_string())
+            .replace(
+                "/usr/local/sbin/",
+                &format!("{}/usr/local/sbin/", self.overlay.display()),
+            )
+    }
+}
+
+fn prepare_unit_stubs(scratch: &Path, overlay: &Path) -> Result<UnitStubs> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch.join("units");
+    std::fs::create_dir_all(&dir).context("creating the unit stub dir")?;
+    let docker = scratch.join("docker-stub");
+    std::fs::write(&docker, "#!/bin/sh\nexit 0\n").context("writing the docker stub")?;
+    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755))
+        .context("chmod the docker stub")?;
+    std::fs::write(
+        dir.join("docker.service"),
+        format!(
+            "[Unit]\nDescription=stub docker.service for regbake check\n\n[Service]\nExecStart={}\n",
+            docker.display()
+        ),
+    )
+    .context("writing the docker.service stub")?;
+    let dropins = overlay.join("etc/systemd/system/docker.service.d");
+    if dropins.is_dir() {
+        let dest = dir.join("docker.service.d");
+        std::fs::create_dir_all(&dest).context("creating the drop-in dir")?;
+        for f in files_under(&dropins)? {
+            std::fs::copy(&f, dest.join(f.file_name().context("drop-in name")?))
+                .context("copying a drop-in")?;
+        }
+    }
+    Ok(UnitStubs {
+        dir,
+        docker,
+        overlay: overlay.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn post_is_extracted() {
+        let ks = "text\n%post --log=/x\necho hi\n%end\n";
+        assert_eq!(
+            kickstart_post(ks).as_deref(),
+            Some("#!/bin/bash\necho hi\n")
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! Command-line types (clap derive). Converted to plain option structs at the
+//! edge so the library does not depend on clap's types.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "regbake",
+    version,
+    about = "Bake ready-to-run Docker registry appliances (CentOS 7) from one config file",
+    help_expected = true
+)]
+pub struct Cli {
+    /// Config file [default: ./regbake.toml, else the embedded defaults]
+    #[arg(short, long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Output directory
+    #[arg(short, long, global = true, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+
+    /// Show every external command and more detail
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Print external commands instead of running them
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented regbake.toml with the defaults
+    Init {
+        /// Overwrite an existing file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Render the overlay, kickstart and client files into the output directory
+    Render,
+    /// Render, then run every validator found on PATH over the outputs
+    Check {
+        /// Also fail on warnings (shellcheck style hints, sshd warnings)
+        #[arg(long)]
+        strict: bool,
+        /// Fail when a validator is not installed instead of skipping it
+        #[arg(long)]
+        require_all: bool,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Render the kickstart for a bare-metal install (out/kickstart/ks.cfg)
+    Kickstart,
+    /// Print the fully resolved config
+    Config,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

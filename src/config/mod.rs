@@ -1,0 +1,414 @@
+//! The typed `regbake.toml` (version 1): serde types with defaults, loading,
+//! and the separate validation pass in [`validate`].
+
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+pub(crate) use validate::check_ssh_public_key;
+pub use validate::{validate, Problem};
+
+/// The commented default config: what `regbake init` writes and what is used
+/// when no config file exists.
+pub const DEFAULT_TOML: &str = include_str!("../../examples/regbake.toml");
+
+/// Raised for anything wrong with the config itself; the CLI maps it to exit 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid config ({} problem{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, format_problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn format_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: u32,
+    #[serde(default)]
+    pub appliance: ApplianceSection,
+    #[serde(default)]
+    pub user: UserSection,
+    #[serde(default)]
+    pub ssh: SshSection,
+    #[serde(default)]
+    pub network: NetworkSection,
+    #[serde(default)]
+    pub proxy: Option<ProxySection>,
+    #[serde(default)]
+    pub repos: ReposSection,
+    #[serde(default)]
+    pub packages: PackagesSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub registry: RegistrySection,
+    #[serde(default)]
+    pub vagrant: VagrantSection,
+    #[serde(default)]
+    pub packer: PackerSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApplianceSection {
+    pub name: String,
+    pub hostname: String,
+    pub distro: Distro,
+    pub timezone: String,
+}
+
+impl Default for ApplianceSection {
+    fn default() -> Self {
+        Self {
+            name: "registry".into(),
+            hostname: "registry.local".into(),
+            distro: Distro::Centos7,
+            timezone: "UTC".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distro {
+    Centos7,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserSection {
+    pub name: String,
+    pub ssh_keys: Vec<String>,
+    pub ssh_key_files: Vec<String>,
+    pub password_hash: String,
+    pub sudo: Sudo,
+}
+
+impl Default for UserSection {
+    fn default() -> Self {
+        Self {
+            name: "ansible".into(),
+            ssh_keys: vec![],
+            ssh_key_files: vec!["~/.ssh/id_ed25519.pub".into()],
+            password_hash: String::new(),
+            sudo: Sudo::Nopasswd,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sudo {
+    Nopasswd,
+    Password,
+    None,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SshSection {
+    pub password_authentication: bool,
+    pub permit_root_login: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSection {
+    pub mode: NetworkMode,
+    /// Static IPv4 address in CIDR form, e.g. `192.0.2.10/24`.
+    pub address: String,
+    pub gateway: String,
+    pub dns: Vec<String>,
+    /// Interface for the kickstart `network` line; `link` = the first with a link.
+    pub device: String,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        Self {
+            mode: NetworkMode::Dhcp,
+            address: String::new(),
+            gateway: String::new(),
+            dns: vec![],
+            device: "link".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    Dhcp,
+    Static,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    pub http: String,
+    pub https: String,
+    pub no_proxy: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReposSection {
+    pub mirror: String,
+    pub docker_ce: String,
+}
+
+impl Default for ReposSection {
+    fn default() -> Self {
+        Self {
+            mirror: "https://vault.centos.org/7.9.2009".into(),
+            docker_ce: "https://download.docker.com/linux/centos".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PackagesSection {
+    pub extra: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    pub data_dir: String,
+    /// 0 = the data volume grows to fill the disk.
+    pub data_size_gb: u64,
+    /// Size of the root logical volume.
+    pub root_size_gb: u64,
+    /// Install target disk for the kickstart: `sda`, `vda`, `nvme0n1` or `/dev/disk/by-…/…`.
+    pub disk: String,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            data_dir: "/data/docker-registry".into(),
+            data_size_gb: 0,
+            root_size_gb: 10,
+            disk: "sda".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySection {
+    pub image: String,
+    /// 0 = the default: 5000 without TLS, 443 with TLS.
+    pub port: u32,
+    pub delete: bool,
+    pub preload: bool,
+    pub container_name: String,
+    pub tls: TlsSection,
+}
+
+impl Default for RegistrySection {
+    fn default() -> Self {
+        Self {
+            image: "registry:2".into(),
+            port: 0,
+            delete: true,
+            preload: true,
+            container_name: "registry".into(),
+            tls: TlsSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    pub mode: TlsMode,
+    /// Extra subject alternative names (DNS names or IP addresses) for `generate`.
+    pub sans: Vec<String>,
+    /// Days the generated server certificate is valid.
+    pub days: u32,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            mode: TlsMode::Off,
+            sans: vec![],
+            days: 825,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    Off,
+    Generate,
+    Files,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VagrantSection {
+    pub base_box: String,
+    pub provider: Provider,
+    pub box_name: String,
+    pub box_version: String,
+    pub memory: u32,
+    pub cpus: u32,
+    /// Host port forwarded to the registry port; 0 = the registry port.
+    pub host_port: u32,
+}
+
+impl Default for VagrantSection {
+    fn default() -> Self {
+        Self {
+            base_box: "centos/7".into(),
+            provider: Provider::Virtualbox,
+            box_name: "regbake/registry".into(),
+            box_version: "1.0.0".into(),
+            memory: 1024,
+            cpus: 2,
+            host_port: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Virtualbox,
+    Libvirt,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PackerSection {
+    pub iso_url: String,
+    pub iso_checksum: String,
+    pub builders: Vec<String>,
+}
+
+impl Default for PackerSection {
+    fn default() -> Self {
+        Self {
+            iso_url:
+                "https://vault.centos.org/7.9.2009/isos/x86_64/CentOS-7-x86_64-Minimal-2009.iso"
+                    .into(),
+            iso_checksum: "sha256:07b94e6b1a0b0260b94c83d6bb76b26bf7a310dc78d7a9c7432809fb9bc6194a"
+                .into(),
+            builders: vec!["qemu".into(), "virtualbox-iso".into()],
+        }
+    }
+}
+
+impl RegistrySection {
+    pub fn effective_port(&self) -> u16 {
+        match self.port {
+            0 if self.tls.mode == TlsMode::Off => 5000,
+            0 => 443,
+            p => u16::try_from(p).unwrap_or(5000),
+        }
+    }
+}
+
+/// Where the config came from, for messages.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Embedded,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Embedded => f.write_str("embedded defaults"),
+        }
+    }
+}
+
+/// Parse TOML text into a [`Config`]; type errors name the dotted field path.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+        path: "(toml)".into(),
+        message: e.to_string().trim().to_string(),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.message().trim().to_string();
+        ConfigError::Parse {
+            path: if path == "." {
+                "(top level)".into()
+            } else {
+                path
+            },
+            message,
+        }
+    })
+}
+
+/// Load the config: an explicit path must exist; without one, `./regbake.toml`
+/// is used when present, else the embedded defaults.
+pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Config, Source)> {
+    let (text, source) = match explicit {
+        Some(p) => (
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading config {}", p.display()))?,
+            Source::File(p.to_path_buf()),
+        ),
+        None if Path::new("regbake.toml").exists() => (
+            std::fs::read_to_string("regbake.toml").context("reading config regbake.toml")?,
+            Source::File(PathBuf::from("regbake.toml")),
+        ),
+        None => (DEFAULT_TOML.to_string(), Source::Embedded),
+    };
+    let config = parse(&text)?;
+    let problems = validate(&config);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems).into());
+    }
+    Ok((config, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_parse_and_validate() {
+        let c = parse(DEFAULT_TOML).expect("defaults parse");
+        assert!(validate(&c).is_empty(), "{:?}", validate(&c));
+        assert_eq!(c.registry.effective_port(), 5000);
+    }
+
+    #[test]
+    fn unknown_key_names_its_section() {
+        let err = parse("version = 1\n[registry]\nprot = 5000\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("registry"), "{msg}");
+        assert!(msg.contains("prot"), "{msg}");
+    }
+
+    #[test]
+    fn bad_enum_value_names_path_and_choices() {
+        let err = parse("version = 1\n[registry.tls]\nmode = \"on\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("registry.tls.mode"), "{msg}");
+        assert!(msg.contains("generate"), "{msg}");
+    }
+}

@@ -1,0 +1,124 @@
+//! regbake: one config file in, a Docker registry appliance out.
+//!
+//! The pipeline: [`config`] (parse + validate) → [`appliance::Appliance`]
+//! (resolved, with secrets from [`secrets`]) → [`render`] (an in-memory tree)
+//! → atomic write into `out/` → [`check`] (real validators).
+
+pub mod appliance;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod render;
+pub mod secrets;
+pub mod tools;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::appliance::Appliance;
+use crate::cli::{Cli, Command};
+use crate::render::{Scope, Tree};
+
+/// Options shared by every command.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: Option<PathBuf>,
+    pub out: PathBuf,
+    pub verbose: bool,
+    pub dry_run: bool,
+}
+
+/// Exit code for an error: 2 for a bad config, 1 for everything else.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if err.downcast_ref::<config::ConfigError>().is_some() {
+        2
+    } else {
+        1
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    tools::log::set_verbose(cli.verbose);
+    let opts = Options {
+        config: cli.config,
+        out: cli.out,
+        verbose: cli.verbose,
+        dry_run: cli.dry_run,
+    };
+    match cli.command {
+        Command::Init { force } => init(&opts, force),
+        Command::Render => {
+            let started = Instant::now();
+            let (_, tree) = render_to(&opts, Scope::All)?;
+            println!(
+                "rendered {} files into {} in {} ms",
+                tree.files.len(),
+                opts.out.display(),
+                started.elapsed().as_millis()
+            );
+            Ok(())
+        }
+        Command::Kickstart => {
+            render_to(&opts, Scope::Kickstart)?;
+            println!("{}", opts.out.join("kickstart/ks.cfg").display());
+            Ok(())
+        }
+        Command::Check {
+            strict,
+            require_all,
+            format,
+        } => {
+            render_to(&opts, Scope::All)?;
+            check::run(
+                &opts.out,
+                &check::CheckOptions {
+                    strict,
+                    require_all,
+                    json: format == cli::Format::Json,
+                },
+            )
+        }
+        Command::Config => {
+            let (config, source) = config::load(opts.config.as_deref())?;
+            println!("# resolved config from {source}");
+            print!(
+                "{}",
+                toml::to_string(&config).context("printing the config")?
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init(opts: &Options, force: bool) -> Result<()> {
+    let path = opts
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("regbake.toml"));
+    if path.exists() && !force {
+        bail!("{} exists; use --force to overwrite it", path.display());
+    }
+    std::fs::write(&path, config::DEFAULT_TOML)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Load and validate the config and resolve the appliance, reusing the
+/// secrets a previous render left in `out`.
+pub fn prepare(config_path: Option<&Path>, out: &Path) -> Result<Appliance> {
+    let (config, _) = config::load(config_path)?;
+    let stored = secrets::Stored::load(out).context("reading stored secrets")?;
+    Appliance::resolve(&config, stored)
+}
+
+/// Render and write into `opts.out`. Nothing is written unless the whole
+/// render succeeded.
+pub fn render_to(opts: &Options, scope: Scope) -> Result<(Appliance, Tree)> {
+    let app = prepare(opts.config.as_deref(), &opts.out)?;
+    let tree = render::render(&app, scope)?;
+    render::write(&tree, &opts.out).context("writing the output")?;
+    Ok((app, tree))
+}

@@ -1,0 +1,170 @@
+//! Quoting for each target language. Validation keeps most values inert
+//! already; these helpers make sure that whatever reaches a file is read back
+//! by its consumer as one literal value.
+
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
+};
+use serde_json::Value;
+
+/// POSIX shell word: bare when safe, else single-quoted.
+pub fn sh(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A kickstart option value: pykickstart splits lines like a POSIX shell.
+pub fn ks(s: &str) -> String {
+    sh(s)
+}
+
+/// A double-quoted JSON string, which is also a valid YAML and HCL scalar
+/// (HCL additionally needs template sequences escaped: see [`hcl`]).
+pub fn json(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// A double-quoted YAML scalar.
+pub fn yaml(s: &str) -> String {
+    json(s)
+}
+
+/// A systemd unit value in double quotes: `%` specifiers and `\`/`"` escaped.
+pub fn systemd(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%%"),
+            '\\' => out.push_str(r"\\"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A Ruby single-quoted string literal (no interpolation).
+pub fn ruby(s: &str) -> String {
+    format!("'{}'", s.replace('\\', r"\\").replace('\'', r"\'"))
+}
+
+/// An HCL quoted string: JSON escapes plus `${`/`%{` template sequences.
+pub fn hcl(s: &str) -> String {
+    json(s).replace("${", "$${").replace("%{", "%%{")
+}
+
+/// XML text or attribute content.
+pub fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Register `{{sh x}}`, `{{ks x}}`, `{{json x}}`, `{{yaml x}}`, `{{systemd x}}`,
+/// `{{ruby x}}`, `{{hcl x}}`, `{{xml x}}` and `{{concat a b …}}`.
+pub fn register(hb: &mut Handlebars<'_>) {
+    fn one(
+        name: &'static str,
+        f: fn(&str) -> String,
+    ) -> impl Fn(
+        &Helper<'_>,
+        &Handlebars<'_>,
+        &Context,
+        &mut RenderContext<'_, '_>,
+        &mut dyn Output,
+    ) -> HelperResult
+           + Send
+           + Sync {
+        move |h, _, _, _, out| {
+            let v = h
+                .param(0)
+                .ok_or(RenderErrorReason::ParamNotFoundForIndex(name, 0))?;
+            out.write(&f(&value_text(v.value())))?;
+            Ok(())
+        }
+    }
+    hb.register_helper("sh", Box::new(one("sh", sh)));
+    hb.register_helper("ks", Box::new(one("ks", ks)));
+    hb.register_helper("json", Box::new(one("json", json)));
+    hb.register_helper("yaml", Box::new(one("yaml", yaml)));
+    hb.register_helper("systemd", Box::new(one("systemd", systemd)));
+    hb.register_helper("ruby", Box::new(one("ruby", ruby)));
+    hb.register_helper("hcl", Box::new(one("hcl", hcl)));
+    hb.register_helper("xml", Box::new(one("xml", xml)));
+    hb.register_helper(
+        "concat",
+        Box::new(
+            |h: &Helper<'_>,
+             _: &Handlebars<'_>,
+             _: &Context,
+             _: &mut RenderContext<'_, '_>,
+             out: &mut dyn Output|
+             -> HelperResult {
+                let s: String = h.params().iter().map(|p| value_text(p.value())).collect();
+                out.write(&s)?;
+                Ok(())
+            },
+        ),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_is_inert() {
+        assert_eq!(sh("plain-word_1.2"), "plain-word_1.2");
+        assert_eq!(sh(""), "''");
+        assert_eq!(sh("a b"), "'a b'");
+        assert_eq!(sh("it's $(id)`x`;\n"), "'it'\\''s $(id)`x`;\n'");
+        assert_eq!(sh("$6$salt$hash"), "'$6$salt$hash'");
+    }
+
+    #[test]
+    fn shell_quoting_round_trips_through_sh() {
+        for s in [
+            "a b",
+            "it's",
+            "$(touch /tmp/x)",
+            "`id`",
+            "a;b",
+            "x\ny",
+            "\\",
+            "\"q\"",
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh(s)))
+                .output()
+                .expect("sh runs");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s);
+        }
+    }
+
+    #[test]
+    fn other_languages() {
+        assert_eq!(systemd("a%b\"c\\"), r#""a%%b\"c\\""#);
+        assert_eq!(ruby(r"it's \"), r"'it\'s \\'");
+        assert_eq!(hcl("${x} %{y}\n"), r#""$${x} %%{y}\n""#);
+        assert_eq!(yaml("a: b\n"), r#""a: b\n""#);
+        assert_eq!(xml("<a&'\">"), "&lt;a&amp;&apos;&quot;&gt;");
+    }
+}

@@ -1,0 +1,191 @@
+//! The one runner for external programs: finds them on `PATH`, logs the full
+//! command line, keeps their output in a log file when asked, and puts the
+//! exit status and the tail of stderr into its errors.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// Look a program up on `PATH`.
+pub fn find(program: &str) -> Option<PathBuf> {
+    which::which(program).ok()
+}
+
+/// A command line to run: program, arguments, extra environment, directory.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    pub dir: Option<PathBuf>,
+}
+
+impl Cmd {
+    pub fn new(program: impl Into<OsString>) -> Self {
+        Self {
+            program: program.into(),
+            args: vec![],
+            env: vec![],
+            dir: None,
+        }
+    }
+
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, k: impl Into<OsString>, v: impl Into<OsString>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn dir(mut self, d: impl Into<PathBuf>) -> Self {
+        self.dir = Some(d.into());
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        if let Some(d) = &self.dir {
+            c.current_dir(d);
+        }
+        c
+    }
+}
+
+impl fmt::Display for Cmd {
+    /// The command line as a shell would take it back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let quote = |s: &OsString| {
+            let s = s.to_string_lossy();
+            shlex::try_quote(&s).map_or_else(|_| format!("{s:?}"), |q| q.into_owned())
+        };
+        let mut parts: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), quote(v)))
+            .collect();
+        parts.push(quote(&self.program));
+        parts.extend(self.args.iter().map(quote));
+        f.write_str(&parts.join(" "))
+    }
+}
+
+/// What a finished command left behind.
+#[derive(Debug)]
+pub struct Captured {
+    pub success: bool,
+    pub status: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Captured {
+    /// stderr, or stdout when stderr is empty, trimmed to its last lines.
+    pub fn message(&self) -> String {
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        tail(text, 12)
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Run to completion with output captured, whatever the exit status.
+pub fn capture(cmd: &Cmd) -> Result<Captured> {
+    log::debug(&format!("running: {cmd}"));
+    let out = cmd
+        .command()
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {cmd}"))?;
+    Ok(Captured {
+        success: out.status.success(),
+        status: out.status.to_string(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Run and require success; the error names the command, its status and the
+/// tail of what it printed. With `log`, the command line and all output are
+/// written there too.
+pub fn run(cmd: &Cmd, log: Option<&Path>) -> Result<Captured> {
+    let c = capture(cmd)?;
+    if let Some(path) = log {
+        let mut f = std::fs::File::create(path)
+            .with_context(|| format!("creating log {}", path.display()))?;
+        writeln!(f, "$ {cmd}\n{}{}\n# {}", c.stdout, c.stderr, c.status)
+            .with_context(|| format!("writing log {}", path.display()))?;
+    }
+    if !c.success {
+        bail!("command failed ({}): {cmd}\n{}", c.status, c.message());
+    }
+    Ok(c)
+}
+
+/// Diagnostics to stderr; `-v` turns on the debug lines.
+pub mod log {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+    pub fn set_verbose(v: bool) {
+        VERBOSE.store(v, Ordering::Relaxed);
+    }
+
+    pub fn debug(msg: &str) {
+        if VERBOSE.load(Ordering::Relaxed) {
+            eprintln!("regbake: {msg}");
+        }
+    }
+
+    pub fn note(msg: &str) {
+        eprintln!("regbake: {msg}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_for_the_shell() {
+        let c = Cmd::new("echo").arg("a b").arg("it's").env("X", "1 2");
+        assert_eq!(c.to_string(), "X='1 2' echo 'a b' \"it's\"");
+    }
+
+    #[test]
+    fn failure_names_command_and_status() {
+        let err = run(&Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"]), None).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("sh -c"), "{msg}");
+        assert!(msg.contains("exit status: 3"), "{msg}");
+        assert!(msg.contains("boom"), "{msg}");
+    }
+}

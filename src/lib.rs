@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod render;
 pub mod secrets;
+pub mod steps;
 pub mod tools;
 
 use std::path::{Path, PathBuf};

@@ -58,7 +58,8 @@ impl Cmd {
         self
     }
 
-    fn command(&self) -> Command {
+    /// The std `Command` for this command line.
+    pub fn to_command(&self) -> Command {
         let mut c = Command::new(&self.program);
         c.args(&self.args);
         for (k, v) in &self.env {
@@ -120,7 +121,7 @@ pub fn tail(text: &str, n: usize) -> String {
 pub fn capture(cmd: &Cmd) -> Result<Captured> {
     log::debug(&format!("running: {cmd}"));
     let out = cmd
-        .command()
+        .to_command()
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("starting {cmd}"))?;

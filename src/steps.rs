@@ -1,0 +1,243 @@
+//! Long-running bakes as a straight list of named steps: each shows a spinner
+//! with its name and elapsed time, streams the tool's output into
+//! `out/logs/NN-step.log`, and fails with the command, its exit status and
+//! the last lines of its log. Ctrl-C stops the running tool (SIGINT) and the
+//! step fails as "interrupted" so callers run their cleanup.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::tools::Cmd;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static HANDLER: std::sync::Once = std::sync::Once::new();
+
+/// Whether Ctrl-C was pressed since the steps started.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+fn install_handler() {
+    HANDLER.call_once(|| {
+        // If a handler cannot be installed, Ctrl-C simply ends regbake.
+        let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    });
+}
+
+pub struct Steps {
+    log_dir: PathBuf,
+    dry_run: bool,
+    count: usize,
+    /// Commands run (or printed, with dry-run), in order.
+    pub history: Vec<String>,
+}
+
+/// A step's failure, for callers that decide about cleanup.
+#[derive(Debug, thiserror::Error)]
+#[error("step {name} failed ({status}): {command}\n{tail}\nfull log: {log}")]
+pub struct StepError {
+    pub name: String,
+    pub command: String,
+    pub status: String,
+    pub tail: String,
+    pub log: String,
+}
+
+impl Steps {
+    pub fn new(out: &Path, dry_run: bool) -> Result<Self> {
+        let log_dir = out.join("logs");
+        if !dry_run {
+            std::fs::create_dir_all(&log_dir)
+                .with_context(|| format!("creating {}", log_dir.display()))?;
+        }
+        install_handler();
+        Ok(Self {
+            log_dir,
+            dry_run,
+            count: 0,
+            history: vec![],
+        })
+    }
+
+    pub fn run(&mut self, name: &str, cmd: &Cmd) -> Result<()> {
+        self.run_with(name, cmd, &mut |_| None)
+    }
+
+    /// Run a step; `on_line` sees every output line and may return a new
+    /// status message for the spinner (e.g. Packer's current phase).
+    pub fn run_with(
+        &mut self,
+        name: &str,
+        cmd: &Cmd,
+        on_line: &mut dyn FnMut(&str) -> Option<String>,
+    ) -> Result<()> {
+        self.count += 1;
+        let n = self.count;
+        self.history.push(cmd.to_string());
+        if self.dry_run {
+            println!("[{n:02}] {name}: {cmd}");
+            return Ok(());
+        }
+        if interrupted() {
+            return Err(anyhow!("interrupted before step {name}"));
+        }
+        let log_path = self.log_dir.join(format!("{n:02}-{}.log", slug(name)));
+        let mut log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        writeln!(log, "$ {cmd}").context("writing the step log")?;
+
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{prefix}] {elapsed:>4} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(format!("{n:02} {name}"));
+        if bar.is_hidden() {
+            eprintln!("==> [{n:02}] {name}: {cmd}");
+        }
+        let started = Instant::now();
+
+        let mut child = cmd
+            .to_command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {cmd}"))?;
+        let (tx, rx) = mpsc::channel::<String>();
+        let mut readers = vec![];
+        if let Some(out) = child.stdout.take() {
+            let tx = tx.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            }));
+        }
+        if let Some(err) = child.stderr.take() {
+            let tx = tx.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            }));
+        }
+        drop(tx);
+
+        let mut tail: Vec<String> = vec![];
+        let mut signalled = false;
+        let status = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    writeln!(log, "{line}").context("writing the step log")?;
+                    if let Some(msg) = on_line(&line) {
+                        if bar.is_hidden() {
+                            eprintln!("    {msg}");
+                        }
+                        bar.set_message(msg);
+                    }
+                    tail.push(line);
+                    if tail.len() > 20 {
+                        tail.remove(0);
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => bar.tick(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {}
+            }
+            if interrupted() && !signalled {
+                signalled = true;
+                // SAFETY: kill(2) with the pid of our own child process.
+                unsafe {
+                    libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+                }
+            }
+            if let Some(st) = child.try_wait().context("waiting for the step")? {
+                // Drain what the readers still hold.
+                for line in rx.iter() {
+                    writeln!(log, "{line}").context("writing the step log")?;
+                    tail.push(line);
+                }
+                break st;
+            }
+        };
+        for r in readers {
+            let _ = r.join();
+        }
+        let elapsed = started.elapsed();
+        bar.finish_and_clear();
+        writeln!(log, "# {status} after {:.1}s", elapsed.as_secs_f64())
+            .context("writing the step log")?;
+        if status.success() && !interrupted() {
+            eprintln!("    [{n:02}] {name} done in {:.1}s", elapsed.as_secs_f64());
+            return Ok(());
+        }
+        let status = if interrupted() {
+            "interrupted".to_string()
+        } else {
+            status.to_string()
+        };
+        let tail = tail[tail.len().saturating_sub(10)..].join("\n");
+        Err(StepError {
+            name: name.to_string(),
+            command: cmd.to_string(),
+            status,
+            tail,
+            log: log_path.display().to_string(),
+        }
+        .into())
+    }
+}
+
+fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_and_failure_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut steps = Steps::new(dir.path(), false).expect("steps");
+        steps
+            .run("say hello", &Cmd::new("sh").args(["-c", "echo hello; echo warn >&2"]))
+            .expect("step runs");
+        let log = std::fs::read_to_string(dir.path().join("logs/01-say-hello.log")).expect("log");
+        assert!(log.starts_with("$ sh -c"), "{log}");
+        assert!(log.contains("hello") && log.contains("warn"), "{log}");
+
+        let err = steps
+            .run("fail", &Cmd::new("sh").args(["-c", "echo last words; exit 4"]))
+            .unwrap_err();
+        let e = err.downcast_ref::<StepError>().expect("a StepError");
+        assert_eq!(e.name, "fail");
+        assert!(e.status.contains('4'), "{}", e.status);
+        assert!(e.tail.contains("last words"));
+        assert!(e.log.ends_with("02-fail.log"));
+    }
+
+    #[test]
+    fn phases_reach_the_callback() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut steps = Steps::new(dir.path(), false).expect("steps");
+        let mut seen = vec![];
+        steps
+            .run_with("phases", &Cmd::new("printf").arg("a\\nb\\n"), &mut |l| {
+                seen.push(l.to_string());
+                None
+            })
+            .expect("runs");
+        assert_eq!(seen, ["a", "b"]);
+    }
+}

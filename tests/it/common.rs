@@ -1,0 +1,155 @@
+//! A small builder for running the real binary in a temp dir.
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_regbake");
+
+/// Whether a validator tool is installed. Missing: a failure when
+/// `REGBAKE_REQUIRE_TOOLS=1` (CI), else a skip with a printed reason.
+pub fn require_tool(name: &str) -> bool {
+    if which::which(name).is_ok() {
+        return true;
+    }
+    if std::env::var("REGBAKE_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!("{name} is required (REGBAKE_REQUIRE_TOOLS=1) but not installed");
+    }
+    eprintln!("SKIPPED: {name} is not installed");
+    false
+}
+
+/// The repository root (for fixtures and committed outputs).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Default for Test {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Test {
+    /// A fresh temp dir with an empty `home/` (HOME) and `bin/` (first on PATH).
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("regbake-it-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("home")).expect("home");
+        std::fs::create_dir_all(dir.path().join("bin")).expect("bin");
+        Self {
+            dir,
+            args: vec![],
+            env: vec![],
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Write `regbake.toml` in the working directory.
+    pub fn config(self, toml: &str) -> Self {
+        self.file("regbake.toml", toml)
+    }
+
+    pub fn file(self, rel: &str, content: &str) -> Self {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("write file");
+        self
+    }
+
+    /// An executable script `bin/NAME`, first on PATH.
+    pub fn stub(self, name: &str, script: &str) -> Self {
+        let p = self.path().join("bin").join(name);
+        std::fs::write(&p, script).expect("write stub");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn run(&self) -> Output {
+        let path = format!(
+            "{}:{}",
+            self.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new(BIN);
+        cmd.args(&self.args)
+            .current_dir(self.path())
+            .env("HOME", self.path().join("home"))
+            .env("PATH", path)
+            .env_remove("REGBAKE_ROOT");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run regbake");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Run and require exit 0.
+    pub fn success(&self) -> Output {
+        let o = self.run();
+        assert_eq!(
+            o.code, 0,
+            "regbake {:?} failed\nstdout:\n{}\nstderr:\n{}",
+            self.args, o.stdout, o.stderr
+        );
+        o
+    }
+
+    /// Run and require exit `code`.
+    pub fn failure(&self, code: i32) -> Output {
+        let o = self.run();
+        assert_eq!(
+            o.code, code,
+            "regbake {:?}: expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.args, o.stdout, o.stderr
+        );
+        assert!(!o.stderr.contains("panicked"), "panic: {}", o.stderr);
+        o
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel))
+            .unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+    }
+
+    pub fn mode(&self, rel: &str) -> u32 {
+        std::fs::metadata(self.path().join(rel))
+            .unwrap_or_else(|e| panic!("stat {rel}: {e}"))
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+}

@@ -8,6 +8,7 @@ pub mod appliance;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod registry;
 pub mod render;
 pub mod secrets;
 pub mod steps;

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::{Config, ConfigError, NetworkMode, Problem, Sudo};
-pub use crate::registry::{Registry, CA_ANCHOR, CERTS_DIR};
 use crate::registry::RegistryMaterial;
+pub use crate::registry::{Registry, CA_ANCHOR, CERTS_DIR};
 use crate::secrets::{SshKeyPair, Stored};
 use crate::tools::log;
 

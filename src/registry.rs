@@ -110,7 +110,9 @@ fn env_secret(field: &str, var: &str) -> Result<String> {
         Err(_) => Err(problem(
             field,
             var,
-            format!("environment variable {var} is not set (it must hold the secret at render time)"),
+            format!(
+                "environment variable {var} is not set (it must hold the secret at render time)"
+            ),
         )),
     }
 }

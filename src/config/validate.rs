@@ -406,7 +406,12 @@ fn validate_registry(c: &Config, p: &mut Problems) {
                 ("registry.tls.key", &r.tls.key),
                 ("registry.tls.ca", &r.tls.ca),
             ] {
-                p.check(v.is_empty(), field, v, "only used with tls.mode = \"files\"");
+                p.check(
+                    v.is_empty(),
+                    field,
+                    v,
+                    "only used with tls.mode = \"files\"",
+                );
             }
         }
     }
@@ -425,13 +430,19 @@ fn validate_registry(c: &Config, p: &mut Problems) {
         p.check(
             !u.name.is_empty()
                 && u.name.len() <= 64
-                && u.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)),
+                && u.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)),
             format!("{base}.name"),
             &u.name,
             "expected a user name of letters, digits and . _ - @",
         );
         if !seen.insert(u.name.clone()) {
-            p.push(format!("{base}.name"), &u.name, "expected each user name once");
+            p.push(
+                format!("{base}.name"),
+                &u.name,
+                "expected each user name once",
+            );
         }
         match (u.password_hash.is_empty(), u.password_env.is_empty()) {
             (false, true) => p.check(
@@ -466,7 +477,9 @@ fn validate_registry(c: &Config, p: &mut Problems) {
         p.check(
             !s.region.is_empty()
                 && s.region.len() <= 32
-                && s.region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                && s.region
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-'),
             "registry.storage.region",
             &s.region,
             "expected a region such as us-east-1 (any value the endpoint accepts for MinIO/Ceph)",
@@ -505,7 +518,12 @@ fn validate_registry(c: &Config, p: &mut Problems) {
             ("registry.storage.secret_key_env", &s.secret_key_env),
             ("registry.storage.root_directory", &s.root_directory),
         ] {
-            p.check(v.is_empty(), field, v, "only used with registry.storage.backend = \"s3\"");
+            p.check(
+                v.is_empty(),
+                field,
+                v,
+                "only used with registry.storage.backend = \"s3\"",
+            );
         }
     }
 
@@ -559,14 +577,16 @@ fn is_key_prefix(s: &str) -> bool {
                 !x.is_empty()
                     && x != ".."
                     && x != "."
-                    && x.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                    && x.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
             })
     })
 }
 
 fn is_bucket(s: &str) -> bool {
     (3..=63).contains(&s.len())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
@@ -578,7 +598,9 @@ pub(crate) fn is_bcrypt(s: &str) -> bool {
         && b[4].is_ascii_digit()
         && b[5].is_ascii_digit()
         && b[6] == b'$'
-        && s[7..].chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '/')
+        && s[7..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '/')
 }
 
 fn is_name(s: &str) -> bool {

@@ -141,7 +141,13 @@ pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
 fn client_files(app: &Appliance) -> Tree {
     let mut t = Tree::default();
     let addr = &app.registry.address;
-    match app.material.registry.tls.as_ref().and_then(|t| t.ca.as_ref()) {
+    match app
+        .material
+        .registry
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca.as_ref())
+    {
         Some(ca) => {
             t.add(format!("certs.d/{addr}/ca.crt"), ca.clone(), 0o644);
             t.add(

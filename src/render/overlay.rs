@@ -121,7 +121,11 @@ pub fn render(hb: &Handlebars<'_>, app: &Appliance) -> Result<Tree> {
         }
     }
     if let Some(h) = &app.material.registry.htpasswd {
-        t.add(app.registry.htpasswd_path.trim_start_matches('/'), h.clone(), 0o600);
+        t.add(
+            app.registry.htpasswd_path.trim_start_matches('/'),
+            h.clone(),
+            0o600,
+        );
     }
     Ok(t)
 }

@@ -4,6 +4,7 @@
 mod common;
 mod config;
 mod golden;
+mod readme;
 mod registry;
 mod render;
 mod scripts;

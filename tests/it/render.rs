@@ -169,3 +169,22 @@ fn check_reports_a_broken_file() {
         "{visudo:?}"
     );
 }
+
+#[test]
+fn check_json_lists_every_check() {
+    let t = Test::new().args(&["check", "--format", "json"]);
+    let o = t.run();
+    let checks: serde_json::Value = serde_json::from_str(&o.stdout).expect("json output");
+    let checks = checks.as_array().expect("an array");
+    assert!(checks.len() >= 12, "{checks:?}");
+    for c in checks {
+        let status = c["status"].as_str().expect("status");
+        assert!(["passed", "failed", "skipped"].contains(&status), "{c}");
+        assert!(c["check"].is_string() && c["file"].is_string(), "{c}");
+    }
+    let units = checks
+        .iter()
+        .filter(|c| c["check"] == "systemd-analyze")
+        .count();
+    assert_eq!(units, 2, "both units verified");
+}

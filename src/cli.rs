@@ -59,6 +59,18 @@ pub enum Command {
     Kickstart,
     /// Print the fully resolved config
     Config,
+    /// Bake the appliance with Vagrant, package it as a box, catalog and import it
+    Vagrant {
+        /// Only render out/vagrant/Vagrantfile (and the overlay it installs)
+        #[arg(long)]
+        render_only: bool,
+        /// Do not `vagrant box add` the baked box
+        #[arg(long)]
+        no_import: bool,
+        /// Keep the build VM (also after a failure)
+        #[arg(long)]
+        keep_vm: bool,
+    },
     /// Vagrant box files: pack a disk into a .box plus the catalog JSON
     #[command(subcommand)]
     Box(BoxCommand),

@@ -13,6 +13,7 @@ pub mod render;
 pub mod secrets;
 pub mod steps;
 pub mod tools;
+pub mod vagrant;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -106,6 +107,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )
         }
+        Command::Vagrant {
+            render_only,
+            no_import,
+            keep_vm,
+        } => vagrant::run(
+            &opts,
+            &vagrant::VagrantOptions {
+                render_only,
+                no_import,
+                keep_vm,
+            },
+        ),
         Command::Config => {
             let (config, source) = config::load(opts.config.as_deref())?;
             println!("# resolved config from {source}");

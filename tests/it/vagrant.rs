@@ -273,6 +273,9 @@ if [ "${STUB_FAIL_AT:-}" = "$1" ]; then
   echo "stub failure in $1" >&2
   exit 3
 fi
+if [ "$1" = box ] && [ -n "${REAL_VAGRANT:-}" ]; then
+  exec "$REAL_VAGRANT" "$@"
+fi
 case "$1" in
   up) mkdir -p "$VAGRANT_DOTFILE_PATH/machines/default/$3" && echo 1234 > "$VAGRANT_DOTFILE_PATH/machines/default/$3/id" ;;
   destroy) rm -rf "$VAGRANT_DOTFILE_PATH/machines" ;;
@@ -413,6 +416,38 @@ fn libvirt_bake_packs_the_flattened_disk() {
     let catalog = t.read("out/box/regbake-registry.json");
     assert!(catalog.contains("\"libvirt\""), "{catalog}");
     assert!(t.path().join("out/logs/05-find-vm-disk.log").is_file());
+}
+
+/// The import step with the real `vagrant box add` (throwaway VAGRANT_HOME)
+/// on the box and catalog the libvirt path produced from a stub VM disk.
+#[test]
+fn libvirt_bake_imports_the_box_with_real_vagrant() {
+    if !(require_tool("qemu-img") && require_tool("vagrant")) {
+        return;
+    }
+    let t = stubbed("libvirt");
+    let home = t.path().join("vagrant-home");
+    std::fs::create_dir_all(&home).expect("vagrant home");
+    if !libvirt_plugin_installed(&home) {
+        return;
+    }
+    let real = which::which("vagrant")
+        .expect("vagrant")
+        .display()
+        .to_string();
+    let t = t
+        .env("REAL_VAGRANT", &real)
+        .env("VAGRANT_HOME", &home.display().to_string())
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .args(&["vagrant"]);
+    t.success();
+    let list = Command::new("vagrant")
+        .args(["box", "list"])
+        .env("VAGRANT_HOME", &home)
+        .output()
+        .expect("vagrant box list");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("regbake/registry (libvirt, 1.0.0)"), "{list}");
 }
 
 #[test]

@@ -620,3 +620,24 @@ fn render_only_and_dry_run_run_nothing() {
     assert!(printed[0].contains("vagrant up --provider virtualbox"));
     assert!(printed[5].contains("vagrant destroy -f"));
 }
+
+#[test]
+fn a_kept_vm_is_destroyed_before_the_next_bake() {
+    let t = stubbed("virtualbox").args(&["vagrant", "--keep-vm", "--no-import"]);
+    t.success();
+    assert!(t
+        .path()
+        .join("out/.vagrant/machines/default/virtualbox/id")
+        .is_file());
+    let t = t.args(&["vagrant", "--no-import"]);
+    t.success();
+    let calls = calls(&t);
+    // First bake: up … package, no destroy; second: destroy the kept VM first.
+    assert_eq!(calls[4], "vagrant destroy -f", "{calls:?}");
+    assert_eq!(calls[5], "vagrant up --provider virtualbox", "{calls:?}");
+    assert_eq!(calls.last().map(String::as_str), Some("vagrant destroy -f"));
+    assert!(t
+        .path()
+        .join("out/logs/01-destroy-previous-build-vm.log")
+        .is_file());
+}

@@ -309,6 +309,7 @@ fn virtualbox_box_from_ovf_and_vmdk_imports() {
         list.contains("regbake/registry (virtualbox, 2.0.0)"),
         "{list}"
     );
+    validate_with_box(&t, "virtualbox", "2.0.0");
     let dir = t
         .path()
         .join("vagrant.d/boxes/regbake-VAGRANTSLASH-registry/2.0.0/virtualbox");

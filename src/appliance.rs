@@ -50,6 +50,7 @@ pub struct Appliance {
     pub secret_files: Vec<String>,
     /// Files `regbake-uninstall` removes besides the units and firstboot.
     pub uninstall_files: Vec<String>,
+    pub vagrant: Vagrant,
     #[serde(skip)]
     pub material: Material,
 }
@@ -128,6 +129,25 @@ pub struct Storage {
     pub root_size_mb: u64,
     pub data_grow: bool,
     pub data_size_mb: u64,
+}
+
+/// The Vagrant bake: `[vagrant]` resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct Vagrant {
+    pub base_box: String,
+    /// `virtualbox` or `libvirt`, as `vagrant up --provider` takes it.
+    pub provider: String,
+    pub libvirt: bool,
+    pub box_name: String,
+    pub box_version: String,
+    pub memory: u32,
+    pub cpus: u32,
+    /// The host side of the registry port forward (0 resolved).
+    pub host_port: u16,
+    /// vagrant-libvirt names the build domain `PREFIX` + `default`, and its
+    /// disk volume `DOMAIN.img`.
+    pub libvirt_prefix: String,
+    pub libvirt_domain: String,
 }
 
 /// Key material that becomes files (in the overlay and in `out/`).
@@ -338,11 +358,33 @@ impl Appliance {
             firstboot_marker: FIRSTBOOT_MARKER,
             secret_files,
             uninstall_files,
+            vagrant: resolve_vagrant(c, c.registry.effective_port()),
             material: Material {
                 generated_ssh,
                 registry: reg_material,
                 stored,
             },
         })
+    }
+}
+
+fn resolve_vagrant(c: &Config, registry_port: u16) -> Vagrant {
+    let v = &c.vagrant;
+    let libvirt = v.provider == crate::config::Provider::Libvirt;
+    let libvirt_prefix = format!("{}-bake-", c.appliance.name);
+    Vagrant {
+        base_box: v.base_box.clone(),
+        provider: if libvirt { "libvirt" } else { "virtualbox" }.into(),
+        libvirt,
+        box_name: v.box_name.clone(),
+        box_version: v.box_version.clone(),
+        memory: v.memory,
+        cpus: v.cpus,
+        host_port: match u16::try_from(v.host_port) {
+            Ok(0) | Err(_) => registry_port,
+            Ok(p) => p,
+        },
+        libvirt_domain: format!("{libvirt_prefix}default"),
+        libvirt_prefix,
     }
 }

@@ -4,6 +4,7 @@
 pub mod escape;
 pub mod kickstart;
 pub mod overlay;
+pub mod vagrant;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -41,6 +42,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "overlay/usr/local/sbin/regbake-uninstall",
     "overlay/etc/firewalld/zones/public.xml",
     "kickstart/ks.cfg",
+    "vagrant/Vagrantfile",
 ];
 
 /// Handlebars in strict mode, HTML escaping off: quoting is done per target
@@ -129,6 +131,7 @@ pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
     if scope == Scope::All {
         tree.graft("overlay", &overlay);
         tree.add("overlay.tar.gz", tarball, 0o600);
+        tree.add(vagrant::PATH, vagrant::render(&hb, app)?, 0o644);
         for (p, e) in client_files(app).files {
             tree.files.insert(format!("client/{p}"), e);
         }

@@ -175,6 +175,11 @@ fn install_firstboot_uninstall_are_idempotent_and_keep_data() {
         "link -> /data/docker-registry/registry"
     );
     assert!(first["home/ops/.ssh"].starts_with("dir 700"));
+    assert!(first["home/ops"].starts_with("dir 700"));
+    assert!(
+        calls.contains("chown -R ops: "),
+        "home not given to the user:\n{calls}"
+    );
     assert!(first["etc/docker/registry/config.yml"].starts_with("file 600"));
     assert!(first["opt/docker/certs/registry.key"].starts_with("file 600"));
     assert!(first["etc/sudoers.d/ops"].starts_with("file 440"));

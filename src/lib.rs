@@ -8,6 +8,7 @@ pub mod appliance;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod probe;
 pub mod render;
 pub mod secrets;
 pub mod steps;
@@ -81,6 +82,20 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )
         }
+        Command::Probe(args) => probe::run(&probe::ProbeOptions {
+            url: args.url,
+            ca: args.ca,
+            insecure: args.insecure,
+            username: args.username,
+            password_env: args.password_env,
+            repo: args.repo,
+            tag: args.tag,
+            push: args.push,
+            keep: args.keep,
+            layer_size: args.layer_size,
+            save_oci: args.save_oci,
+            json: args.format == cli::Format::Json,
+        }),
         Command::Config => {
             let (config, source) = config::load(opts.config.as_deref())?;
             println!("# resolved config from {source}");

@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
-use flate2::{Compression, GzBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use ureq::http::{Response, StatusCode};
@@ -272,12 +271,14 @@ impl Image {
     pub fn build(size: u64) -> Result<Image> {
         let capacity = usize::try_from(size)
             .context("layer size too large")?
-            .saturating_add(64 * 1024);
-        // The content is pseudo-random, so compression would only cost time:
-        // stored deflate blocks keep it a valid tar+gzip layer.
-        let gz = GzBuilder::new()
-            .mtime(0)
-            .write(Vec::with_capacity(capacity), Compression::none());
+            .saturating_add(size as usize / 4096 + 64 * 1024);
+        // One pass, cache-hot: content → tar (hashed: diff_id) → gzip
+        // (hashed: layer digest) → the one buffer that is uploaded.
+        let gz = StoredGz::new(HashWriter {
+            inner: Vec::with_capacity(capacity),
+            hasher: Sha256::new(),
+        })
+        .context("writing the layer gzip")?;
         let mut tar = tar::Builder::new(HashWriter {
             inner: gz,
             hasher: Sha256::new(),
@@ -291,10 +292,15 @@ impl Image {
         header.set_gid(0);
         tar.append_data(&mut header, "regbake-probe/data", Pattern { pos: 0, size })
             .context("writing the layer tar")?;
-        let hashed = tar.into_inner().context("finishing the layer tar")?;
-        let diff_id = format!("sha256:{}", hex::encode(hashed.hasher.finalize()));
-        let layer = hashed.inner.finish().context("finishing the layer gzip")?;
-        let layer = Blob::new("layer", LAYER_TYPE, layer);
+        let tar = tar.into_inner().context("finishing the layer tar")?;
+        let diff_id = format!("sha256:{}", hex::encode(tar.hasher.finalize()));
+        let gz = tar.inner.finish().context("finishing the layer gzip")?;
+        let layer = Blob {
+            name: "layer",
+            media_type: LAYER_TYPE,
+            digest: format!("sha256:{}", hex::encode(gz.hasher.finalize())),
+            data: gz.inner,
+        };
 
         let config = serde_json::json!({
             "architecture": "amd64",
@@ -383,6 +389,79 @@ impl Read for Pattern {
         }
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+/// A gzip member made of stored (uncompressed) deflate blocks, RFC 1951
+/// §3.2.4 and RFC 1952. The layer content is pseudo-random, so compressing
+/// would only cost time, and flate2's default backend at level 0 still runs
+/// its compressor (about 4x slower than this); switching flate2's backend
+/// crate-wide would change the overlay bytes.
+struct StoredGz<W: Write> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    size: u32,
+    /// The block being filled: blocks are written once full, the last one
+    /// (with BFINAL set) at `finish`.
+    pending: Vec<u8>,
+}
+
+const STORED_MAX: usize = 65_535;
+
+impl<W: Write> StoredGz<W> {
+    fn new(mut inner: W) -> std::io::Result<Self> {
+        // Magic, CM=deflate, no flags, MTIME=0, no XFL, OS=unknown.
+        inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255])?;
+        Ok(Self {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            size: 0,
+            pending: Vec::with_capacity(STORED_MAX),
+        })
+    }
+
+    fn block(&mut self, data: &[u8], last: bool) -> std::io::Result<()> {
+        let len = u16::try_from(data.len()).map_err(std::io::Error::other)?;
+        let mut head = [0u8; 5];
+        head[0] = u8::from(last);
+        head[1..3].copy_from_slice(&len.to_le_bytes());
+        head[3..5].copy_from_slice(&(!len).to_le_bytes());
+        self.inner.write_all(&head)?;
+        self.inner.write_all(data)
+    }
+
+    fn finish(mut self) -> std::io::Result<W> {
+        let pending = std::mem::take(&mut self.pending);
+        self.block(&pending, true)?;
+        let crc = self.crc.clone().finalize();
+        self.inner.write_all(&crc.to_le_bytes())?;
+        self.inner.write_all(&self.size.to_le_bytes())?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for StoredGz<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.crc.update(buf);
+        // ISIZE is the input size modulo 2^32.
+        self.size = self.size.wrapping_add(buf.len() as u32);
+        let mut rest = buf;
+        while !rest.is_empty() {
+            if self.pending.len() == STORED_MAX {
+                let full = std::mem::take(&mut self.pending);
+                self.block(&full, false)?;
+                self.pending = full;
+                self.pending.clear();
+            }
+            let take = (STORED_MAX - self.pending.len()).min(rest.len());
+            self.pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -917,6 +996,30 @@ mod tests {
         assert_eq!(manifest["mediaType"], MANIFEST_TYPE);
         assert_eq!(manifest["layers"][0]["digest"], image.layer.digest.as_str());
         assert_eq!(manifest["config"]["size"], image.config.data.len());
+    }
+
+    #[test]
+    fn stored_gzip_is_read_back_by_flate2() {
+        for len in [0, 1, STORED_MAX - 1, STORED_MAX, STORED_MAX + 1, 3 * STORED_MAX] {
+            let mut data = vec![];
+            Pattern {
+                pos: 0,
+                size: len as u64,
+            }
+            .read_to_end(&mut data)
+            .unwrap();
+            let mut gz = StoredGz::new(Vec::new()).unwrap();
+            // Uneven writes cross the block boundaries.
+            for chunk in data.chunks(1000) {
+                gz.write_all(chunk).unwrap();
+            }
+            let bytes = gz.finish().unwrap();
+            let mut back = vec![];
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "length {len}");
+        }
     }
 
     #[test]

@@ -160,49 +160,48 @@ fn probe(opts: &ProbeOptions, report: &mut Report) -> Result<()> {
     } else {
         ""
     };
+    let with_hint = |e: anyhow::Error| anyhow!("{e:#}{hint}");
 
-    let image = report.step("build image", || {
-        let image = Image::build(opts.layer_size)?;
-        let msg = format!(
-            "layer {} ({}), manifest {}",
-            short(&image.layer.digest),
-            human(image.layer.data.len() as u64),
-            short(&image.manifest.digest)
-        );
-        Ok((image, Done::Passed(msg)))
+    let repo = &opts.repo;
+    // The layer first: the config names its digests. It is generated while
+    // it uploads, so the registry works in parallel with the generator.
+    let layer = report.step("push layer", || {
+        client
+            .push_layer(repo, opts.layer_size)
+            .map(|(layer, m)| (layer, Done::Passed(m)))
+            .map_err(with_hint)
     })?;
+    let image = Image::new(layer)?;
     if let Some(dir) = &opts.save_oci {
         report.step("save OCI layout", || {
-            image.save_oci(dir, &opts.tag)?;
+            image.save_oci(dir, &opts.tag, opts.layer_size)?;
             Ok(((), Done::Passed(dir.display().to_string())))
         })?;
     }
-
-    let repo = &opts.repo;
-    for blob in [&image.config, &image.layer] {
-        report.step(&format!("push {}", blob.name), || {
-            client
-                .push_blob(repo, blob)
-                .map(|m| ((), Done::Passed(m)))
-                .map_err(|e| anyhow!("{e:#}{hint}"))
-        })?;
-    }
+    report.step("push config", || {
+        client
+            .push_blob(repo, &image.config)
+            .map(|m| ((), Done::Passed(m)))
+            .map_err(with_hint)
+    })?;
     report.step("push manifest", || {
         client
             .push_manifest(repo, &opts.tag, &image.manifest)
             .map(|m| ((), Done::Passed(m)))
-            .map_err(|e| anyhow!("{e:#}{hint}"))
+            .map_err(with_hint)
     })?;
     report.step("pull manifest", || {
         let m = client.pull_manifest(repo, &opts.tag, &image.manifest)?;
         Ok(((), Done::Passed(m)))
     })?;
-    for blob in [&image.config, &image.layer] {
-        report.step(&format!("pull {}", blob.name), || {
-            let m = client.pull_blob(repo, blob)?;
-            Ok(((), Done::Passed(m)))
-        })?;
-    }
+    report.step("pull config", || {
+        let m = client.pull_blob(repo, "config", &image.config.digest, image.config.size())?;
+        Ok(((), Done::Passed(m)))
+    })?;
+    report.step("pull layer", || {
+        let m = client.pull_blob(repo, "layer", &image.layer.digest, image.layer.size)?;
+        Ok(((), Done::Passed(m)))
+    })?;
     report.step("delete manifest", || {
         if opts.keep {
             return Ok(((), Done::Skipped(format!("kept {repo}:{}", opts.tag))));
@@ -232,117 +231,133 @@ pub fn sha256_digest(data: &[u8]) -> String {
 // ---------------------------------------------------------------------------
 // The probe image
 
-/// A content-addressed blob held in memory once; everything else borrows it.
+/// A small in-memory blob (config, manifest).
 pub struct Blob {
-    pub name: &'static str,
     pub media_type: &'static str,
     pub digest: String,
     pub data: Vec<u8>,
 }
 
 impl Blob {
-    fn new(name: &'static str, media_type: &'static str, data: Vec<u8>) -> Self {
+    fn new(media_type: &'static str, data: Vec<u8>) -> Self {
         Self {
-            name,
             media_type,
             digest: sha256_digest(&data),
             data,
         }
     }
 
-    fn descriptor(&self) -> serde_json::Value {
-        serde_json::json!({
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": self.data.len(),
-        })
+    fn size(&self) -> u64 {
+        self.data.len() as u64
     }
 }
 
+/// What the layer pass found out: the layer is streamed, never held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// sha256 of the tar.gz blob.
+    pub digest: String,
+    /// sha256 of the uncompressed tar (the config's `rootfs.diff_ids`).
+    pub diff_id: String,
+    /// Size of the tar.gz blob.
+    pub size: u64,
+}
+
+fn descriptor(media_type: &str, digest: &str, size: u64) -> serde_json::Value {
+    serde_json::json!({ "mediaType": media_type, "digest": digest, "size": size })
+}
+
+/// Write the probe layer (one file of `content_size` deterministic bytes in
+/// a tar.gz) to `sink` in one pass: content → tar (hashed: diff_id) → gzip
+/// (hashed: digest) → sink. Same size in, same bytes out.
+pub fn write_layer<W: Write>(content_size: u64, sink: W) -> Result<(Layer, W)> {
+    let gz = StoredGz::new(HashWriter::new(sink)).context("writing the layer gzip")?;
+    let mut tar = tar::Builder::new(HashWriter::new(gz));
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(content_size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    let content = Pattern {
+        pos: 0,
+        size: content_size,
+    };
+    tar.append_data(&mut header, "regbake-probe/data", content)
+        .context("writing the layer tar")?;
+    let tar = tar.into_inner().context("finishing the layer tar")?;
+    let gz = tar.inner.finish().context("finishing the layer gzip")?;
+    let layer = Layer {
+        digest: format!("sha256:{}", hex::encode(gz.hasher.finalize())),
+        diff_id: format!("sha256:{}", hex::encode(tar.hasher.finalize())),
+        size: gz.len,
+    };
+    Ok((layer, gz.inner))
+}
+
+/// The probe image: the streamed layer's facts, its OCI config and manifest.
 pub struct Image {
+    pub layer: Layer,
     pub config: Blob,
-    pub layer: Blob,
     pub manifest: Blob,
 }
 
 impl Image {
-    /// One layer holding one file of `size` deterministic bytes, its OCI
-    /// config and manifest. Same size in, same digests out.
-    pub fn build(size: u64) -> Result<Image> {
-        let capacity = usize::try_from(size)
-            .context("layer size too large")?
-            .saturating_add(size as usize / 4096 + 64 * 1024);
-        // One pass, cache-hot: content → tar (hashed: diff_id) → gzip
-        // (hashed: layer digest) → the one buffer that is uploaded.
-        let gz = StoredGz::new(HashWriter {
-            inner: Vec::with_capacity(capacity),
-            hasher: Sha256::new(),
-        })
-        .context("writing the layer gzip")?;
-        let mut tar = tar::Builder::new(HashWriter {
-            inner: gz,
-            hasher: Sha256::new(),
-        });
-        let mut header = tar::Header::new_ustar();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_size(size);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        tar.append_data(&mut header, "regbake-probe/data", Pattern { pos: 0, size })
-            .context("writing the layer tar")?;
-        let tar = tar.into_inner().context("finishing the layer tar")?;
-        let diff_id = format!("sha256:{}", hex::encode(tar.hasher.finalize()));
-        let gz = tar.inner.finish().context("finishing the layer gzip")?;
-        let layer = Blob {
-            name: "layer",
-            media_type: LAYER_TYPE,
-            digest: format!("sha256:{}", hex::encode(gz.hasher.finalize())),
-            data: gz.inner,
-        };
-
+    pub fn new(layer: Layer) -> Result<Image> {
         let config = serde_json::json!({
             "architecture": "amd64",
             "os": "linux",
             "config": {},
-            "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+            "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
             "history": [{ "created_by": "regbake probe" }],
         });
         let config = Blob::new(
-            "config",
             CONFIG_TYPE,
             serde_json::to_vec(&config).context("image config")?,
         );
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST_TYPE,
-            "config": config.descriptor(),
-            "layers": [layer.descriptor()],
+            "config": descriptor(CONFIG_TYPE, &config.digest, config.size()),
+            "layers": [descriptor(LAYER_TYPE, &layer.digest, layer.size)],
         });
         let manifest = Blob::new(
-            "manifest",
             MANIFEST_TYPE,
             serde_json::to_vec(&manifest).context("image manifest")?,
         );
         Ok(Image {
-            config,
             layer,
+            config,
             manifest,
         })
     }
 
-    /// Write the image as an OCI image layout (for `skopeo copy oci:DIR:TAG`).
-    pub fn save_oci(&self, dir: &Path, tag: &str) -> Result<()> {
+    /// Write the image as an OCI image layout (for `skopeo copy oci:DIR:TAG`),
+    /// generating the layer again straight into its file.
+    pub fn save_oci(&self, dir: &Path, tag: &str, content_size: u64) -> Result<()> {
         let blobs = dir.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
-        for blob in [&self.config, &self.layer, &self.manifest] {
-            let hex = blob.digest.trim_start_matches("sha256:");
-            let path = blobs.join(hex);
+        let blob_path = |digest: &str| blobs.join(digest.trim_start_matches("sha256:"));
+        let path = blob_path(&self.layer.digest);
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let (layer, file) = write_layer(content_size, std::io::BufWriter::new(file))?;
+        file.into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", path.display()))?;
+        if layer != self.layer {
+            bail!(
+                "the layer is not deterministic: {layer:?} != {:?}",
+                self.layer
+            );
+        }
+        for blob in [&self.config, &self.manifest] {
+            let path = blob_path(&blob.digest);
             std::fs::write(&path, &blob.data)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        let mut manifest = self.manifest.descriptor();
+        let mut manifest = descriptor(MANIFEST_TYPE, &self.manifest.digest, self.manifest.size());
         manifest["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": tag });
         let index = serde_json::json!({ "schemaVersion": 2, "manifests": [manifest] });
         let files = [
@@ -465,21 +480,95 @@ impl<W: Write> Write for StoredGz<W> {
     }
 }
 
-/// Hashes what passes through: the uncompressed tar, for the config's diff_id.
+/// Hashes and counts what passes through.
 struct HashWriter<W> {
     inner: W,
     hasher: Sha256,
+    len: u64,
+}
+
+impl<W> HashWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
 }
 
 impl<W: Write> Write for HashWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
+        self.len += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// The writing end of the generator → HTTP body stream: fills chunks and
+/// hands them over a bounded channel, so at most a few chunks are in flight.
+struct ChunkWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    chunk: Vec<u8>,
+}
+
+const CHUNK: usize = 256 * 1024;
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let take = (CHUNK - self.chunk.len()).min(buf.len());
+        self.chunk.extend_from_slice(&buf[..take]);
+        if self.chunk.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.chunk.is_empty() {
+            Ok(())
+        } else {
+            self.send()
+        }
+    }
+}
+
+/// The reading end: the HTTP request body. Ends when the writer is gone.
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -609,24 +698,8 @@ impl Client {
         }
     }
 
-    fn push_blob(&self, repo: &str, blob: &Blob) -> Result<String> {
-        let url = self.url(&format!("/v2/{repo}/blobs/{}", blob.digest))?;
-        let mut resp = self
-            .authed(self.agent.head(url.as_str()))
-            .call()
-            .map_err(|e| transport(e, &url))?;
-        match resp.status().as_u16() {
-            200 | 404 => drain(&mut resp),
-            _ => return Err(unexpected(&mut resp, &url).context("HEAD blob")),
-        }
-        // Uploaded even when present (a repeated probe leaves the blobs
-        // behind): a smoke test must exercise the upload path every time.
-        let present = if resp.status().as_u16() == 200 {
-            ", was already present"
-        } else {
-            ""
-        };
-
+    /// POST /v2/<repo>/blobs/uploads/ → the upload URL from Location.
+    fn start_upload(&self, repo: &str) -> Result<Url> {
         let start = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
         let mut resp = self
             .authed(self.agent.post(start.as_str()))
@@ -635,31 +708,109 @@ impl Client {
         if resp.status().as_u16() != 202 {
             return Err(unexpected(&mut resp, &start).context("starting the upload (POST)"));
         }
-        let location = header(&resp, "location")
-            .ok_or_else(|| anyhow!("POST {start}: 202 without a Location header"))?;
+        let location = upload_location(&resp, &start)?;
         drain(&mut resp);
-        // Location may be absolute or relative and may carry its own query
-        // (upload state): resolve it and add the digest to that query.
-        let mut put = start
-            .join(&location)
-            .with_context(|| format!("upload Location {location:?} is not a URL"))?;
-        put.query_pairs_mut().append_pair("digest", &blob.digest);
+        Ok(location)
+    }
+
+    /// PUT <upload>?digest=… with the rest of the blob (maybe empty), then
+    /// HEAD the blob: it must now be there with its size.
+    fn finish_upload(
+        &self,
+        repo: &str,
+        upload: &Url,
+        digest: &str,
+        size: u64,
+        body: &[u8],
+    ) -> Result<()> {
+        // The upload URL may carry its own query (upload state): the digest
+        // is added to it, not put in its place.
+        let mut put = upload.clone();
+        put.query_pairs_mut().append_pair("digest", digest);
         let mut resp = self
             .authed(self.agent.put(put.as_str()))
             .header("Content-Type", "application/octet-stream")
-            .send(&blob.data[..])
+            .send(body)
             .map_err(|e| transport(e, &put))?;
         if resp.status().as_u16() != 201 {
             return Err(unexpected(&mut resp, &put).context("finishing the upload (PUT)"));
         }
         let echoed = header(&resp, DIGEST_HEADER);
         drain(&mut resp);
-        same_digest(echoed.as_deref(), &blob.digest)?;
+        same_digest(echoed.as_deref(), digest)?;
+
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
+        let mut resp = self
+            .authed(self.agent.head(url.as_str()))
+            .call()
+            .map_err(|e| transport(e, &url))?;
+        if resp.status().as_u16() != 200 {
+            return Err(unexpected(&mut resp, &url).context("HEAD after the upload"));
+        }
+        let length = header(&resp, "content-length").and_then(|l| l.parse::<u64>().ok());
+        drain(&mut resp);
+        if length != Some(size) {
+            bail!("HEAD after the upload: Content-Length {length:?}, expected {size}");
+        }
+        Ok(())
+    }
+
+    /// A small blob in one request after the POST. Uploaded even when the
+    /// registry has it (a repeated probe leaves blobs behind): a smoke test
+    /// must exercise the upload path every time.
+    fn push_blob(&self, repo: &str, blob: &Blob) -> Result<String> {
+        let upload = self.start_upload(repo)?;
+        self.finish_upload(repo, &upload, &blob.digest, blob.size(), &blob.data)?;
         Ok(format!(
-            "{} ({}) uploaded, 201 Created{present}",
+            "{} ({}) uploaded, 201 Created, HEAD 200",
             short(&blob.digest),
-            human(blob.data.len() as u64)
+            human(blob.size())
         ))
+    }
+
+    /// The layer, generated on a second thread and streamed in one PATCH
+    /// while the registry stores it; the digest is known at the end, so the
+    /// closing PUT carries it with an empty body.
+    fn push_layer(&self, repo: &str, content_size: u64) -> Result<(Layer, String)> {
+        let upload = self.start_upload(repo)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let generator = std::thread::spawn(move || -> Result<Layer> {
+            let sink = ChunkWriter {
+                tx,
+                chunk: Vec::with_capacity(CHUNK),
+            };
+            let (layer, mut sink) = write_layer(content_size, sink)?;
+            sink.flush().context("streaming the layer")?;
+            Ok(layer)
+        });
+        let body = ChunkReader {
+            rx,
+            chunk: vec![],
+            pos: 0,
+        };
+        let sent = self
+            .authed(self.agent.patch(upload.as_str()))
+            .header("Content-Type", "application/octet-stream")
+            .send(ureq::SendBody::from_owned_reader(body));
+        // The generator stops with BrokenPipe when the request gives up, so
+        // this join does not hang; the HTTP error is the one worth showing.
+        let generated = generator
+            .join()
+            .map_err(|_| anyhow!("the layer generator panicked"))?;
+        let mut resp = sent.map_err(|e| transport(e, &upload))?;
+        let layer = generated?;
+        if resp.status().as_u16() != 202 {
+            return Err(unexpected(&mut resp, &upload).context("streaming the layer (PATCH)"));
+        }
+        let upload = upload_location(&resp, &upload)?;
+        drain(&mut resp);
+        self.finish_upload(repo, &upload, &layer.digest, layer.size, &[])?;
+        let msg = format!(
+            "{} ({}) streamed, 201 Created, HEAD 200",
+            short(&layer.digest),
+            human(layer.size)
+        );
+        Ok((layer, msg))
     }
 
     fn push_manifest(&self, repo: &str, tag: &str, manifest: &Blob) -> Result<String> {
@@ -716,9 +867,9 @@ impl Client {
         Ok(format!("{} verified", short(&got)))
     }
 
-    /// Stream the blob through sha256: the 64 MiB layer is never held twice.
-    fn pull_blob(&self, repo: &str, blob: &Blob) -> Result<String> {
-        let url = self.url(&format!("/v2/{repo}/blobs/{}", blob.digest))?;
+    /// Stream the blob through sha256: nothing is kept.
+    fn pull_blob(&self, repo: &str, name: &str, digest: &str, size: u64) -> Result<String> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
         let mut resp = self
             .authed(self.agent.get(url.as_str()))
             .call()
@@ -729,7 +880,7 @@ impl Client {
         let mut reader = resp.body_mut().as_reader();
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
-        let mut size = 0u64;
+        let mut got_size = 0u64;
         loop {
             let n = reader
                 .read(&mut buf)
@@ -738,16 +889,11 @@ impl Client {
                 break;
             }
             hasher.update(&buf[..n]);
-            size += n as u64;
+            got_size += n as u64;
         }
         let got = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if got != blob.digest || size != blob.data.len() as u64 {
-            bail!(
-                "{} digest mismatch: pushed {} ({} bytes), got {got} ({size} bytes)",
-                blob.name,
-                blob.digest,
-                blob.data.len()
-            );
+        if got != digest || got_size != size {
+            bail!("{name} digest mismatch: pushed {digest} ({size} bytes), got {got} ({got_size} bytes)");
         }
         Ok(format!("{} ({}) verified", short(&got), human(size)))
     }
@@ -787,6 +933,16 @@ impl Client {
             short(&manifest.digest)
         )))
     }
+}
+
+/// The Location of an upload answer, resolved against the request URL:
+/// registries send it absolute or relative.
+fn upload_location(resp: &Response<Body>, request: &Url) -> Result<Url> {
+    let location = header(resp, "location")
+        .ok_or_else(|| anyhow!("{request}: {} without a Location header", resp.status()))?;
+    request
+        .join(&location)
+        .with_context(|| format!("upload Location {location:?} is not a URL"))
 }
 
 fn header(resp: &Response<Body>, name: &str) -> Option<String> {
@@ -962,24 +1118,32 @@ pub fn parse_tag(s: &str) -> std::result::Result<String, String> {
 mod tests {
     use super::*;
 
+    fn layer(size: u64) -> (Layer, Vec<u8>) {
+        write_layer(size, Vec::new()).unwrap()
+    }
+
     #[test]
-    fn image_is_deterministic_and_sized() {
-        let a = Image::build(10_000).unwrap();
-        let b = Image::build(10_000).unwrap();
-        assert_eq!(a.manifest.digest, b.manifest.digest);
-        assert_eq!(a.layer.data, b.layer.data);
-        assert!(a.layer.data.len() > 10_000 && a.layer.data.len() < 12_000 + 1024);
-        let c = Image::build(10_001).unwrap();
-        assert_ne!(a.layer.digest, c.layer.digest);
+    fn layer_is_deterministic_and_sized() {
+        let (a, bytes_a) = layer(10_000);
+        let (b, bytes_b) = layer(10_000);
+        assert_eq!(a, b);
+        assert_eq!(bytes_a, bytes_b);
+        assert_eq!(a.size, bytes_a.len() as u64);
+        assert_eq!(a.digest, sha256_digest(&bytes_a));
+        assert!(a.size > 10_000 && a.size < 13_000, "{}", a.size);
+        assert_ne!(layer(10_001).0.digest, a.digest);
+        let image = Image::new(a.clone()).unwrap();
+        assert_eq!(Image::new(b).unwrap().manifest.data, image.manifest.data);
     }
 
     #[test]
     fn layer_is_a_tar_gz_with_the_config_diff_id() {
-        let image = Image::build(3000).unwrap();
+        let (layer, bytes) = layer(3000);
         let mut tar_bytes = vec![];
-        flate2::read::GzDecoder::new(&image.layer.data[..])
+        flate2::read::GzDecoder::new(&bytes[..])
             .read_to_end(&mut tar_bytes)
             .unwrap();
+        let image = Image::new(layer.clone()).unwrap();
         let config: serde_json::Value = serde_json::from_slice(&image.config.data).unwrap();
         assert_eq!(
             config["rootfs"]["diff_ids"][0].as_str().unwrap(),
@@ -994,13 +1158,46 @@ mod tests {
         assert_eq!(content.len(), 3000);
         let manifest: serde_json::Value = serde_json::from_slice(&image.manifest.data).unwrap();
         assert_eq!(manifest["mediaType"], MANIFEST_TYPE);
-        assert_eq!(manifest["layers"][0]["digest"], image.layer.digest.as_str());
+        assert_eq!(manifest["layers"][0]["digest"], layer.digest.as_str());
+        assert_eq!(manifest["layers"][0]["size"], layer.size);
         assert_eq!(manifest["config"]["size"], image.config.data.len());
     }
 
     #[test]
+    fn chunk_stream_carries_the_layer_unchanged() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let producer = std::thread::spawn(move || {
+            let sink = ChunkWriter {
+                tx,
+                chunk: Vec::with_capacity(CHUNK),
+            };
+            let (layer, mut sink) = write_layer(3 * CHUNK as u64 + 17, sink).unwrap();
+            sink.flush().unwrap();
+            layer
+        });
+        let mut streamed = vec![];
+        ChunkReader {
+            rx,
+            chunk: vec![],
+            pos: 0,
+        }
+        .read_to_end(&mut streamed)
+        .unwrap();
+        let layer = producer.join().unwrap();
+        assert_eq!(layer.digest, sha256_digest(&streamed));
+        assert_eq!(streamed, self::layer(3 * CHUNK as u64 + 17).1);
+    }
+
+    #[test]
     fn stored_gzip_is_read_back_by_flate2() {
-        for len in [0, 1, STORED_MAX - 1, STORED_MAX, STORED_MAX + 1, 3 * STORED_MAX] {
+        for len in [
+            0,
+            1,
+            STORED_MAX - 1,
+            STORED_MAX,
+            STORED_MAX + 1,
+            3 * STORED_MAX,
+        ] {
             let mut data = vec![];
             Pattern {
                 pos: 0,

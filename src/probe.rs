@@ -72,9 +72,12 @@ impl Report {
     /// Run one named step, time it and print its line (text mode) at once so
     /// a slow push shows progress step by step.
     fn step<T>(&mut self, name: &str, f: impl FnOnce() -> Result<(T, Done)>) -> Result<T> {
-        let started = Instant::now();
-        let result = f();
-        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (ms, result) = timed(f);
+        self.record(name, ms, result)
+    }
+
+    /// Record a step that was timed elsewhere (on another thread).
+    fn record<T>(&mut self, name: &str, ms: u64, result: Result<(T, Done)>) -> Result<T> {
         let (status, message, ret) = match result {
             Ok((v, Done::Passed(m))) => (Status::Passed, m, Ok(v)),
             Ok((v, Done::Skipped(m))) => (Status::Skipped, m, Ok(v)),
@@ -96,6 +99,13 @@ impl Report {
         self.steps.push(step);
         ret
     }
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (u64, T) {
+    let started = Instant::now();
+    let v = f();
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    (ms, v)
 }
 
 fn print_step(s: &Step) {
@@ -178,6 +188,38 @@ fn probe(opts: &ProbeOptions, report: &mut Report) -> Result<()> {
             Ok(((), Done::Passed(dir.display().to_string())))
         })?;
     }
+    // The big download runs beside the small steps instead of after them.
+    std::thread::scope(|scope| -> Result<()> {
+        let pull_layer = scope.spawn(|| {
+            timed(|| {
+                let m = client.pull_blob(repo, "layer", &image.layer.digest, image.layer.size)?;
+                Ok(((), Done::Passed(m)))
+            })
+        });
+        let small = small_steps(&client, report, opts, &image, &with_hint);
+        let (ms, pulled) = pull_layer
+            .join()
+            .map_err(|_| anyhow!("the layer download panicked"))?;
+        small?;
+        report.record("pull layer", ms, pulled)
+    })?;
+    report.step("delete manifest", || {
+        if opts.keep {
+            return Ok(((), Done::Skipped(format!("kept {repo}:{}", opts.tag))));
+        }
+        Ok(((), client.delete_manifest(repo, &image.manifest)?))
+    })?;
+    Ok(())
+}
+
+fn small_steps(
+    client: &Client,
+    report: &mut Report,
+    opts: &ProbeOptions,
+    image: &Image,
+    with_hint: &dyn Fn(anyhow::Error) -> anyhow::Error,
+) -> Result<()> {
+    let repo = &opts.repo;
     report.step("push config", || {
         client
             .push_blob(repo, &image.config)
@@ -197,16 +239,6 @@ fn probe(opts: &ProbeOptions, report: &mut Report) -> Result<()> {
     report.step("pull config", || {
         let m = client.pull_blob(repo, "config", &image.config.digest, image.config.size())?;
         Ok(((), Done::Passed(m)))
-    })?;
-    report.step("pull layer", || {
-        let m = client.pull_blob(repo, "layer", &image.layer.digest, image.layer.size)?;
-        Ok(((), Done::Passed(m)))
-    })?;
-    report.step("delete manifest", || {
-        if opts.keep {
-            return Ok(((), Done::Skipped(format!("kept {repo}:{}", opts.tag))));
-        }
-        Ok(((), client.delete_manifest(repo, &image.manifest)?))
     })?;
     Ok(())
 }

@@ -755,10 +755,7 @@ impl Client {
         size: u64,
         body: &[u8],
     ) -> Result<()> {
-        // The upload URL may carry its own query (upload state): the digest
-        // is added to it, not put in its place.
-        let mut put = upload.clone();
-        put.query_pairs_mut().append_pair("digest", digest);
+        let put = with_digest(upload, digest);
         let mut resp = self
             .authed(self.agent.put(put.as_str()))
             .header("Content-Type", "application/octet-stream")
@@ -972,9 +969,21 @@ impl Client {
 fn upload_location(resp: &Response<Body>, request: &Url) -> Result<Url> {
     let location = header(resp, "location")
         .ok_or_else(|| anyhow!("{request}: {} without a Location header", resp.status()))?;
+    resolve_location(request, &location)
+}
+
+fn resolve_location(request: &Url, location: &str) -> Result<Url> {
     request
-        .join(&location)
+        .join(location)
         .with_context(|| format!("upload Location {location:?} is not a URL"))
+}
+
+/// The upload URL with `digest=` added to whatever query (upload state) it
+/// already carries.
+fn with_digest(upload: &Url, digest: &str) -> Url {
+    let mut url = upload.clone();
+    url.query_pairs_mut().append_pair("digest", digest);
+    url
 }
 
 fn header(resp: &Response<Body>, name: &str) -> Option<String> {
@@ -1034,9 +1043,6 @@ fn unexpected(resp: &mut Response<Body>, url: &Url) -> anyhow::Error {
             host_port(url),
             host_port(url)
         );
-    }
-    if status.as_u16() == 401 {
-        msg.push_str(" (unauthorized)");
     }
     anyhow!(msg)
 }
@@ -1266,6 +1272,26 @@ mod tests {
             two.extend_from_slice(&buf[..n]);
         }
         assert_eq!(one, two);
+    }
+
+    #[test]
+    fn upload_locations_relative_absolute_and_with_query() {
+        let post = Url::parse("https://reg.local:5000/v2/r/blobs/uploads/").unwrap();
+        let rel = resolve_location(&post, "/v2/r/blobs/uploads/u1?_state=abc%3D").unwrap();
+        assert_eq!(
+            rel.as_str(),
+            "https://reg.local:5000/v2/r/blobs/uploads/u1?_state=abc%3D"
+        );
+        let abs = resolve_location(&post, "http://other:1/v2/r/blobs/uploads/u2").unwrap();
+        assert_eq!(abs.as_str(), "http://other:1/v2/r/blobs/uploads/u2");
+        assert_eq!(
+            with_digest(&rel, "sha256:00").as_str(),
+            "https://reg.local:5000/v2/r/blobs/uploads/u1?_state=abc%3D&digest=sha256%3A00"
+        );
+        assert_eq!(
+            with_digest(&abs, "sha256:00").as_str(),
+            "http://other:1/v2/r/blobs/uploads/u2?digest=sha256%3A00"
+        );
     }
 
     #[test]

@@ -309,6 +309,13 @@ fn tls_registry_needs_the_ca_and_https() {
     );
     assert!(out.stdout.contains("FAILED"), "{}", out.stdout);
 
+    // --insecure is explicit and does what it says (self-signed tests only).
+    Test::new().args(&["probe", &https, "--insecure"]).success();
+    let out = Test::new()
+        .args(&["probe", &https, "--insecure", "--ca", ca])
+        .failure(2);
+    assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
+
     let http = format!("http://{}", reg.addr());
     let out = Test::new().args(&["probe", &http]).failure(1);
     assert!(

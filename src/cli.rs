@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,6 +74,8 @@ pub enum Command {
     /// Vagrant box files: pack a disk into a .box plus the catalog JSON
     #[command(subcommand)]
     Box(BoxCommand),
+    /// Smoke-test a running registry: GET /v2/, and with --push a verified push/pull/delete
+    Probe(Box<ProbeArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +109,48 @@ pub enum BoxCommand {
 pub enum BoxProvider {
     Libvirt,
     Virtualbox,
+}
+
+/// `regbake probe` options (boxed in [`Command`]: the URL makes them large).
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Registry URL: http://HOST:PORT or https://HOST:PORT
+    #[arg(value_parser = crate::probe::parse_url)]
+    pub url: url::Url,
+    /// Trust only this CA certificate (PEM) for https
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// Do not verify the TLS certificate (throwaway test registries only)
+    #[arg(long)]
+    pub insecure: bool,
+    /// User name for Basic auth (the password comes from --password-env)
+    #[arg(long, value_name = "USER", requires = "password_env")]
+    pub username: Option<String>,
+    /// Name of the environment variable holding the password
+    #[arg(long, value_name = "VAR", requires = "username")]
+    pub password_env: Option<String>,
+    /// Repository for the probe image
+    #[arg(long, value_name = "NAME", default_value = "regbake-probe", value_parser = crate::probe::parse_repo)]
+    pub repo: String,
+    /// Tag for the probe image
+    #[arg(long, value_name = "TAG", default_value = "probe", value_parser = crate::probe::parse_tag)]
+    pub tag: String,
+    /// Push a tiny image, pull it back, verify every digest, delete it
+    #[arg(long)]
+    pub push: bool,
+    /// Keep the pushed image (skip the delete step)
+    #[arg(long, requires = "push")]
+    pub keep: bool,
+    /// Size of the probe layer's content in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, requires = "push",
+          value_parser = clap::value_parser!(u64).range(0..=1 << 30))]
+    pub layer_size: u64,
+    /// Also write the probe image as an OCI layout into DIR (for the bench)
+    #[arg(long, value_name = "DIR", hide = true, requires = "push")]
+    pub save_oci: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

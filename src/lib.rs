@@ -9,6 +9,7 @@ pub mod boxfile;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod probe;
 pub mod registry;
 pub mod render;
 pub mod secrets;
@@ -120,6 +121,20 @@ pub fn run(cli: Cli) -> Result<()> {
                 keep_vm,
             },
         ),
+        Command::Probe(args) => probe::run(&probe::ProbeOptions {
+            url: args.url,
+            ca: args.ca,
+            insecure: args.insecure,
+            username: args.username,
+            password_env: args.password_env,
+            repo: args.repo,
+            tag: args.tag,
+            push: args.push,
+            keep: args.keep,
+            layer_size: args.layer_size,
+            save_oci: args.save_oci,
+            json: args.format == cli::Format::Json,
+        }),
         Command::Config => {
             let (config, source) = config::load(opts.config.as_deref())?;
             println!("# resolved config from {source}");

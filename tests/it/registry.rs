@@ -204,6 +204,24 @@ fn skopeo(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `regbake probe ARGS` against the served registry; returns (exit code, stdout+stderr).
+fn probe(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(crate::common::BIN);
+    cmd.arg("probe").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("regbake probe");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 fn render(toml: &str) -> Test {
     let t = Test::new()
         .config(toml)
@@ -230,6 +248,9 @@ fn plain_http_registry_serves_and_stores() {
     assert!(ok, "push failed: {text}\n{}", reg.log_text());
     let (ok, text) = skopeo(&["inspect", "--tls-verify=false", &dest]);
     assert!(ok && text.contains("\"Digest\""), "inspect failed: {text}");
+    let url = format!("http://127.0.0.1:{}", reg.port);
+    let (code, text) = probe(&[&url, "--push"], &[]);
+    assert_eq!(code, 0, "probe --push failed: {text}");
     // The client file for a plain-HTTP registry names it as insecure.
     let daemon: serde_json::Value =
         serde_json::from_str(&t.read("out/client/daemon.json")).expect("daemon.json");
@@ -270,6 +291,13 @@ fn tls_registry_trusts_only_the_generated_ca() {
     assert!(text.contains("certificate"), "{text}");
     // Plain HTTP on the TLS port gets nothing useful.
     assert_ne!(get_v2_plain(reg.port), 200);
+    let ca = format!("{certs}/ca.crt");
+    let url = format!("https://127.0.0.1:{}", reg.port);
+    let (code, text) = probe(&[&url, "--ca", &ca, "--push"], &[]);
+    assert_eq!(code, 0, "probe --push with the CA failed: {text}");
+    let (code, text) = probe(&[&format!("http://127.0.0.1:{}", reg.port)], &[]);
+    assert_eq!(code, 1, "probe over http on the TLS port: {text}");
+    assert!(text.contains("https"), "{text}");
 }
 
 #[test]
@@ -318,6 +346,38 @@ fn htpasswd_users_and_unauthenticated_push() {
         let (ok, text) = skopeo(&["inspect", "--cert-dir", certs, "--creds", creds, &dest]);
         assert!(ok, "inspect as {creds} failed: {text}");
     }
+    let ca = format!("{certs}/ca.crt");
+    let url = format!("https://127.0.0.1:{}", reg.port);
+    let (code, text) = probe(
+        &[
+            &url,
+            "--ca",
+            &ca,
+            "--username",
+            "bob",
+            "--password-env",
+            "PW",
+            "--push",
+        ],
+        &[("PW", "second-secret")],
+    );
+    assert_eq!(code, 0, "probe --push as bob failed: {text}");
+    let (code, text) = probe(
+        &[
+            &url,
+            "--ca",
+            &ca,
+            "--username",
+            "bob",
+            "--password-env",
+            "PW",
+            "--push",
+        ],
+        &[("PW", "wrong")],
+    );
+    assert_eq!(code, 1, "probe with a wrong password: {text}");
+    assert!(text.contains("401"), "{text}");
+    assert!(!text.contains("wrong"), "the password was printed: {text}");
     drop(reg);
 
     // Re-rendering keeps bob's bcrypt hash (no new salt each time).
@@ -380,6 +440,8 @@ fn registry_3_config_is_rendered_at_its_path_and_serves() {
     let dest = reg.docker_ref("regbake/hello:v1");
     let (ok, text) = skopeo(&["copy", "--dest-tls-verify=false", &src, &dest]);
     assert!(ok, "push failed: {text}");
+    let (code, text) = probe(&[&format!("http://127.0.0.1:{}", reg.port), "--push"], &[]);
+    assert_eq!(code, 0, "probe --push failed: {text}");
 }
 
 /// A stand-in upstream on 127.0.0.1 that answers every request like an
@@ -422,6 +484,9 @@ fn mirror_config_serves_without_upstream() {
     );
     let reg = Served::start(&t.path().join("out"), "etc/docker/registry/config.yml");
     assert_eq!(get_v2_plain(reg.port), 200, "{}", reg.log_text());
+    // A pull-through cache takes no pushes: probe checks /v2/ only.
+    let (code, text) = probe(&[&format!("http://127.0.0.1:{}", reg.port)], &[]);
+    assert_eq!(code, 0, "probe failed: {text}");
 }
 
 /// S3 storage pointed at an unreachable S3-compatible endpoint: the config

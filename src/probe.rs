@@ -1,0 +1,1206 @@
+//! `regbake probe URL`: smoke-test a running registry through the
+//! Distribution HTTP API. `GET /v2/` always; with `push`, a tiny deterministic
+//! OCI image is pushed, pulled back with every digest verified, and deleted
+//! again when the registry allows it. One line per step with its timing.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine as _;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use ureq::http::{Response, StatusCode};
+use ureq::{Agent, Body, RequestBuilder};
+use url::Url;
+
+pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+/// An uncompressed layer: its content is pseudo-random, so compressing would
+/// only cost time; the OCI spec allows plain tar layers.
+pub const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
+const API_HEADER: &str = "docker-distribution-api-version";
+const DIGEST_HEADER: &str = "docker-content-digest";
+
+/// What `regbake probe` was asked to do (plain values, no clap types).
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    pub url: Url,
+    pub ca: Option<PathBuf>,
+    pub insecure: bool,
+    pub username: Option<String>,
+    /// Name of the environment variable holding the password.
+    pub password_env: Option<String>,
+    pub repo: String,
+    pub tag: String,
+    pub push: bool,
+    pub keep: bool,
+    pub layer_size: u64,
+    pub save_oci: Option<PathBuf>,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+/// One probe step as printed (text) or serialised (`--format json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub step: String,
+    pub status: Status,
+    pub ms: u64,
+    pub message: String,
+}
+
+/// How a step ended when it did not fail.
+enum Done {
+    Passed(String),
+    Skipped(String),
+}
+
+struct Report {
+    json: bool,
+    steps: Vec<Step>,
+}
+
+impl Report {
+    /// Run one named step, time it and print its line (text mode) at once so
+    /// a slow push shows progress step by step.
+    fn step<T>(&mut self, name: &str, f: impl FnOnce() -> Result<(T, Done)>) -> Result<T> {
+        let (ms, result) = timed(f);
+        self.record(name, ms, result)
+    }
+
+    /// Record a step that was timed elsewhere (on another thread).
+    fn record<T>(&mut self, name: &str, ms: u64, result: Result<(T, Done)>) -> Result<T> {
+        let (status, message, ret) = match result {
+            Ok((v, Done::Passed(m))) => (Status::Passed, m, Ok(v)),
+            Ok((v, Done::Skipped(m))) => (Status::Skipped, m, Ok(v)),
+            Err(e) => (
+                Status::Failed,
+                format!("{e:#}"),
+                Err(e.context(format!("{name} failed"))),
+            ),
+        };
+        let step = Step {
+            step: name.to_string(),
+            status,
+            ms,
+            message,
+        };
+        if !self.json {
+            print_step(&step);
+        }
+        self.steps.push(step);
+        ret
+    }
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (u64, T) {
+    let started = Instant::now();
+    let v = f();
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    (ms, v)
+}
+
+fn print_step(s: &Step) {
+    let label = match s.status {
+        Status::Passed => "passed",
+        Status::Failed => "FAILED",
+        Status::Skipped => "skipped",
+    };
+    let mut lines = s.message.lines();
+    println!(
+        "{label:<8} {:<24} {:>6} ms  {}",
+        s.step,
+        s.ms,
+        lines.next().unwrap_or("")
+    );
+    for line in lines {
+        println!("{:>42}| {line}", "");
+    }
+}
+
+/// Run the probe; prints the steps and fails (exit 1) on the first failed step.
+pub fn run(opts: &ProbeOptions) -> Result<()> {
+    let mut report = Report {
+        json: opts.json,
+        steps: vec![],
+    };
+    let started = Instant::now();
+    let result = probe(opts, &mut report);
+    if opts.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.steps).context("printing steps")?
+        );
+    } else if result.is_ok() {
+        println!(
+            "probe of {} passed: {} steps in {} ms",
+            opts.url,
+            report.steps.len(),
+            started.elapsed().as_millis()
+        );
+    }
+    result
+}
+
+fn probe(opts: &ProbeOptions, report: &mut Report) -> Result<()> {
+    let client = Client::new(opts)?;
+    if client.auth.is_some() && client.base.scheme() == "http" {
+        eprintln!("warning: sending credentials over plain http");
+    }
+
+    let needs_auth = report.step("GET /v2/", || client.check_v2(false))?;
+    if client.auth.is_some() {
+        report.step("GET /v2/ (credentials)", || client.check_v2(true))?;
+    }
+    if !opts.push {
+        return Ok(());
+    }
+    // Without credentials a push to a registry that asked for them fails
+    // below with the registry's own 401 answer; say why up front.
+    let hint = if needs_auth && client.auth.is_none() {
+        " (the registry wants credentials: --username and --password-env)"
+    } else {
+        ""
+    };
+    let with_hint = |e: anyhow::Error| anyhow!("{e:#}{hint}");
+
+    let repo = &opts.repo;
+    // The layer first: the config names its digests. It is generated while
+    // it uploads, so the registry works in parallel with the generator.
+    let layer = report.step("push layer", || {
+        client
+            .push_layer(repo, opts.layer_size)
+            .map(|(layer, m)| (layer, Done::Passed(m)))
+            .map_err(with_hint)
+    })?;
+    let image = Image::new(layer)?;
+    if let Some(dir) = &opts.save_oci {
+        report.step("save OCI layout", || {
+            image.save_oci(dir, &opts.tag, opts.layer_size)?;
+            Ok(((), Done::Passed(dir.display().to_string())))
+        })?;
+    }
+    // The big download runs beside the small steps instead of after them.
+    std::thread::scope(|scope| -> Result<()> {
+        let pull_layer = scope.spawn(|| {
+            timed(|| {
+                let m = client.pull_blob(repo, "layer", &image.layer.digest, image.layer.size)?;
+                Ok(((), Done::Passed(m)))
+            })
+        });
+        let small = small_steps(&client, report, opts, &image, &with_hint);
+        let (ms, pulled) = pull_layer
+            .join()
+            .map_err(|_| anyhow!("the layer download panicked"))?;
+        small?;
+        report.record("pull layer", ms, pulled)
+    })?;
+    report.step("delete manifest", || {
+        if opts.keep {
+            return Ok(((), Done::Skipped(format!("kept {repo}:{}", opts.tag))));
+        }
+        Ok(((), client.delete_manifest(repo, &image.manifest)?))
+    })?;
+    Ok(())
+}
+
+fn small_steps(
+    client: &Client,
+    report: &mut Report,
+    opts: &ProbeOptions,
+    image: &Image,
+    with_hint: &dyn Fn(anyhow::Error) -> anyhow::Error,
+) -> Result<()> {
+    let repo = &opts.repo;
+    report.step("push config", || {
+        client
+            .push_blob(repo, &image.config)
+            .map(|m| ((), Done::Passed(m)))
+            .map_err(with_hint)
+    })?;
+    report.step("push manifest", || {
+        client
+            .push_manifest(repo, &opts.tag, &image.manifest)
+            .map(|m| ((), Done::Passed(m)))
+            .map_err(with_hint)
+    })?;
+    report.step("pull manifest", || {
+        let m = client.pull_manifest(repo, &opts.tag, &image.manifest)?;
+        Ok(((), Done::Passed(m)))
+    })?;
+    report.step("pull config", || {
+        let m = client.pull_blob(repo, "config", &image.config.digest, image.config.size())?;
+        Ok(((), Done::Passed(m)))
+    })?;
+    Ok(())
+}
+
+/// "sha256:0123456789ab" for step lines.
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(19)]
+}
+
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+// ---------------------------------------------------------------------------
+// The probe image
+
+/// A small in-memory blob (config, manifest).
+pub struct Blob {
+    pub media_type: &'static str,
+    pub digest: String,
+    pub data: Vec<u8>,
+}
+
+impl Blob {
+    fn new(media_type: &'static str, data: Vec<u8>) -> Self {
+        Self {
+            media_type,
+            digest: sha256_digest(&data),
+            data,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+}
+
+/// What the layer pass found out: the layer is streamed, never held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// sha256 of the tar blob (also the config's `rootfs.diff_ids`, as the
+    /// layer is not compressed).
+    pub digest: String,
+    pub diff_id: String,
+    /// Size of the tar blob.
+    pub size: u64,
+}
+
+fn descriptor(media_type: &str, digest: &str, size: u64) -> serde_json::Value {
+    serde_json::json!({ "mediaType": media_type, "digest": digest, "size": size })
+}
+
+/// Write the probe layer (one file of `content_size` deterministic bytes in
+/// a tar) to `sink` in one pass, hashing as it goes. Same size in, same
+/// bytes out.
+pub fn write_layer<W: Write>(content_size: u64, sink: W) -> Result<(Layer, W)> {
+    let mut tar = tar::Builder::new(HashWriter::new(sink));
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(content_size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    let content = Pattern {
+        pos: 0,
+        size: content_size,
+    };
+    tar.append_data(&mut header, "regbake-probe/data", content)
+        .context("writing the layer tar")?;
+    let tar = tar.into_inner().context("finishing the layer tar")?;
+    let digest = format!("sha256:{}", hex::encode(tar.hasher.finalize()));
+    let layer = Layer {
+        diff_id: digest.clone(),
+        digest,
+        size: tar.len,
+    };
+    Ok((layer, tar.inner))
+}
+
+/// The probe image: the streamed layer's facts, its OCI config and manifest.
+pub struct Image {
+    pub layer: Layer,
+    pub config: Blob,
+    pub manifest: Blob,
+}
+
+impl Image {
+    pub fn new(layer: Layer) -> Result<Image> {
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
+            "history": [{ "created_by": "regbake probe" }],
+        });
+        let config = Blob::new(
+            CONFIG_TYPE,
+            serde_json::to_vec(&config).context("image config")?,
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": descriptor(CONFIG_TYPE, &config.digest, config.size()),
+            "layers": [descriptor(LAYER_TYPE, &layer.digest, layer.size)],
+        });
+        let manifest = Blob::new(
+            MANIFEST_TYPE,
+            serde_json::to_vec(&manifest).context("image manifest")?,
+        );
+        Ok(Image {
+            layer,
+            config,
+            manifest,
+        })
+    }
+
+    /// Write the image as an OCI image layout (for `skopeo copy oci:DIR:TAG`),
+    /// generating the layer again straight into its file.
+    pub fn save_oci(&self, dir: &Path, tag: &str, content_size: u64) -> Result<()> {
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
+        let blob_path = |digest: &str| blobs.join(digest.trim_start_matches("sha256:"));
+        let path = blob_path(&self.layer.digest);
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let (layer, file) = write_layer(content_size, std::io::BufWriter::new(file))?;
+        file.into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", path.display()))?;
+        if layer != self.layer {
+            bail!(
+                "the layer is not deterministic: {layer:?} != {:?}",
+                self.layer
+            );
+        }
+        for blob in [&self.config, &self.manifest] {
+            let path = blob_path(&blob.digest);
+            std::fs::write(&path, &blob.data)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let mut manifest = descriptor(MANIFEST_TYPE, &self.manifest.digest, self.manifest.size());
+        manifest["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": tag });
+        let index = serde_json::json!({ "schemaVersion": 2, "manifests": [manifest] });
+        let files = [
+            (
+                "oci-layout",
+                r#"{"imageLayoutVersion":"1.0.0"}"#.to_string(),
+            ),
+            ("index.json", index.to_string()),
+        ];
+        for (name, text) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Deterministic incompressible bytes: word `i` is splitmix64(i), so the
+/// content does not depend on how the reader is called.
+struct Pattern {
+    pos: u64,
+    size: u64,
+}
+
+fn splitmix64(i: u64) -> u64 {
+    let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Read for Pattern {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = usize::try_from(self.size - self.pos).unwrap_or(usize::MAX);
+        let n = buf.len().min(left);
+        let mut k = 0;
+        while k < n {
+            let p = self.pos + k as u64;
+            let word = splitmix64(p / 8).to_le_bytes();
+            let off = (p % 8) as usize;
+            let take = (8 - off).min(n - k);
+            buf[k..k + take].copy_from_slice(&word[off..off + take]);
+            k += take;
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Hashes and counts what passes through.
+struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W> HashWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The writing end of the generator → HTTP body stream: fills chunks and
+/// hands them over a bounded channel, so at most a few chunks are in flight.
+struct ChunkWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    chunk: Vec<u8>,
+}
+
+const CHUNK: usize = 256 * 1024;
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let take = (CHUNK - self.chunk.len()).min(buf.len());
+        self.chunk.extend_from_slice(&buf[..take]);
+        if self.chunk.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.chunk.is_empty() {
+            Ok(())
+        } else {
+            self.send()
+        }
+    }
+}
+
+/// The reading end: the HTTP request body. Ends when the writer is gone.
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The HTTP side
+
+struct Client {
+    agent: Agent,
+    base: Url,
+    /// `Basic …` header value; never printed.
+    auth: Option<String>,
+    username: Option<String>,
+}
+
+impl Client {
+    fn new(opts: &ProbeOptions) -> Result<Self> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(ca) = &opts.ca {
+            let pem =
+                std::fs::read(ca).with_context(|| format!("reading --ca {}", ca.display()))?;
+            let mut certs = vec![];
+            for item in ureq::tls::parse_pem(&pem) {
+                if let ureq::tls::PemItem::Certificate(c) =
+                    item.with_context(|| format!("parsing --ca {}", ca.display()))?
+                {
+                    certs.push(c);
+                }
+            }
+            if certs.is_empty() {
+                bail!("--ca {}: no PEM certificate in the file", ca.display());
+            }
+            // Trust only this CA, as a docker client with certs.d/ca.crt does.
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
+        if opts.insecure {
+            tls = tls.disable_verification(true);
+        }
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(tls.build())
+            .user_agent(concat!("regbake-probe/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let auth = match (&opts.username, &opts.password_env) {
+            (Some(user), Some(var)) => {
+                let password = std::env::var(var).map_err(|e| match e {
+                    std::env::VarError::NotPresent => {
+                        anyhow!("--password-env {var}: the environment variable is not set")
+                    }
+                    std::env::VarError::NotUnicode(_) => {
+                        anyhow!("--password-env {var}: the value is not valid UTF-8")
+                    }
+                })?;
+                let token =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                Some(format!("Basic {token}"))
+            }
+            (None, None) => None,
+            _ => bail!("--username and --password-env go together"),
+        };
+        Ok(Self {
+            agent,
+            base: opts.url.clone(),
+            auth,
+            username: opts.username.clone(),
+        })
+    }
+
+    fn url(&self, path: &str) -> Result<Url> {
+        self.base
+            .join(path)
+            .with_context(|| format!("building the URL for {path}"))
+    }
+
+    fn authed<B>(&self, rb: RequestBuilder<B>) -> RequestBuilder<B> {
+        match &self.auth {
+            Some(a) => rb.header("Authorization", a),
+            None => rb,
+        }
+    }
+
+    /// `GET /v2/`: returns whether the registry asked for credentials.
+    fn check_v2(&self, with_auth: bool) -> Result<(bool, Done)> {
+        let url = self.url("/v2/")?;
+        let rb = self.agent.get(url.as_str());
+        let rb = if with_auth { self.authed(rb) } else { rb };
+        let mut resp = rb.call().map_err(|e| transport(e, &url))?;
+        let status = resp.status();
+        let api = header(&resp, API_HEADER);
+        let check_api = |what: &str| -> Result<()> {
+            match api.as_deref() {
+                Some("registry/2.0") => Ok(()),
+                Some(other) => bail!("{what}, but Docker-Distribution-Api-Version is {other:?}, expected \"registry/2.0\""),
+                None => bail!("{what}, but no Docker-Distribution-Api-Version header: not a Docker registry (v2 API)?"),
+            }
+        };
+        match status.as_u16() {
+            200 => {
+                drain(&mut resp);
+                check_api("200 OK")?;
+                Ok((false, Done::Passed("200 OK, registry/2.0".into())))
+            }
+            401 if with_auth => {
+                let body = error_body(&mut resp);
+                bail!(
+                    "credentials rejected for user {:?}: HTTP 401 Unauthorized{body}",
+                    self.username.as_deref().unwrap_or_default()
+                )
+            }
+            401 => {
+                let Some(challenge) = header(&resp, "www-authenticate") else {
+                    bail!("HTTP 401 Unauthorized without a WWW-Authenticate header");
+                };
+                drain(&mut resp);
+                check_api("401 Unauthorized")?;
+                if self.auth.is_some() && !challenge.to_ascii_lowercase().starts_with("basic") {
+                    bail!("the registry wants {challenge}; probe supports Basic auth only");
+                }
+                Ok((
+                    true,
+                    Done::Passed(format!(
+                        "401 credentials needed (WWW-Authenticate: {challenge}), registry/2.0"
+                    )),
+                ))
+            }
+            _ => Err(unexpected(&mut resp, &url)),
+        }
+    }
+
+    /// POST /v2/<repo>/blobs/uploads/ → the upload URL from Location.
+    fn start_upload(&self, repo: &str) -> Result<Url> {
+        let start = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
+        let mut resp = self
+            .authed(self.agent.post(start.as_str()))
+            .send_empty()
+            .map_err(|e| transport(e, &start))?;
+        if resp.status().as_u16() != 202 {
+            return Err(unexpected(&mut resp, &start).context("starting the upload (POST)"));
+        }
+        let location = upload_location(&resp, &start)?;
+        drain(&mut resp);
+        Ok(location)
+    }
+
+    /// PUT <upload>?digest=… with the rest of the blob (maybe empty), then
+    /// HEAD the blob: it must now be there with its size.
+    fn finish_upload(
+        &self,
+        repo: &str,
+        upload: &Url,
+        digest: &str,
+        size: u64,
+        body: &[u8],
+    ) -> Result<()> {
+        let put = with_digest(upload, digest);
+        let mut resp = self
+            .authed(self.agent.put(put.as_str()))
+            .header("Content-Type", "application/octet-stream")
+            .send(body)
+            .map_err(|e| transport(e, &put))?;
+        if resp.status().as_u16() != 201 {
+            return Err(unexpected(&mut resp, &put).context("finishing the upload (PUT)"));
+        }
+        let echoed = header(&resp, DIGEST_HEADER);
+        drain(&mut resp);
+        same_digest(echoed.as_deref(), digest)?;
+
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
+        let mut resp = self
+            .authed(self.agent.head(url.as_str()))
+            .call()
+            .map_err(|e| transport(e, &url))?;
+        if resp.status().as_u16() != 200 {
+            return Err(unexpected(&mut resp, &url).context("HEAD after the upload"));
+        }
+        let length = header(&resp, "content-length").and_then(|l| l.parse::<u64>().ok());
+        drain(&mut resp);
+        if length != Some(size) {
+            bail!("HEAD after the upload: Content-Length {length:?}, expected {size}");
+        }
+        Ok(())
+    }
+
+    /// A small blob in one request after the POST. Uploaded even when the
+    /// registry has it (a repeated probe leaves blobs behind): a smoke test
+    /// must exercise the upload path every time.
+    fn push_blob(&self, repo: &str, blob: &Blob) -> Result<String> {
+        let upload = self.start_upload(repo)?;
+        self.finish_upload(repo, &upload, &blob.digest, blob.size(), &blob.data)?;
+        Ok(format!(
+            "{} ({}) uploaded, 201 Created, HEAD 200",
+            short(&blob.digest),
+            human(blob.size())
+        ))
+    }
+
+    /// The layer, generated on a second thread and streamed in one PATCH
+    /// while the registry stores it; the digest is known at the end, so the
+    /// closing PUT carries it with an empty body.
+    fn push_layer(&self, repo: &str, content_size: u64) -> Result<(Layer, String)> {
+        let upload = self.start_upload(repo)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let generator = std::thread::spawn(move || -> Result<Layer> {
+            let sink = ChunkWriter {
+                tx,
+                chunk: Vec::with_capacity(CHUNK),
+            };
+            let (layer, mut sink) = write_layer(content_size, sink)?;
+            sink.flush().context("streaming the layer")?;
+            Ok(layer)
+        });
+        let body = ChunkReader {
+            rx,
+            chunk: vec![],
+            pos: 0,
+        };
+        let sent = self
+            .authed(self.agent.patch(upload.as_str()))
+            .header("Content-Type", "application/octet-stream")
+            .send(ureq::SendBody::from_owned_reader(body));
+        // The generator stops with BrokenPipe when the request gives up, so
+        // this join does not hang; the HTTP error is the one worth showing.
+        let generated = generator
+            .join()
+            .map_err(|_| anyhow!("the layer generator panicked"))?;
+        let mut resp = sent.map_err(|e| transport(e, &upload))?;
+        let layer = generated?;
+        if resp.status().as_u16() != 202 {
+            return Err(unexpected(&mut resp, &upload).context("streaming the layer (PATCH)"));
+        }
+        let upload = upload_location(&resp, &upload)?;
+        drain(&mut resp);
+        self.finish_upload(repo, &upload, &layer.digest, layer.size, &[])?;
+        let msg = format!(
+            "{} ({}) streamed, 201 Created, HEAD 200",
+            short(&layer.digest),
+            human(layer.size)
+        );
+        Ok((layer, msg))
+    }
+
+    fn push_manifest(&self, repo: &str, tag: &str, manifest: &Blob) -> Result<String> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{tag}"))?;
+        let mut resp = self
+            .authed(self.agent.put(url.as_str()))
+            .header("Content-Type", manifest.media_type)
+            .send(&manifest.data[..])
+            .map_err(|e| transport(e, &url))?;
+        if resp.status().as_u16() != 201 {
+            return Err(unexpected(&mut resp, &url));
+        }
+        let echoed = header(&resp, DIGEST_HEADER);
+        drain(&mut resp);
+        same_digest(echoed.as_deref(), &manifest.digest)?;
+        Ok(format!(
+            "{repo}:{tag} = {}, 201 Created",
+            short(&manifest.digest)
+        ))
+    }
+
+    fn pull_manifest(&self, repo: &str, tag: &str, manifest: &Blob) -> Result<String> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{tag}"))?;
+        let mut resp = self
+            .authed(self.agent.get(url.as_str()))
+            .header("Accept", manifest.media_type)
+            .call()
+            .map_err(|e| transport(e, &url))?;
+        if resp.status().as_u16() != 200 {
+            return Err(unexpected(&mut resp, &url));
+        }
+        let content_type = header(&resp, "content-type").unwrap_or_default();
+        let echoed = header(&resp, DIGEST_HEADER);
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(4 << 20)
+            .read_to_vec()
+            .map_err(|e| transport(e, &url))?;
+        let got = sha256_digest(&body);
+        if got != manifest.digest {
+            bail!(
+                "manifest digest mismatch: pushed {}, got {got}",
+                manifest.digest
+            );
+        }
+        same_digest(echoed.as_deref(), &manifest.digest)?;
+        if content_type != manifest.media_type {
+            bail!(
+                "manifest Content-Type is {content_type:?}, expected {:?}",
+                manifest.media_type
+            );
+        }
+        Ok(format!("{} verified", short(&got)))
+    }
+
+    /// Stream the blob through sha256: nothing is kept.
+    fn pull_blob(&self, repo: &str, name: &str, digest: &str, size: u64) -> Result<String> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
+        let mut resp = self
+            .authed(self.agent.get(url.as_str()))
+            .call()
+            .map_err(|e| transport(e, &url))?;
+        if resp.status().as_u16() != 200 {
+            return Err(unexpected(&mut resp, &url));
+        }
+        let mut reader = resp.body_mut().as_reader();
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got_size = 0u64;
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .with_context(|| format!("reading GET {url}"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            got_size += n as u64;
+        }
+        let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if got != digest || got_size != size {
+            bail!("{name} digest mismatch: pushed {digest} ({size} bytes), got {got} ({got_size} bytes)");
+        }
+        Ok(format!("{} ({}) verified", short(&got), human(size)))
+    }
+
+    fn delete_manifest(&self, repo: &str, manifest: &Blob) -> Result<Done> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{}", manifest.digest))?;
+        let mut resp = self
+            .authed(self.agent.delete(url.as_str()))
+            .call()
+            .map_err(|e| transport(e, &url))?;
+        match resp.status().as_u16() {
+            202 => drain(&mut resp),
+            405 => {
+                drain(&mut resp);
+                return Ok(Done::Skipped(
+                    "delete disabled, skipped (405 Method Not Allowed)".into(),
+                ));
+            }
+            _ => return Err(unexpected(&mut resp, &url)),
+        }
+        // The delete only counts when the manifest is really gone.
+        let mut resp = self
+            .authed(self.agent.get(url.as_str()))
+            .header("Accept", manifest.media_type)
+            .call()
+            .map_err(|e| transport(e, &url))?;
+        let status = resp.status();
+        drain(&mut resp);
+        if status.as_u16() != 404 {
+            bail!(
+                "202 Accepted, but GET after delete answered {}",
+                status_text(status)
+            );
+        }
+        Ok(Done::Passed(format!(
+            "{} deleted (202, then 404)",
+            short(&manifest.digest)
+        )))
+    }
+}
+
+/// The Location of an upload answer, resolved against the request URL:
+/// registries send it absolute or relative.
+fn upload_location(resp: &Response<Body>, request: &Url) -> Result<Url> {
+    let location = header(resp, "location")
+        .ok_or_else(|| anyhow!("{request}: {} without a Location header", resp.status()))?;
+    resolve_location(request, &location)
+}
+
+fn resolve_location(request: &Url, location: &str) -> Result<Url> {
+    request
+        .join(location)
+        .with_context(|| format!("upload Location {location:?} is not a URL"))
+}
+
+/// The upload URL with `digest=` added to whatever query (upload state) it
+/// already carries.
+fn with_digest(upload: &Url, digest: &str) -> Url {
+    let mut url = upload.clone();
+    url.query_pairs_mut().append_pair("digest", digest);
+    url
+}
+
+fn header(resp: &Response<Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Read and drop a small body so the connection can be reused.
+fn drain(resp: &mut Response<Body>) {
+    let _ = resp.body_mut().with_config().limit(1 << 20).read_to_vec();
+}
+
+fn same_digest(echoed: Option<&str>, ours: &str) -> Result<()> {
+    match echoed {
+        Some(d) if d != ours => {
+            bail!("registry answered Docker-Content-Digest {d}, expected {ours}")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn status_text(s: StatusCode) -> String {
+    format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or(""))
+        .trim_end()
+        .to_string()
+}
+
+/// ": <body>" of an error answer (the registry's JSON errors), trimmed.
+fn error_body(resp: &mut Response<Body>) -> String {
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .lossy_utf8(true)
+        .read_to_string()
+        .unwrap_or_default();
+    let body = body.trim();
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+/// An unexpected HTTP status, with the registry's error body.
+fn unexpected(resp: &mut Response<Body>, url: &Url) -> anyhow::Error {
+    let status = resp.status();
+    let body = error_body(resp);
+    let mut msg = format!("HTTP {}{body}", status_text(status));
+    // What a Go TLS server answers to plain HTTP on its port.
+    if url.scheme() == "http" && body.contains("HTTP request to an HTTPS server") {
+        let _ = write!(
+            msg,
+            "\n{} speaks TLS: use https://{}",
+            host_port(url),
+            host_port(url)
+        );
+    }
+    anyhow!(msg)
+}
+
+fn host_port(url: &Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// A transport error (no HTTP answer) as advice.
+fn transport(err: ureq::Error, url: &Url) -> anyhow::Error {
+    let at = host_port(url);
+    let text = err.to_string();
+    if let ureq::Error::Io(io) = &err {
+        match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                return anyhow!("nothing is listening on {at} (connection refused)")
+            }
+            std::io::ErrorKind::TimedOut => return anyhow!("{at}: connection timed out"),
+            _ => {}
+        }
+    }
+    if matches!(err, ureq::Error::HostNotFound) {
+        return anyhow!("cannot resolve {}", url.host_str().unwrap_or(""));
+    }
+    if url.scheme() == "https" {
+        // rustls errors surface either directly or wrapped in an io::Error.
+        if text.contains("certificate") || text.contains("Certificate") {
+            return anyhow!(
+                "TLS verification of {at} failed ({text}): pass --ca with the registry's CA \
+                 certificate (or --insecure for a throwaway test registry)"
+            );
+        }
+        if text.contains("corrupt message") || text.contains("InvalidContentType") {
+            return anyhow!(
+                "TLS handshake with {at} failed ({text}): the server does not speak TLS there; \
+                 for a plain-HTTP registry use http://{at}"
+            );
+        }
+        if matches!(err, ureq::Error::Rustls(_) | ureq::Error::Tls(_)) {
+            return anyhow!("TLS handshake with {at} failed: {text}");
+        }
+    }
+    anyhow!("request to {url} failed: {text}")
+}
+
+/// clap value parser for the registry URL.
+pub fn parse_url(s: &str) -> std::result::Result<Url, String> {
+    let url = Url::parse(s)
+        .map_err(|e| format!("{e} (expected http://HOST:PORT or https://HOST:PORT)"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "scheme {:?} not supported (expected http://HOST:PORT or https://HOST:PORT)",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err("no host in the URL".into());
+    }
+    if !matches!(url.path(), "" | "/" | "/v2" | "/v2/") {
+        return Err(format!(
+            "path {:?}: the registry API lives at /v2/ of the host, give only scheme, host and port",
+            url.path()
+        ));
+    }
+    Ok(url)
+}
+
+/// clap value parser for a repository name (the Distribution grammar:
+/// lowercase components of [a-z0-9] joined by `.`, `_`, `__` or dashes).
+pub fn parse_repo(s: &str) -> std::result::Result<String, String> {
+    let component_ok = |c: &str| {
+        let b = c.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
+            && b[b.len() - 1].is_ascii_lowercase() | b[b.len() - 1].is_ascii_digit()
+            && b.iter()
+                .all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || b"._-".contains(&x))
+            && !c.contains("..")
+            && !c.contains("___")
+    };
+    if s.len() <= 255 && s.split('/').all(component_ok) {
+        Ok(s.to_string())
+    } else {
+        Err(
+            "expected lowercase [a-z0-9] components joined by '.', '_', '-', separated by '/'"
+                .into(),
+        )
+    }
+}
+
+/// clap value parser for a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn parse_tag(s: &str) -> std::result::Result<String, String> {
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|&x| x.is_ascii_alphanumeric() || b"_.-".contains(&x));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("expected [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(size: u64) -> (Layer, Vec<u8>) {
+        write_layer(size, Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn layer_is_deterministic_and_sized() {
+        let (a, bytes_a) = layer(10_000);
+        let (b, bytes_b) = layer(10_000);
+        assert_eq!(a, b);
+        assert_eq!(bytes_a, bytes_b);
+        assert_eq!(a.size, bytes_a.len() as u64);
+        assert_eq!(a.digest, sha256_digest(&bytes_a));
+        assert!(a.size > 10_000 && a.size < 13_000, "{}", a.size);
+        assert_ne!(layer(10_001).0.digest, a.digest);
+        let image = Image::new(a.clone()).unwrap();
+        assert_eq!(Image::new(b).unwrap().manifest.data, image.manifest.data);
+    }
+
+    #[test]
+    fn layer_is_a_tar_with_the_config_diff_id() {
+        let (layer, bytes) = layer(3000);
+        let tar_bytes = bytes.clone();
+        let image = Image::new(layer.clone()).unwrap();
+        let config: serde_json::Value = serde_json::from_slice(&image.config.data).unwrap();
+        assert_eq!(
+            config["rootfs"]["diff_ids"][0].as_str().unwrap(),
+            sha256_digest(&tar_bytes)
+        );
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let mut entries = archive.entries().unwrap();
+        let mut entry = entries.next().unwrap().unwrap();
+        assert_eq!(entry.path().unwrap().to_str(), Some("regbake-probe/data"));
+        let mut content = vec![];
+        entry.read_to_end(&mut content).unwrap();
+        assert_eq!(content.len(), 3000);
+        let manifest: serde_json::Value = serde_json::from_slice(&image.manifest.data).unwrap();
+        assert_eq!(manifest["mediaType"], MANIFEST_TYPE);
+        assert_eq!(manifest["layers"][0]["digest"], layer.digest.as_str());
+        assert_eq!(manifest["layers"][0]["size"], layer.size);
+        assert_eq!(manifest["config"]["size"], image.config.data.len());
+    }
+
+    #[test]
+    fn chunk_stream_carries_the_layer_unchanged() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let producer = std::thread::spawn(move || {
+            let sink = ChunkWriter {
+                tx,
+                chunk: Vec::with_capacity(CHUNK),
+            };
+            let (layer, mut sink) = write_layer(3 * CHUNK as u64 + 17, sink).unwrap();
+            sink.flush().unwrap();
+            layer
+        });
+        let mut streamed = vec![];
+        ChunkReader {
+            rx,
+            chunk: vec![],
+            pos: 0,
+        }
+        .read_to_end(&mut streamed)
+        .unwrap();
+        let layer = producer.join().unwrap();
+        assert_eq!(layer.digest, sha256_digest(&streamed));
+        assert_eq!(streamed, self::layer(3 * CHUNK as u64 + 17).1);
+    }
+
+    #[test]
+    fn pattern_does_not_depend_on_read_sizes() {
+        let mut one = vec![];
+        Pattern { pos: 0, size: 100 }.read_to_end(&mut one).unwrap();
+        let mut p = Pattern { pos: 0, size: 100 };
+        let mut two = vec![];
+        let mut buf = [0u8; 3];
+        loop {
+            let n = p.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            two.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(one, two);
+    }
+
+    #[test]
+    fn upload_locations_relative_absolute_and_with_query() {
+        let post = Url::parse("https://reg.local:5000/v2/r/blobs/uploads/").unwrap();
+        let rel = resolve_location(&post, "/v2/r/blobs/uploads/u1?_state=abc%3D").unwrap();
+        assert_eq!(
+            rel.as_str(),
+            "https://reg.local:5000/v2/r/blobs/uploads/u1?_state=abc%3D"
+        );
+        let abs = resolve_location(&post, "http://other:1/v2/r/blobs/uploads/u2").unwrap();
+        assert_eq!(abs.as_str(), "http://other:1/v2/r/blobs/uploads/u2");
+        assert_eq!(
+            with_digest(&rel, "sha256:00").as_str(),
+            "https://reg.local:5000/v2/r/blobs/uploads/u1?_state=abc%3D&digest=sha256%3A00"
+        );
+        assert_eq!(
+            with_digest(&abs, "sha256:00").as_str(),
+            "http://other:1/v2/r/blobs/uploads/u2?digest=sha256%3A00"
+        );
+    }
+
+    #[test]
+    fn value_parsers() {
+        assert!(parse_url("http://127.0.0.1:5000").is_ok());
+        assert!(parse_url("https://reg.local/").is_ok());
+        assert!(parse_url("ftp://x").is_err());
+        assert!(parse_url("127.0.0.1:5000").is_err());
+        assert!(parse_url("http://h/some/path").is_err());
+        assert!(parse_repo("regbake-probe").is_ok());
+        assert!(parse_repo("a/b.c/d__e").is_ok());
+        assert!(parse_repo("Upper").is_err());
+        assert!(parse_repo("a//b").is_err());
+        assert!(parse_repo("-a").is_err());
+        assert!(parse_tag("v1.0_x-y").is_ok());
+        assert!(parse_tag(".x").is_err());
+    }
+}

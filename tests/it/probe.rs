@@ -1,0 +1,408 @@
+//! `regbake probe` against a real registry: Debian's `docker-registry serve`
+//! (distribution 2.8) on 127.0.0.1, plain, TLS and TLS + htpasswd, with
+//! `skopeo` as an independent client reading back what the probe pushed.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{require_tool, Test};
+
+/// A `docker-registry serve` child, killed when dropped (also on panic).
+struct Registry {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Default)]
+struct Setup {
+    delete: bool,
+    /// (certificate, key) PEM paths.
+    tls: Option<(PathBuf, PathBuf)>,
+    htpasswd: Option<PathBuf>,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+impl Registry {
+    fn start(setup: &Setup) -> Registry {
+        let dir = tempfile::Builder::new()
+            .prefix("regbake-registry-")
+            .tempdir()
+            .expect("temp dir");
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n  delete:\n    enabled: {}\nhttp:\n  addr: 127.0.0.1:5000\n",
+            setup.delete
+        );
+        if let Some((cert, key)) = &setup.tls {
+            yaml += &format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            );
+        }
+        if let Some(htpasswd) = &setup.htpasswd {
+            yaml += &format!(
+                "auth:\n  htpasswd:\n    realm: regbake-test\n    path: {}\n",
+                htpasswd.display()
+            );
+        }
+        let config = dir.path().join("config.yml");
+        std::fs::write(&config, yaml).expect("write config.yml");
+        let log = dir.path().join("registry.log");
+        let port = free_port();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            // The documented env overrides: only address and storage change.
+            .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env(
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+                dir.path().join("storage"),
+            )
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(
+                std::fs::File::options()
+                    .append(true)
+                    .open(&log)
+                    .expect("log"),
+            )
+            .spawn()
+            .expect("start docker-registry");
+        let mut reg = Registry {
+            child,
+            port,
+            log,
+            _dir: dir,
+        };
+        reg.wait_listening();
+        reg
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "docker-registry exited ({status}):\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "docker-registry did not listen on {} within 20 s:\n{}",
+            self.port,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files in
+/// `dir`: (ca.pem, server.crt, server.key).
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.distinguished_name
+        .push(DnType::CommonName, "regbake test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("self-sign CA");
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).expect("issuer");
+    let key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("server params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let cert = params.signed_by(&key, &issuer).expect("sign server cert");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).expect("write ca");
+    std::fs::write(&paths.1, cert.pem()).expect("write cert");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
+    (paths.0, paths.1, paths.2)
+}
+
+fn steps(stdout: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str::<Vec<serde_json::Value>>(stdout)
+        .unwrap_or_else(|e| panic!("probe --format json printed no JSON array ({e}):\n{stdout}"))
+}
+
+fn step<'a>(steps: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    steps
+        .iter()
+        .find(|s| s["step"] == name)
+        .unwrap_or_else(|| panic!("no step {name:?} in {steps:?}"))
+}
+
+#[test]
+fn plain_http_push_deletes_when_enabled_and_skips_when_disabled() {
+    if !require_tool("docker-registry") {
+        return;
+    }
+    let reg = Registry::start(&Setup {
+        delete: true,
+        ..Setup::default()
+    });
+    let url = format!("http://{}", reg.addr());
+    let out = Test::new()
+        .args(&["probe", &url, "--push", "--format", "json"])
+        .success();
+    let s = steps(&out.stdout);
+    for name in [
+        "GET /v2/",
+        "push layer",
+        "push config",
+        "push manifest",
+        "pull manifest",
+        "pull config",
+        "pull layer",
+        "delete manifest",
+    ] {
+        assert_eq!(step(&s, name)["status"], "passed", "{name}: {s:?}");
+        assert!(step(&s, name)["ms"].is_u64());
+    }
+    assert!(step(&s, "delete manifest")["message"]
+        .as_str()
+        .unwrap()
+        .contains("deleted"));
+
+    // The text format: one line per step with its timing.
+    let out = Test::new().args(&["probe", &url, "--push"]).success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("passed") && lines[0].contains("GET /v2/"));
+    assert!(lines[0].contains(" ms "), "{}", lines[0]);
+    assert!(out.stdout.contains("passed: 8 steps"), "{}", out.stdout);
+    drop(reg);
+
+    let reg = Registry::start(&Setup::default());
+    let url = format!("http://{}", reg.addr());
+    let out = Test::new()
+        .args(&["probe", &url, "--push", "--format", "json"])
+        .success();
+    let s = steps(&out.stdout);
+    let del = step(&s, "delete manifest");
+    assert_eq!(del["status"], "skipped", "{s:?}");
+    assert!(del["message"]
+        .as_str()
+        .unwrap()
+        .contains("delete disabled, skipped"));
+}
+
+#[test]
+fn skopeo_reads_back_what_probe_pushed() {
+    if !require_tool("docker-registry") || !require_tool("skopeo") {
+        return;
+    }
+    let reg = Registry::start(&Setup {
+        delete: true,
+        ..Setup::default()
+    });
+    let url = format!("http://{}", reg.addr());
+    let t = Test::new().args(&[
+        "probe",
+        &url,
+        "--push",
+        "--keep",
+        "--repo",
+        "probe/kept",
+        "--tag",
+        "v1",
+        "--layer-size",
+        "100000",
+        "--format",
+        "json",
+    ]);
+    let out = t.success();
+    let s = steps(&out.stdout);
+    assert_eq!(step(&s, "delete manifest")["status"], "skipped");
+
+    let image = format!("docker://{}/probe/kept:v1", reg.addr());
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &image])
+        .output()
+        .expect("run skopeo inspect");
+    assert!(
+        inspect.status.success(),
+        "skopeo inspect {image}: {}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("skopeo JSON");
+    let manifest_msg = step(&s, "push manifest")["message"].as_str().unwrap();
+    let digest = info["Digest"].as_str().expect("Digest");
+    assert!(
+        manifest_msg.contains(&digest[..19]),
+        "{manifest_msg} vs {digest}"
+    );
+    assert_eq!(info["Layers"].as_array().map(Vec::len), Some(1));
+    assert_eq!(info["Os"], "linux");
+
+    // A full pull by an independent client: skopeo fetches every blob and
+    // checks every digest against the manifest.
+    let dest = t.path().join("pulled");
+    let copy = Command::new("skopeo")
+        .args([
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            &image,
+        ])
+        .arg(format!("oci:{}:v1", dest.display()))
+        .output()
+        .expect("run skopeo copy");
+    assert!(
+        copy.status.success(),
+        "skopeo copy {image}: {}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    let layer = info["Layers"][0].as_str().unwrap();
+    let hex = layer.trim_start_matches("sha256:");
+    let blob = std::fs::metadata(dest.join("blobs/sha256").join(hex)).expect("pulled layer");
+    assert!(blob.len() > 100_000);
+}
+
+#[test]
+fn tls_registry_needs_the_ca_and_https() {
+    if !require_tool("docker-registry") {
+        return;
+    }
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = tls_files(certs.path());
+    let reg = Registry::start(&Setup {
+        delete: true,
+        tls: Some((cert, key)),
+        ..Setup::default()
+    });
+    let https = format!("https://{}", reg.addr());
+    let ca = ca.to_str().unwrap();
+
+    let out = Test::new()
+        .args(&["probe", &https, "--ca", ca, "--push"])
+        .success();
+    assert!(out.stdout.contains("deleted"), "{}", out.stdout);
+
+    let out = Test::new().args(&["probe", &https]).failure(1);
+    assert!(
+        out.stderr.contains("TLS verification") && out.stderr.contains("--ca"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("FAILED"), "{}", out.stdout);
+
+    // --insecure is explicit and does what it says (self-signed tests only).
+    Test::new().args(&["probe", &https, "--insecure"]).success();
+    let out = Test::new()
+        .args(&["probe", &https, "--insecure", "--ca", ca])
+        .failure(2);
+    assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
+
+    let http = format!("http://{}", reg.addr());
+    let out = Test::new().args(&["probe", &http]).failure(1);
+    assert!(
+        out.stderr.contains("speaks TLS") && out.stderr.contains(&format!("use {https}")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("HTTP 400"), "{}", out.stderr);
+}
+
+#[test]
+fn htpasswd_registry_wants_the_right_credentials() {
+    if !require_tool("docker-registry") {
+        return;
+    }
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = tls_files(certs.path());
+    let password = "s3cret-Probe-pw";
+    // The registry accepts bcrypt only; the lowest cost keeps the test fast.
+    let hash = bcrypt::hash(password, 4).expect("bcrypt");
+    let htpasswd = certs.path().join("htpasswd");
+    std::fs::write(&htpasswd, format!("prober:{hash}\n")).expect("htpasswd");
+    let reg = Registry::start(&Setup {
+        delete: true,
+        tls: Some((cert, key)),
+        htpasswd: Some(htpasswd),
+    });
+    let url = format!("https://{}", reg.addr());
+    let ca = ca.to_str().unwrap();
+
+    // No credentials: /v2/ answering 401 with a challenge is a live registry.
+    let out = Test::new().args(&["probe", &url, "--ca", ca]).success();
+    assert!(out.stdout.contains("credentials needed"), "{}", out.stdout);
+    assert!(out.stdout.contains("Basic realm="), "{}", out.stdout);
+
+    let out = Test::new()
+        .args(&["probe", &url, "--ca", ca, "--push"])
+        .failure(1);
+    assert!(out.stderr.contains("401"), "{}", out.stderr);
+    assert!(out.stderr.contains("UNAUTHORIZED"), "{}", out.stderr);
+    assert!(out.stderr.contains("--password-env"), "{}", out.stderr);
+
+    let args = [
+        "probe",
+        &url,
+        "--ca",
+        ca,
+        "--push",
+        "--username",
+        "prober",
+        "--password-env",
+        "PROBE_PW",
+    ];
+    let out = Test::new().args(&args).env("PROBE_PW", password).success();
+    assert!(out.stdout.contains("deleted"), "{}", out.stdout);
+    assert!(!out.stdout.contains(password) && !out.stderr.contains(password));
+
+    let out = Test::new()
+        .args(&args)
+        .env("PROBE_PW", "wrong-password")
+        .failure(1);
+    assert!(
+        out.stderr.contains("credentials rejected") && out.stderr.contains("401"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("wrong-password") && !out.stderr.contains("wrong-password"));
+
+    let out = Test::new().args(&args).failure(1);
+    assert!(out.stderr.contains("PROBE_PW"), "{}", out.stderr);
+}
+
+#[test]
+fn nothing_listening_is_a_clear_failure() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = Test::new().args(&["probe", &url, "--push"]).failure(1);
+    assert!(
+        out.stderr.contains(&format!(
+            "nothing is listening on 127.0.0.1:{port} (connection refused)"
+        )),
+        "{}",
+        out.stderr
+    );
+}

@@ -51,6 +51,8 @@ pub struct Appliance {
     pub secret_files: Vec<String>,
     /// Files `regbake-uninstall` removes besides the units and firstboot.
     pub uninstall_files: Vec<String>,
+    /// `[packer]` and what the Packer templates derive from the rest.
+    pub packer: crate::render::packer::Settings,
     #[serde(skip)]
     pub material: Material,
 }
@@ -417,6 +419,7 @@ impl Appliance {
             firstboot_marker: FIRSTBOOT_MARKER,
             secret_files,
             uninstall_files,
+            packer: crate::render::packer::Settings::from_config(c),
             material: Material {
                 http_secret,
                 generated_ssh,

@@ -59,6 +59,18 @@ pub enum Command {
     Kickstart,
     /// Print the fully resolved config
     Config,
+    /// Bake the box from the CentOS ISO with Packer, add it to the catalog and import it
+    Packer {
+        /// Build with this builder only
+        #[arg(long, value_name = "BUILDER", value_parser = ["qemu", "virtualbox-iso"])]
+        only: Option<String>,
+        /// Render out/packer/ and stop
+        #[arg(long)]
+        render_only: bool,
+        /// Do not `vagrant box add` the built box
+        #[arg(long)]
+        no_import: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

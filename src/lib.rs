@@ -8,6 +8,7 @@ pub mod appliance;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod packer;
 pub mod render;
 pub mod secrets;
 pub mod steps;
@@ -81,6 +82,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )
         }
+        Command::Packer {
+            only,
+            render_only,
+            no_import,
+        } => packer::run(
+            &opts,
+            &packer::PackerOptions {
+                only,
+                render_only,
+                no_import,
+            },
+        ),
         Command::Config => {
             let (config, source) = config::load(opts.config.as_deref())?;
             println!("# resolved config from {source}");

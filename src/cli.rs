@@ -71,6 +71,42 @@ pub enum Command {
         #[arg(long)]
         no_import: bool,
     },
+    /// Vagrant box files: pack a disk into a .box plus the catalog JSON
+    #[command(subcommand)]
+    Box(BoxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BoxCommand {
+    /// Pack a VM disk into out/box/NAME-VERSION-PROVIDER.box and add it to out/box/NAME.json
+    Pack {
+        /// Box provider
+        #[arg(long, value_enum)]
+        provider: BoxProvider,
+        /// qcow2 disk image (libvirt)
+        #[arg(
+            long,
+            value_name = "IMAGE",
+            required_if_eq("provider", "libvirt"),
+            conflicts_with = "ovf"
+        )]
+        disk: Option<PathBuf>,
+        /// OVF descriptor; the disks it references are packed too (virtualbox)
+        #[arg(long, value_name = "OVF", required_if_eq("provider", "virtualbox"))]
+        ovf: Option<PathBuf>,
+        /// Box name [default: vagrant.box_name]
+        #[arg(long)]
+        name: Option<String>,
+        /// Box version [default: vagrant.box_version]
+        #[arg(long)]
+        version: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BoxProvider {
+    Libvirt,
+    Virtualbox,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,6 +5,7 @@
 //! → atomic write into `out/` → [`check`] (real validators).
 
 pub mod appliance;
+pub mod boxfile;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -94,6 +95,30 @@ pub fn run(cli: Cli) -> Result<()> {
                 no_import,
             },
         ),
+        Command::Box(cli::BoxCommand::Pack {
+            provider,
+            disk,
+            ovf,
+            name,
+            version,
+        }) => {
+            let source = match (provider, disk, ovf) {
+                (cli::BoxProvider::Libvirt, Some(disk), _) => boxfile::PackSource::Libvirt { disk },
+                (cli::BoxProvider::Virtualbox, _, Some(ovf)) => {
+                    boxfile::PackSource::Virtualbox { ovf }
+                }
+                // clap requires the matching flag for each provider.
+                _ => bail!("--provider libvirt needs --disk, --provider virtualbox needs --ovf"),
+            };
+            boxfile::run_pack(
+                &opts,
+                &boxfile::PackArgs {
+                    source,
+                    name,
+                    version,
+                },
+            )
+        }
         Command::Config => {
             let (config, source) = config::load(opts.config.as_deref())?;
             println!("# resolved config from {source}");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use validate::check_ssh_public_key;
+pub(crate) use validate::{check_ssh_public_key, is_box_name, is_version};
 pub use validate::{validate, Problem};
 
 /// The commented default config: what `regbake init` writes and what is used

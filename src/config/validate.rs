@@ -656,7 +656,7 @@ fn is_image_ref(s: &str) -> bool {
     true
 }
 
-fn is_box_name(s: &str) -> bool {
+pub(crate) fn is_box_name(s: &str) -> bool {
     let parts: Vec<&str> = s.split('/').collect();
     (1..=2).contains(&parts.len())
         && parts.iter().all(|p| {
@@ -668,7 +668,7 @@ fn is_box_name(s: &str) -> bool {
         })
 }
 
-fn is_version(s: &str) -> bool {
+pub(crate) fn is_version(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
         && s.split('.')

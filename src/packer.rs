@@ -121,11 +121,7 @@ pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
                 "apt-get install qemu-system-x86",
                 &mut missing,
             ),
-            _ => need(
-                "VBoxManage",
-                "VirtualBox from virtualbox.org",
-                &mut missing,
-            ),
+            _ => need("VBoxManage", "VirtualBox from virtualbox.org", &mut missing),
         };
     }
     let vagrant = if p.no_import {
@@ -328,12 +324,19 @@ mod tests {
     #[test]
     fn phases_change_once() {
         let mut p = Progress::default();
-        assert_eq!(p.line("100,,ui,say,qemu.registry: output will be in this color."), None);
         assert_eq!(
-            p.line("100,,ui,say,==> qemu.registry: Retrieving ISO").as_deref(),
+            p.line("100,,ui,say,qemu.registry: output will be in this color."),
+            None
+        );
+        assert_eq!(
+            p.line("100,,ui,say,==> qemu.registry: Retrieving ISO")
+                .as_deref(),
             Some("qemu.registry: downloading the ISO (+0:00)")
         );
-        assert_eq!(p.line("101,,ui,say,==> qemu.registry: Trying https://x"), None);
+        assert_eq!(
+            p.line("101,,ui,say,==> qemu.registry: Trying https://x"),
+            None
+        );
         assert_eq!(
             p.line("190,,ui,say,==> qemu.registry: Waiting for SSH to become available...")
                 .as_deref(),

@@ -361,10 +361,8 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
     // /boot (1 GiB) + root + data (at least 1 GiB when it grows) + 1 GiB for
     // LVM metadata and rounding.
-    let min_disk_mb = 1024
-        + c.storage.root_size_gb * 1024
-        + c.storage.data_size_gb.max(1) * 1024
-        + 1024;
+    let min_disk_mb =
+        1024 + c.storage.root_size_gb * 1024 + c.storage.data_size_gb.max(1) * 1024 + 1024;
     if !(min_disk_mb..=1 << 24).contains(&c.packer.disk_size_mb) {
         p.push(
             "packer.disk_size_mb",
@@ -825,7 +823,9 @@ mod tests {
         assert!(!is_go_duration("") && !is_go_duration("m") && !is_go_duration("5"));
         assert!(!is_go_duration("5d") && !is_go_duration("1.5h"));
         assert!(is_rel_or_abs_path("packer-build") && is_rel_or_abs_path("/srv/build/x"));
-        assert!(!is_rel_or_abs_path("../x") && !is_rel_or_abs_path("/") && !is_rel_or_abs_path("a b"));
+        assert!(
+            !is_rel_or_abs_path("../x") && !is_rel_or_abs_path("/") && !is_rel_or_abs_path("a b")
+        );
     }
 
     #[test]

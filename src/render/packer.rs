@@ -161,7 +161,12 @@ pub fn wants_plugins_file(setting: RequiredPlugins) -> bool {
 /// Render `packer/…` and the build key (`secrets/packer/…`) into `tree`.
 /// A config Packer cannot bake (see [`Settings::problems`]) renders nothing
 /// and says why; `regbake packer` turns that into a config error.
-pub fn render(hb: &Handlebars<'_>, app: &Appliance, kickstart: &str, tree: &mut Tree) -> Result<()> {
+pub fn render(
+    hb: &Handlebars<'_>,
+    app: &Appliance,
+    kickstart: &str,
+    tree: &mut Tree,
+) -> Result<()> {
     let s = &app.packer;
     if !s.problems.is_empty() {
         for p in &s.problems {
@@ -193,7 +198,8 @@ pub fn render(hb: &Handlebars<'_>, app: &Appliance, kickstart: &str, tree: &mut 
         scripts: scripts.clone(),
         // Isolinux menu of the CentOS 7 ISO: <up> selects "Install CentOS 7",
         // <tab> edits its kernel command line.
-        boot_command: "<up><tab> inst.text inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter><wait>",
+        boot_command:
+            "<up><tab> inst.text inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter><wait>",
         // -n: fail instead of waiting for a password that is never given.
         shutdown_command: "sudo -n /sbin/shutdown -P now",
         execute_command: "sudo -n env {{ .Vars }} bash {{ .Path }}",

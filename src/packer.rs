@@ -256,7 +256,7 @@ fn phase_of(message: &str) -> Option<&'static str> {
 impl Progress {
     /// One output line; returns the status to show when the phase changed.
     pub fn line(&mut self, line: &str) -> Option<String> {
-        let mut f = line.splitn(5, ',');
+        let mut f = line.splitn(4, ',');
         let ts: u64 = f.next()?.parse().ok()?;
         let _target = f.next()?;
         let kind = f.next()?;
@@ -264,8 +264,8 @@ impl Progress {
         let elapsed = ts.saturating_sub(start);
         let (builder, phase) = match kind {
             "ui" => {
-                let level = f.next()?;
-                let msg = unescape(f.next().unwrap_or_default());
+                let (level, msg) = f.next()?.split_once(',')?;
+                let msg = unescape(msg);
                 // "==> qemu.registry: Waiting for SSH..."
                 let body = msg.trim_start().trim_start_matches("==> ");
                 let (builder, text) = body.split_once(": ")?;
@@ -280,8 +280,9 @@ impl Progress {
                 }
             }
             "artifact" => {
-                let rest: Vec<&str> = f.collect();
-                if let ["file", _, path] = rest.as_slice() {
+                // ARTIFACT_INDEX,file,FILE_INDEX,PATH
+                let rest: Vec<&str> = f.next()?.splitn(4, ',').collect();
+                if let [_, "file", _, path] = rest.as_slice() {
                     self.artifacts.push(unescape(path));
                 }
                 return None;

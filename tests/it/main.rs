@@ -2,4 +2,7 @@
 //! validators, and stub programs on PATH where a VM would be needed.
 
 mod common;
+mod config;
+mod golden;
 mod render;
+mod scripts;

@@ -245,6 +245,8 @@ fn phase_of(message: &str) -> Option<&'static str> {
         ),
         ("scripts/cleanup.sh", "provisioning: cleaning and shrinking"),
         ("Gracefully halting", "shutting down"),
+        ("Converting hard drive", "converting the disk"),
+        ("Exporting virtual machine", "exporting the VM"),
         ("Running post-processor", "post-processing (vagrant box)"),
     ];
     PHASES
@@ -266,17 +268,20 @@ impl Progress {
             "ui" => {
                 let (level, msg) = f.next()?.split_once(',')?;
                 let msg = unescape(msg);
-                // "==> qemu.registry: Waiting for SSH..."
-                let body = msg.trim_start().trim_start_matches("==> ");
-                let (builder, text) = body.split_once(": ")?;
-                let builder = builder.split(' ').next().unwrap_or(builder);
-                if level == "error" && text.contains("errored") {
+                if level == "error" && msg.starts_with("Build '") && msg.contains("errored") {
+                    // "Build 'qemu.registry' errored after 3 minutes: …"
+                    let builder = msg.split('\'').nth(1)?;
                     (builder.to_string(), "failed")
-                } else if level == "message" {
-                    // Guest output: not a phase.
-                    return None;
-                } else {
+                } else if level == "say" {
+                    // "==> qemu.registry: Waiting for SSH..."
+                    let body = msg.strip_prefix("==> ")?;
+                    let (builder, text) = body.split_once(": ")?;
+                    // "qemu.registry (vagrant)" is the post-processor's.
+                    let builder = builder.split(' ').next().unwrap_or(builder);
                     (builder.to_string(), phase_of(text)?)
+                } else {
+                    // Guest output and details: not a phase.
+                    return None;
                 }
             }
             "artifact" => {
@@ -353,5 +358,10 @@ mod tests {
         );
         assert_eq!(p.artifacts, ["box/r-1-libvirt.box"]);
         assert_eq!(p.line("garbage"), None);
+        assert_eq!(
+            p.line("300,,ui,error,Build 'qemu.registry' errored after 1 second: boom")
+                .as_deref(),
+            Some("qemu.registry: failed (+3:20)")
+        );
     }
 }

@@ -56,6 +56,17 @@ impl Settings {
                 expected: "regbake packer logs in as the user and provisions and shuts down with `sudo -n` (no password is ever stored): set sudo = \"nopasswd\", or install with regbake kickstart".into(),
             });
         }
+        // /boot (1 GiB) + root + data (at least 1 GiB when it grows) + 1 GiB
+        // for LVM metadata and rounding.
+        let min_disk_mb =
+            1024 + c.storage.root_size_gb * 1024 + c.storage.data_size_gb.max(1) * 1024 + 1024;
+        if p.disk_size_mb < min_disk_mb {
+            problems.push(Problem {
+                path: "packer.disk_size_mb".into(),
+                value: p.disk_size_mb.to_string(),
+                expected: format!("the kickstart's /boot, storage.root_size_gb and storage.data_size_gb (plus 1 GiB spare) need at least {min_disk_mb} MiB"),
+            });
+        }
         let vbox = p.builders.iter().any(|b| b == "virtualbox-iso");
         let qemu_disk_interface = match c.storage.disk.as_str() {
             "sda" => "virtio-scsi",

@@ -4,5 +4,6 @@
 mod common;
 mod config;
 mod golden;
+mod packer;
 mod render;
 mod scripts;

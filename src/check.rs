@@ -273,7 +273,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
     // and needs the build key and http dir, which the render wrote), the
     // kickstart it serves and the provisioner scripts.
     let packer_dir = out.join("packer");
-    if packer_dir.is_dir() {
+    if packer_dir.join("build.pkr.hcl").is_file() {
         let d = packer_dir.clone();
         r.run("packer validate", &packer_dir, "packer", false, |t| {
             crate::packer::packer_cmd(t).arg("validate").arg(d)

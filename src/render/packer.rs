@@ -120,6 +120,10 @@ pub fn provider_of(builder: &str) -> &'static str {
     }
 }
 
+/// What `out/packer/` holds instead of a template when Packer cannot bake
+/// the config.
+pub const NOT_RENDERED: &str = "packer/NOT-RENDERED";
+
 /// The private key file, relative to the template directory.
 const SSH_KEY_FROM_TEMPLATE: &str = "../secrets/packer/id_ed25519";
 
@@ -180,9 +184,16 @@ pub fn render(
 ) -> Result<()> {
     let s = &app.packer;
     if !s.problems.is_empty() {
+        let mut why = String::from(
+            "The Packer template was not rendered: regbake packer cannot bake this config.\n",
+        );
         for p in &s.problems {
             log::note(&format!("packer template not rendered: {p}"));
+            why.push_str(&format!("- {p}\n"));
         }
+        // Replaces a template an earlier render left, so nothing stale is
+        // checked or built.
+        tree.add(NOT_RENDERED, why, 0o644);
         return Ok(());
     }
     let key = build_key(app)?;

@@ -231,6 +231,20 @@ fn sudo_with_password_is_a_config_error_for_packer() {
         o.stderr
     );
     assert!(t.path().join("out/kickstart/ks.cfg").exists());
+    assert!(t.read("out/packer/NOT-RENDERED").contains("user.sudo"));
+}
+
+#[test]
+fn a_config_packer_cannot_bake_replaces_the_old_template() {
+    let t = Test::new().args(&["render"]);
+    t.success();
+    assert!(t.path().join("out/packer/build.pkr.hcl").exists());
+    let t = t.config("version = 1\n[user]\nsudo = \"none\"\n");
+    t.success();
+    assert!(!t.path().join("out/packer/build.pkr.hcl").exists());
+    assert!(t.read("out/packer/NOT-RENDERED").contains("user.sudo"));
+    // The build key is state: kept for the next bake.
+    assert!(t.path().join("out/secrets/packer/id_ed25519").exists());
 }
 
 #[test]
@@ -418,6 +432,20 @@ fn a_failing_step_is_named_and_exits_1() {
         );
         assert!(!t.path().join("out/box/regbake-registry.json").exists());
     }
+}
+
+#[test]
+fn dry_run_prints_the_steps() {
+    let t = packer_test().args(&["--dry-run", "packer", "--only", "qemu"]);
+    let o = t.success();
+    assert!(o.stdout.contains("[01] packer validate: "), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("[02] packer build: ") && o.stdout.contains("-only=qemu.registry"),
+        "{}",
+        o.stdout
+    );
+    let calls = std::fs::read_to_string(t.path().join("calls.log")).unwrap_or_default();
+    assert!(!calls.contains("build"), "{calls}");
 }
 
 #[test]

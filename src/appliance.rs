@@ -7,15 +7,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError, NetworkMode, Problem, Sudo, TlsMode};
-use crate::secrets::{SshKeyPair, Stored, Tls};
+use crate::config::{Config, ConfigError, NetworkMode, Problem, Sudo};
+use crate::registry::RegistryMaterial;
+pub use crate::registry::{Registry, CA_ANCHOR, CERTS_DIR};
+use crate::secrets::{SshKeyPair, Stored};
 use crate::tools::log;
 
 pub const DOCKER: &str = "/usr/bin/docker";
 pub const FIRSTBOOT_MARKER: &str = "/var/lib/regbake/firstboot.done";
-pub const REGISTRY_CONFIG_DIR: &str = "/etc/docker/registry";
-pub const CERTS_DIR: &str = "/opt/docker/certs";
-pub const CA_ANCHOR: &str = "/etc/pki/ca-trust/source/anchors/regbake-ca.crt";
 
 /// The packages every appliance needs, with the names CentOS 7 really uses
 /// (the manual's `container_selinux` is `container-selinux`, from extras).
@@ -133,37 +132,15 @@ pub struct Storage {
     pub data_size_mb: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Registry {
-    pub image: String,
-    pub port: u16,
-    pub delete: bool,
-    pub preload: bool,
-    pub container_name: String,
-    pub listen: String,
-    pub http_secret: String,
-    pub tls: bool,
-    pub tls_cert: String,
-    pub tls_key: String,
-    pub config_dir: &'static str,
-    pub certs_dir: &'static str,
-    /// `HOST:PORT` as docker clients name it (certs.d directory name).
-    pub address: String,
-    /// What the appliance itself curls to see the registry is up.
-    pub local_url: String,
-    pub curl_args: Vec<String>,
-}
-
 /// Key material that becomes files (in the overlay and in `out/`).
 #[derive(Debug, Clone, Default)]
 pub struct Material {
-    pub http_secret: String,
     pub generated_ssh: Option<SshKeyPair>,
-    pub tls: Option<Tls>,
+    pub registry: RegistryMaterial,
     pub stored: Stored,
 }
 
-fn expand_home(p: &str) -> PathBuf {
+pub fn expand_home(p: &str) -> PathBuf {
     match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => Path::new(&home).join(rest),
         _ => PathBuf::from(p),
@@ -213,8 +190,6 @@ fn collect_keys(c: &Config) -> Result<Vec<String>> {
 impl Appliance {
     pub fn resolve(c: &Config, stored: Stored) -> Result<Self> {
         let hostname = c.appliance.hostname.clone();
-        let port = c.registry.effective_port();
-        let tls_on = c.registry.tls.mode != TlsMode::Off;
 
         let mut keys = collect_keys(c)?;
         let generated_ssh = if keys.is_empty() {
@@ -319,52 +294,14 @@ impl Appliance {
             data_size_mb: c.storage.data_size_gb * 1024,
         };
 
-        let http_secret = stored.http_secret()?;
-        let tls = if tls_on {
-            let mut sans = vec![hostname.clone()];
-            if network.is_static {
-                sans.push(network.ip.clone());
-            }
-            for s in &c.registry.tls.sans {
-                if !sans.contains(s) {
-                    sans.push(s.clone());
-                }
-            }
-            Some(stored.tls(&hostname, &sans, c.registry.tls.days)?)
-        } else {
-            None
-        };
-
-        let address = format!("{hostname}:{port}");
-        let (local_url, curl_args) = if tls_on {
-            (
-                format!("https://{address}/v2/"),
-                vec![
-                    "--cacert".to_string(),
-                    format!("{CERTS_DIR}/ca.crt"),
-                    "--resolve".to_string(),
-                    format!("{address}:127.0.0.1"),
-                ],
-            )
-        } else {
-            (format!("http://127.0.0.1:{port}/v2/"), vec![])
-        };
-
-        let mut secret_files = vec![format!("{REGISTRY_CONFIG_DIR}/config.yml")];
-        let mut uninstall_files = vec![
-            format!("{REGISTRY_CONFIG_DIR}/config.yml"),
-            "/etc/firewalld/zones/public.xml".to_string(),
-        ];
-        if tls_on {
-            secret_files.push(format!("{CERTS_DIR}/registry.key"));
-            uninstall_files.extend([
-                format!("{CERTS_DIR}/registry.key"),
-                format!("{CERTS_DIR}/registry.crt"),
-                format!("{CERTS_DIR}/ca.crt"),
-                CA_ANCHOR.to_string(),
-                format!("/etc/docker/certs.d/{address}/ca.crt"),
-            ]);
-        }
+        let (registry, reg_material) = crate::registry::resolve(
+            c,
+            &hostname,
+            network.is_static.then_some(network.ip.as_str()),
+            &stored,
+        )?;
+        let secret_files = registry.secret_files();
+        let uninstall_files = registry.uninstall_files();
 
         let user_name = c.user.name.clone();
         Ok(Self {
@@ -398,32 +335,15 @@ impl Appliance {
             rpm_packages,
             package_groups,
             storage,
-            registry: Registry {
-                image: c.registry.image.clone(),
-                port,
-                delete: c.registry.delete,
-                preload: c.registry.preload,
-                container_name: c.registry.container_name.clone(),
-                listen: format!(":{port}"),
-                http_secret: http_secret.clone(),
-                tls: tls_on,
-                tls_cert: format!("{CERTS_DIR}/registry.crt"),
-                tls_key: format!("{CERTS_DIR}/registry.key"),
-                config_dir: REGISTRY_CONFIG_DIR,
-                certs_dir: CERTS_DIR,
-                address,
-                local_url,
-                curl_args,
-            },
+            registry,
             docker: DOCKER,
             firstboot_marker: FIRSTBOOT_MARKER,
             secret_files,
             uninstall_files,
             packer: crate::render::packer::Settings::from_config(c),
             material: Material {
-                http_secret,
                 generated_ssh,
-                tls,
+                registry: reg_material,
                 stored,
             },
         })

@@ -10,6 +10,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod packer;
+pub mod registry;
 pub mod render;
 pub mod secrets;
 pub mod steps;

@@ -18,6 +18,8 @@ pub const SERVER_CERT: &str = "secrets/tls/server.crt";
 pub const SERVER_KEY: &str = "secrets/tls/server.key";
 /// The SAN list the stored server certificate was made for, one per line.
 pub const SERVER_SANS: &str = "secrets/tls/server.sans";
+/// htpasswd as last rendered, so env-var passwords keep their bcrypt salt.
+pub const HTPASSWD: &str = "secrets/htpasswd";
 pub const SSH_KEY: &str = "ssh/id_ed25519";
 pub const SSH_PUB: &str = "ssh/id_ed25519.pub";
 /// The key Packer logs in with during a bake; removed from the box at the end.
@@ -47,6 +49,7 @@ pub struct Stored {
     pub ca: Option<(String, String)>,
     pub server: Option<(String, String, Vec<String>)>,
     pub packer_ssh: Option<SshKeyPair>,
+    pub htpasswd: Option<String>,
 }
 
 fn read_opt(out: &Path, rel: &str) -> Result<Option<String>> {
@@ -95,6 +98,7 @@ impl Stored {
             ca,
             server,
             packer_ssh,
+            htpasswd: read_opt(out, HTPASSWD)?,
         })
     }
 

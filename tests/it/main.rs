@@ -5,5 +5,7 @@ mod common;
 mod config;
 mod golden;
 mod packer;
+mod readme;
+mod registry;
 mod render;
 mod scripts;

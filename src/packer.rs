@@ -52,17 +52,60 @@ pub fn packer_cmd(program: impl Into<std::ffi::OsString>) -> Cmd {
     Cmd::new(program).env("CHECKPOINT_DISABLE", "1")
 }
 
-/// The version of the `packer` on PATH, asked once per run.
+/// The version of the `packer` on PATH, asked once per run. `packer version`
+/// takes ~200 ms, more than a whole render, so the answer is cached in
+/// `~/.cache/regbake/packer-version` keyed by the binary's path, size and
+/// mtime (a reinstalled packer is asked again).
 pub fn installed_version() -> Option<Version> {
     static VERSION: OnceLock<Option<Version>> = OnceLock::new();
     *VERSION.get_or_init(|| {
         let path = tools::find("packer")?;
-        let c = tools::capture(&packer_cmd(path).arg("version")).ok()?;
+        let key = binary_key(&path);
+        let cache = cache_file();
+        if let (Some(key), Some(cache)) = (&key, &cache) {
+            if let Ok(text) = std::fs::read_to_string(cache) {
+                if let Some(v) = text.strip_prefix(key.as_str()).and_then(parse_version) {
+                    return Some(v);
+                }
+            }
+        }
+        let c = tools::capture(&packer_cmd(&path).arg("version")).ok()?;
         if !c.success {
             return None;
         }
-        parse_version(&c.stdout)
+        let v = parse_version(&c.stdout)?;
+        if let (Some(key), Some(cache)) = (key, cache) {
+            // Only a cache: a failure to write it changes nothing.
+            let _ = cache
+                .parent()
+                .map(std::fs::create_dir_all)
+                .transpose()
+                .and_then(|_| std::fs::write(&cache, format!("{key}v{v}\n")));
+        }
+        Some(v)
     })
+}
+
+/// `PATH SIZE MTIME_NS ` of the resolved binary.
+fn binary_key(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let real = path.canonicalize().ok()?;
+    let md = std::fs::metadata(&real).ok()?;
+    Some(format!(
+        "{} {} {}.{} ",
+        real.display(),
+        md.size(),
+        md.mtime(),
+        md.mtime_nsec()
+    ))
+}
+
+fn cache_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("regbake/packer-version"))
 }
 
 /// Options of `regbake packer`.

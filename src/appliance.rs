@@ -51,6 +51,8 @@ pub struct Appliance {
     /// Files `regbake-uninstall` removes besides the units and firstboot.
     pub uninstall_files: Vec<String>,
     pub vagrant: Vagrant,
+    /// `[packer]` and what the Packer templates derive from the rest.
+    pub packer: crate::render::packer::Settings,
     #[serde(skip)]
     pub material: Material,
 }
@@ -359,6 +361,7 @@ impl Appliance {
             secret_files,
             uninstall_files,
             vagrant: resolve_vagrant(c, c.registry.effective_port()),
+            packer: crate::render::packer::Settings::from_config(c),
             material: Material {
                 generated_ssh,
                 registry: reg_material,

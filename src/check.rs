@@ -40,6 +40,7 @@ fn tool(name: &str) -> std::result::Result<PathBuf, String> {
         "systemd-analyze" => "apt-get install systemd",
         "bash" => "apt-get install bash",
         "vagrant" => "apt-get install vagrant",
+        "packer" => "apt-get install packer",
         _ => "install it",
     };
     tools::find(name).ok_or_else(|| format!("{name} not installed ({package})"))
@@ -270,6 +271,33 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
     }
 
     check_vagrantfile(&mut r, out, scratch.path())?;
+    // Packer: the template directory (full `packer validate`: it works offline
+    // and needs the build key and http dir, which the render wrote), the
+    // kickstart it serves and the provisioner scripts.
+    let packer_dir = out.join("packer");
+    if packer_dir.join("build.pkr.hcl").is_file() {
+        let d = packer_dir.clone();
+        r.run("packer validate", &packer_dir, "packer", false, |t| {
+            crate::packer::packer_cmd(t).arg("validate").arg(d)
+        });
+        let ks = packer_dir.join("http/ks.cfg");
+        if ks.is_file() {
+            let k = ks.clone();
+            r.run("ksvalidator", &ks, "ksvalidator", false, |t| {
+                Cmd::new(t).args(["-v", "RHEL7"]).arg(k)
+            });
+        }
+        for script in files_under(&packer_dir.join("scripts"))? {
+            let s = script.clone();
+            r.run("bash -n", &script, "bash", false, |t| {
+                Cmd::new(t).arg("-n").arg(s)
+            });
+            let s = script.clone();
+            r.run("shellcheck", &script, "shellcheck", false, |t| {
+                shellcheck(t, strict).arg(s)
+            });
+        }
+    }
 
     Ok(r.checks)
 }

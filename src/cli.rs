@@ -71,6 +71,18 @@ pub enum Command {
         #[arg(long)]
         keep_vm: bool,
     },
+    /// Bake the box from the CentOS ISO with Packer, add it to the catalog and import it
+    Packer {
+        /// Build with this builder only
+        #[arg(long, value_name = "BUILDER", value_parser = ["qemu", "virtualbox-iso"])]
+        only: Option<String>,
+        /// Render out/packer/ and stop
+        #[arg(long)]
+        render_only: bool,
+        /// Do not `vagrant box add` the built box
+        #[arg(long)]
+        no_import: bool,
+    },
     /// Vagrant box files: pack a disk into a .box plus the catalog JSON
     #[command(subcommand)]
     Box(BoxCommand),

@@ -9,6 +9,7 @@ pub mod boxfile;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod packer;
 pub mod probe;
 pub mod registry;
 pub mod render;
@@ -85,6 +86,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )
         }
+        Command::Packer {
+            only,
+            render_only,
+            no_import,
+        } => packer::run(
+            &opts,
+            &packer::PackerOptions {
+                only,
+                render_only,
+                no_import,
+            },
+        ),
         Command::Box(cli::BoxCommand::Pack {
             provider,
             disk,

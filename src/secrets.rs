@@ -22,6 +22,9 @@ pub const SERVER_SANS: &str = "secrets/tls/server.sans";
 pub const HTPASSWD: &str = "secrets/htpasswd";
 pub const SSH_KEY: &str = "ssh/id_ed25519";
 pub const SSH_PUB: &str = "ssh/id_ed25519.pub";
+/// The key Packer logs in with during a bake; removed from the box at the end.
+pub const PACKER_KEY: &str = "secrets/packer/id_ed25519";
+pub const PACKER_PUB: &str = "secrets/packer/id_ed25519.pub";
 
 #[derive(Debug, Clone)]
 pub struct SshKeyPair {
@@ -45,6 +48,7 @@ pub struct Stored {
     pub ssh: Option<SshKeyPair>,
     pub ca: Option<(String, String)>,
     pub server: Option<(String, String, Vec<String>)>,
+    pub packer_ssh: Option<SshKeyPair>,
     pub htpasswd: Option<String>,
 }
 
@@ -81,11 +85,19 @@ impl Stored {
             (Some(c), Some(k), Some(s)) => Some((c, k, s.lines().map(str::to_string).collect())),
             _ => None,
         };
+        let packer_ssh = match (read_opt(out, PACKER_KEY)?, read_opt(out, PACKER_PUB)?) {
+            (Some(k), Some(p)) => Some(SshKeyPair {
+                private_openssh: k,
+                public_line: p.trim().to_string(),
+            }),
+            _ => None,
+        };
         Ok(Self {
             http_secret,
             ssh,
             ca,
             server,
+            packer_ssh,
             htpasswd: read_opt(out, HTPASSWD)?,
         })
     }

@@ -411,6 +411,31 @@ pub struct PackerSection {
     pub iso_url: String,
     pub iso_checksum: String,
     pub builders: Vec<String>,
+    /// Size of the VM's disk (the kickstart's /boot + root + data must fit).
+    pub disk_size_mb: u64,
+    pub memory: u32,
+    pub cpus: u32,
+    pub headless: bool,
+    /// QEMU accelerator: kvm, tcg (software, slow but works anywhere), hvf, whpx, none.
+    pub accelerator: String,
+    /// Packer's VM output directory; relative paths are relative to the out dir.
+    pub output_dir: String,
+    /// gzip level of the `.box` (0-9).
+    pub compression_level: u32,
+    pub required_plugins: RequiredPlugins,
+    /// How long Packer waits for SSH (the whole unattended install): Go duration.
+    pub ssh_timeout: String,
+}
+
+/// Whether `plugins.pkr.hcl` (`packer { required_plugins … }`) is rendered:
+/// Packer >= 1.7 needs it for `packer init`, 1.6 rejects it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequiredPlugins {
+    /// Decided by the version of the `packer` on PATH.
+    Auto,
+    Always,
+    Never,
 }
 
 impl Default for PackerSection {
@@ -422,6 +447,15 @@ impl Default for PackerSection {
             iso_checksum: "sha256:07b94e6b1a0b0260b94c83d6bb76b26bf7a310dc78d7a9c7432809fb9bc6194a"
                 .into(),
             builders: vec!["qemu".into(), "virtualbox-iso".into()],
+            disk_size_mb: 20480,
+            memory: 2048,
+            cpus: 2,
+            headless: true,
+            accelerator: "kvm".into(),
+            output_dir: "packer-build".into(),
+            compression_level: 6,
+            required_plugins: RequiredPlugins::Auto,
+            ssh_timeout: "60m".into(),
         }
     }
 }

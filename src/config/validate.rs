@@ -353,8 +353,83 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             "expected \"qemu\" or \"virtualbox-iso\"",
         );
     }
+    // Whether the kickstart's volumes fit is checked for `regbake packer`
+    // only (render/packer.rs): it does not concern a bare-metal install.
+    p.check(
+        (1..=1 << 24).contains(&c.packer.disk_size_mb),
+        "packer.disk_size_mb",
+        &c.packer.disk_size_mb.to_string(),
+        "expected a size in MiB from 1 to 16777216",
+    );
+    p.check(
+        (1024..=1 << 20).contains(&c.packer.memory),
+        "packer.memory",
+        &c.packer.memory.to_string(),
+        "expected memory in MiB from 1024 (the CentOS 7 installer's minimum) to 1048576",
+    );
+    p.check(
+        (1..=256).contains(&c.packer.cpus),
+        "packer.cpus",
+        &c.packer.cpus.to_string(),
+        "expected 1 to 256",
+    );
+    p.check(
+        ["kvm", "tcg", "hvf", "whpx", "none"].contains(&c.packer.accelerator.as_str()),
+        "packer.accelerator",
+        &c.packer.accelerator,
+        "expected kvm, tcg (software emulation, works without /dev/kvm), hvf, whpx or none",
+    );
+    p.check(
+        is_rel_or_abs_path(&c.packer.output_dir),
+        "packer.output_dir",
+        &c.packer.output_dir,
+        "expected a relative (to the out dir) or absolute path of [A-Za-z0-9._-] components, without '.', '..' or a trailing '/'",
+    );
+    p.check(
+        c.packer.compression_level <= 9,
+        "packer.compression_level",
+        &c.packer.compression_level.to_string(),
+        "expected a gzip level from 0 (none) to 9 (smallest)",
+    );
+    p.check(
+        is_go_duration(&c.packer.ssh_timeout),
+        "packer.ssh_timeout",
+        &c.packer.ssh_timeout,
+        "expected a duration such as 60m, 1h30m or 900s",
+    );
 
     p.0
+}
+
+fn is_rel_or_abs_path(s: &str) -> bool {
+    let rest = s.strip_prefix('/').unwrap_or(s);
+    !rest.is_empty()
+        && s.len() <= 200
+        && rest.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+}
+
+/// A Go `time.ParseDuration` value limited to hours, minutes and seconds.
+fn is_go_duration(s: &str) -> bool {
+    let mut digits = 0;
+    let mut units = 0;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits += 1;
+        } else if "hms".contains(c) && digits > 0 && digits <= 6 {
+            digits = 0;
+            units += 1;
+        } else {
+            return false;
+        }
+    }
+    digits == 0 && units > 0 && s.len() <= 20
 }
 
 fn validate_registry(c: &Config, p: &mut Problems) {
@@ -977,6 +1052,17 @@ mod tests {
         ] {
             assert!(!is_data_dir(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn packer_values() {
+        assert!(is_go_duration("60m") && is_go_duration("1h30m") && is_go_duration("900s"));
+        assert!(!is_go_duration("") && !is_go_duration("m") && !is_go_duration("5"));
+        assert!(!is_go_duration("5d") && !is_go_duration("1.5h"));
+        assert!(is_rel_or_abs_path("packer-build") && is_rel_or_abs_path("/srv/build/x"));
+        assert!(
+            !is_rel_or_abs_path("../x") && !is_rel_or_abs_path("/") && !is_rel_or_abs_path("a b")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod escape;
 pub mod kickstart;
 pub mod overlay;
+pub mod packer;
 pub mod vagrant;
 
 use std::collections::BTreeMap;
@@ -43,6 +44,14 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "overlay/etc/firewalld/zones/public.xml",
     "kickstart/ks.cfg",
     "vagrant/Vagrantfile",
+    "packer/variables.pkr.hcl",
+    "packer/sources.pkr.hcl",
+    "packer/build.pkr.hcl",
+    "packer/plugins.pkr.hcl",
+    "packer/scripts/install.sh",
+    "packer/scripts/firstboot.sh",
+    "packer/scripts/cleanup.sh",
+    "packer/http/ks.cfg",
 ];
 
 /// Handlebars in strict mode, HTML escaping off: quoting is done per target
@@ -135,6 +144,11 @@ pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
         for (p, e) in client_files(app).files {
             tree.files.insert(format!("client/{p}"), e);
         }
+        let ks = tree
+            .get("kickstart/ks.cfg")
+            .map(|e| String::from_utf8_lossy(&e.data).into_owned())
+            .unwrap_or_default();
+        packer::render(&hb, app, &ks, &mut tree)?;
     }
     state_files(app, &mut tree);
     Ok(tree)

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{repo, require_tool, Test};
 
-fn bless() -> bool {
+pub fn bless() -> bool {
     std::env::var("REGBAKE_BLESS").as_deref() == Ok("1")
 }
 
 /// Files under `dir` (relative path → bytes, mode), skipping `skip` tops.
-fn snapshot(dir: &Path, skip: &[&str]) -> BTreeMap<String, (Vec<u8>, u32)> {
+pub fn snapshot(dir: &Path, skip: &[&str]) -> BTreeMap<String, (Vec<u8>, u32)> {
     fn walk(base: &Path, dir: &Path, skip: &[&str], out: &mut BTreeMap<String, (Vec<u8>, u32)>) {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
             .expect("read dir")
@@ -46,7 +46,7 @@ fn snapshot(dir: &Path, skip: &[&str]) -> BTreeMap<String, (Vec<u8>, u32)> {
     out
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub fn copy_tree(from: &Path, to: &Path) {
     for (rel, (data, mode)) in snapshot(from, &[]) {
         let dest = to.join(&rel);
         std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
@@ -55,7 +55,7 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-fn fixture(case: &str) -> PathBuf {
+pub fn fixture(case: &str) -> PathBuf {
     repo().join("tests/fixtures").join(case)
 }
 
@@ -88,7 +88,7 @@ pub fn render_fixture(case: &str) -> Test {
 
 /// Compare `actual` files with `expected_dir` byte for byte (plus a MODES
 /// listing); rewrite `expected_dir` when blessing.
-fn assert_golden(actual: &BTreeMap<String, (Vec<u8>, u32)>, expected_dir: &Path) {
+pub fn assert_golden(actual: &BTreeMap<String, (Vec<u8>, u32)>, expected_dir: &Path) {
     let modes: String = actual
         .iter()
         .map(|(p, (_, m))| format!("{m:04o} {p}\n"))

@@ -5,6 +5,7 @@ mod boxfile;
 mod common;
 mod config;
 mod golden;
+mod packer;
 mod probe;
 mod readme;
 mod registry;

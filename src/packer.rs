@@ -1,0 +1,410 @@
+//! `regbake packer`: render, then `packer init` (1.7+), `packer validate`
+//! and `packer build` as named steps, showing the build's phase from Packer's
+//! machine-readable output; then the box goes into the catalog and, unless
+//! `--no-import`, into `vagrant box add`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::{ConfigError, Problem};
+use crate::render::{self, Scope};
+use crate::steps::Steps;
+use crate::tools::{self, Cmd};
+use crate::Options;
+
+/// `packer version`'s version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl Version {
+    /// Packer 1.7 introduced `required_plugins` (and `packer init`); 1.6
+    /// rejects the block.
+    pub fn needs_plugins_block(self) -> bool {
+        self >= Version(1, 7, 0)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// The first `vX.Y.Z` (or `X.Y.Z`) in `packer version`'s output.
+pub fn parse_version(text: &str) -> Option<Version> {
+    text.split_whitespace().find_map(|word| {
+        let w = word.strip_prefix('v').unwrap_or(word);
+        let mut parts = w.split('.').map(|p| {
+            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u32>().ok()
+        });
+        match (parts.next()?, parts.next()?, parts.next().flatten()) {
+            (Some(a), Some(b), c) => Some(Version(a, b, c.unwrap_or(0))),
+            _ => None,
+        }
+    })
+}
+
+/// Packer without its update check (a network call) on every command.
+pub fn packer_cmd(program: impl Into<std::ffi::OsString>) -> Cmd {
+    Cmd::new(program).env("CHECKPOINT_DISABLE", "1")
+}
+
+/// The version of the `packer` on PATH, asked once per run. `packer version`
+/// takes ~200 ms, more than a whole render, so the answer is cached in
+/// `~/.cache/regbake/packer-version` keyed by the binary's path, size and
+/// mtime (a reinstalled packer is asked again).
+pub fn installed_version() -> Option<Version> {
+    static VERSION: OnceLock<Option<Version>> = OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let path = tools::find("packer")?;
+        let key = binary_key(&path);
+        let cache = cache_file();
+        if let (Some(key), Some(cache)) = (&key, &cache) {
+            if let Ok(text) = std::fs::read_to_string(cache) {
+                if let Some(v) = text.strip_prefix(key.as_str()).and_then(parse_version) {
+                    return Some(v);
+                }
+            }
+        }
+        let c = tools::capture(&packer_cmd(&path).arg("version")).ok()?;
+        if !c.success {
+            return None;
+        }
+        let v = parse_version(&c.stdout)?;
+        if let (Some(key), Some(cache)) = (key, cache) {
+            // Only a cache: a failure to write it changes nothing.
+            let _ = cache
+                .parent()
+                .map(std::fs::create_dir_all)
+                .transpose()
+                .and_then(|_| std::fs::write(&cache, format!("{key}v{v}\n")));
+        }
+        Some(v)
+    })
+}
+
+/// `PATH SIZE MTIME_NS ` of the resolved binary.
+fn binary_key(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let real = path.canonicalize().ok()?;
+    let md = std::fs::metadata(&real).ok()?;
+    Some(format!(
+        "{} {} {}.{} ",
+        real.display(),
+        md.size(),
+        md.mtime(),
+        md.mtime_nsec()
+    ))
+}
+
+fn cache_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("regbake/packer-version"))
+}
+
+/// Options of `regbake packer`.
+#[derive(Debug, Clone, Default)]
+pub struct PackerOptions {
+    pub only: Option<String>,
+    pub render_only: bool,
+    pub no_import: bool,
+}
+
+/// A program a step needs and what to install for it.
+fn need(program: &str, install: &str, missing: &mut Vec<String>) -> Option<PathBuf> {
+    let found = tools::find(program);
+    if found.is_none() {
+        missing.push(format!("{program} ({install})"));
+    }
+    found
+}
+
+pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
+    let app = crate::prepare(opts.config.as_deref(), &opts.out)?;
+    let settings = &app.packer;
+    if !settings.problems.is_empty() {
+        return Err(ConfigError::Invalid(settings.problems.clone()).into());
+    }
+    let builders: Vec<String> = match &p.only {
+        Some(b) if settings.builders.contains(b) => vec![b.clone()],
+        Some(b) => {
+            return Err(ConfigError::Invalid(vec![Problem {
+                path: "packer.builders".into(),
+                value: format!("{:?}", settings.builders),
+                expected: format!("--only {b} needs {b:?} in packer.builders"),
+            }])
+            .into())
+        }
+        None => settings.builders.clone(),
+    };
+    let tree = render::render(&app, Scope::All)?;
+    render::write(&tree, &opts.out).context("writing the output")?;
+    let dir = opts.out.join("packer");
+    if p.render_only {
+        println!("{}", dir.display());
+        return Ok(());
+    }
+
+    let mut missing = vec![];
+    let packer = need(
+        "packer",
+        "apt-get install packer, or a release from developer.hashicorp.com/packer",
+        &mut missing,
+    );
+    for b in &builders {
+        match b.as_str() {
+            "qemu" => need(
+                "qemu-system-x86_64",
+                "apt-get install qemu-system-x86",
+                &mut missing,
+            ),
+            _ => need("VBoxManage", "VirtualBox from virtualbox.org", &mut missing),
+        };
+    }
+    let vagrant = if p.no_import {
+        None
+    } else {
+        need(
+            "vagrant",
+            "apt-get install vagrant, or use --no-import",
+            &mut missing,
+        )
+    };
+    if !missing.is_empty() && !opts.dry_run {
+        bail!("missing programs: {}", missing.join(", "));
+    }
+    let packer = packer.unwrap_or_else(|| PathBuf::from("packer"));
+
+    // Packer runs in the out dir so relative paths in the template
+    // (packer.output_dir) land there; the template directory is `packer`.
+    let out = &opts.out;
+    let mut steps = Steps::new(out, opts.dry_run)?;
+    let only = builders
+        .iter()
+        .map(|b| format!("{b}.{}", app.appliance.name))
+        .collect::<Vec<_>>()
+        .join(",");
+    let base = || packer_cmd(&packer).dir(out);
+    if dir.join("plugins.pkr.hcl").is_file()
+        && installed_version().is_none_or(Version::needs_plugins_block)
+    {
+        steps.run("packer init", &base().args(["init", "packer"]))?;
+    }
+    steps.run(
+        "packer validate",
+        &base()
+            .arg("validate")
+            .arg(format!("-only={only}"))
+            .arg("packer"),
+    )?;
+    let mut progress = Progress::default();
+    // -force: each builder's output directory is Packer's own, replaced per build.
+    steps.run_with(
+        "packer build",
+        &base()
+            .args(["build", "-machine-readable", "-force"])
+            .arg(format!("-only={only}"))
+            .arg("packer"),
+        &mut |line| progress.line(line),
+    )?;
+    if opts.dry_run {
+        return Ok(());
+    }
+
+    for b in &builders {
+        let provider = render::packer::provider_of(b);
+        let meta = crate::boxfile::BoxMeta {
+            name: settings.box_name.clone(),
+            version: settings.box_version.clone(),
+            provider: match provider {
+                "libvirt" => crate::config::Provider::Libvirt,
+                _ => crate::config::Provider::Virtualbox,
+            },
+        };
+        let box_path = out.join("box").join(meta.box_file_name());
+        if !box_path.is_file() {
+            bail!(
+                "packer build finished but {} is missing (see out/logs/)",
+                box_path.display()
+            );
+        }
+        let catalog = crate::boxfile::add_to_catalog(&box_path, &meta, out)
+            .with_context(|| format!("adding {} to the catalog", box_path.display()))?;
+        println!("{} (catalog {})", box_path.display(), catalog.display());
+        if let Some(vagrant) = &vagrant {
+            steps.run(
+                &format!("vagrant box add {provider}"),
+                &Cmd::new(vagrant)
+                    .args(["box", "add", "--force", "--provider", provider])
+                    .arg(&catalog),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The build's phase, from Packer's `-machine-readable` lines
+/// (`TIMESTAMP,TARGET,TYPE,DATA...`).
+#[derive(Debug, Default)]
+pub struct Progress {
+    start: Option<u64>,
+    last: Option<(String, &'static str)>,
+    /// Files of the artifacts Packer reported.
+    pub artifacts: Vec<String>,
+}
+
+/// Packer escapes commas in data fields.
+fn unescape(s: &str) -> String {
+    s.replace("%!(PACKER_COMMA)", ",")
+        .replace("\\n", "\n")
+        .replace("\\r", "")
+}
+
+/// What a `ui` message says about the build's phase.
+fn phase_of(message: &str) -> Option<&'static str> {
+    const PHASES: &[(&str, &str)] = &[
+        ("Retrieving ISO", "downloading the ISO"),
+        ("Starting HTTP server", "serving the kickstart"),
+        ("Creating virtual machine", "creating the VM"),
+        ("Starting VM", "booting the installer"),
+        ("Starting the virtual machine", "booting the installer"),
+        ("Typing the boot command", "typing the boot command"),
+        (
+            "Waiting for SSH to become available",
+            "installing CentOS (waiting for SSH)",
+        ),
+        ("Connected to SSH", "connected over SSH"),
+        ("overlay.tar.gz", "uploading the overlay"),
+        ("scripts/install.sh", "provisioning: installing the overlay"),
+        (
+            "scripts/firstboot.sh",
+            "provisioning: first boot (registry image)",
+        ),
+        ("scripts/cleanup.sh", "provisioning: cleaning and shrinking"),
+        ("Gracefully halting", "shutting down"),
+        ("Converting hard drive", "converting the disk"),
+        ("Exporting virtual machine", "exporting the VM"),
+        ("Running post-processor", "post-processing (vagrant box)"),
+    ];
+    PHASES
+        .iter()
+        .find(|(needle, _)| message.contains(needle))
+        .map(|(_, phase)| *phase)
+}
+
+impl Progress {
+    /// One output line; returns the status to show when the phase changed.
+    pub fn line(&mut self, line: &str) -> Option<String> {
+        let mut f = line.splitn(4, ',');
+        let ts: u64 = f.next()?.parse().ok()?;
+        let _target = f.next()?;
+        let kind = f.next()?;
+        let start = *self.start.get_or_insert(ts);
+        let elapsed = ts.saturating_sub(start);
+        let (builder, phase) = match kind {
+            "ui" => {
+                let (level, msg) = f.next()?.split_once(',')?;
+                let msg = unescape(msg);
+                if level == "error" && msg.starts_with("Build '") && msg.contains("errored") {
+                    // "Build 'qemu.registry' errored after 3 minutes: …"
+                    let builder = msg.split('\'').nth(1)?;
+                    (builder.to_string(), "failed")
+                } else if level == "say" {
+                    // "==> qemu.registry: Waiting for SSH..."
+                    let body = msg.strip_prefix("==> ")?;
+                    let (builder, text) = body.split_once(": ")?;
+                    // "qemu.registry (vagrant)" is the post-processor's.
+                    let builder = builder.split(' ').next().unwrap_or(builder);
+                    (builder.to_string(), phase_of(text)?)
+                } else {
+                    // Guest output and details: not a phase.
+                    return None;
+                }
+            }
+            "artifact" => {
+                // ARTIFACT_INDEX,file,FILE_INDEX,PATH
+                let rest: Vec<&str> = f.next()?.splitn(4, ',').collect();
+                if let [_, "file", _, path] = rest.as_slice() {
+                    self.artifacts.push(unescape(path));
+                }
+                return None;
+            }
+            _ => return None,
+        };
+        let key = (builder, phase);
+        if self.last.as_ref() == Some(&key) {
+            return None;
+        }
+        let msg = format!(
+            "{}: {} (+{}:{:02})",
+            key.0,
+            phase,
+            elapsed / 60,
+            elapsed % 60
+        );
+        self.last = Some(key);
+        Some(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("Packer v1.6.6\n"), Some(Version(1, 6, 6)));
+        assert_eq!(
+            parse_version("Packer v1.11.2\n\nYour version of Packer is out of date!"),
+            Some(Version(1, 11, 2))
+        );
+        assert!(!Version(1, 6, 6).needs_plugins_block());
+        assert!(Version(1, 7, 0).needs_plugins_block());
+        assert!(Version(1, 10, 0).needs_plugins_block());
+        assert_eq!(parse_version("no version here"), None);
+    }
+
+    #[test]
+    fn phases_change_once() {
+        let mut p = Progress::default();
+        assert_eq!(
+            p.line("100,,ui,say,qemu.registry: output will be in this color."),
+            None
+        );
+        assert_eq!(
+            p.line("100,,ui,say,==> qemu.registry: Retrieving ISO")
+                .as_deref(),
+            Some("qemu.registry: downloading the ISO (+0:00)")
+        );
+        assert_eq!(
+            p.line("101,,ui,say,==> qemu.registry: Trying https://x"),
+            None
+        );
+        assert_eq!(
+            p.line("190,,ui,say,==> qemu.registry: Waiting for SSH to become available...")
+                .as_deref(),
+            Some("qemu.registry: installing CentOS (waiting for SSH) (+1:30)")
+        );
+        assert_eq!(
+            p.line("191,,ui,message,    qemu.registry: regbake: Retrieving ISO"),
+            None
+        );
+        assert_eq!(
+            p.line("200,qemu.registry,artifact,0,file,0,box/r-1-libvirt.box"),
+            None
+        );
+        assert_eq!(p.artifacts, ["box/r-1-libvirt.box"]);
+        assert_eq!(p.line("garbage"), None);
+        assert_eq!(
+            p.line("300,,ui,error,Build 'qemu.registry' errored after 1 second: boom")
+                .as_deref(),
+            Some("qemu.registry: failed (+3:20)")
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! The Packer template directory (`out/packer/`): HCL2 sources for QEMU and
+//! VirtualBox that install CentOS 7 from the ISO with the appliance's
+//! kickstart, provisioners that install the overlay and run the first boot,
+//! and the `vagrant` post-processor. Packer logs in with a per-build key pair
+//! kept in `out/secrets/packer/`.
+
+use anyhow::{Context, Result};
+use handlebars::Handlebars;
+use serde::Serialize;
+
+use super::Tree;
+use crate::appliance::Appliance;
+use crate::config::{Config, Problem, RequiredPlugins, Sudo};
+use crate::secrets::{self, SshKeyPair};
+use crate::tools::log;
+
+/// The `[packer]` settings plus what the templates derive from other sections.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub iso_url: String,
+    pub iso_checksum: String,
+    pub builders: Vec<String>,
+    pub disk_size_mb: u64,
+    pub memory: u32,
+    pub cpus: u32,
+    pub headless: bool,
+    pub accelerator: String,
+    pub output_dir: String,
+    pub compression_level: u32,
+    pub ssh_timeout: String,
+    pub required_plugins: RequiredPlugins,
+    /// `BOXNAME-VERSION-{{.Provider}}.box` (`/` in the box name becomes `-`);
+    /// the post-processor fills in the provider.
+    pub box_file: String,
+    pub box_name: String,
+    pub box_version: String,
+    /// QEMU's disk interface that makes the guest name the disk `storage.disk`.
+    pub qemu_disk_interface: String,
+    /// Why Packer cannot bake this config (the template is then not rendered).
+    #[serde(skip)]
+    pub problems: Vec<Problem>,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Self {
+        let p = &c.packer;
+        let mut problems = vec![];
+        if c.user.sudo != Sudo::Nopasswd {
+            let value = match c.user.sudo {
+                Sudo::Password => "\"password\"",
+                _ => "\"none\"",
+            };
+            problems.push(Problem {
+                path: "user.sudo".into(),
+                value: value.into(),
+                expected: "regbake packer logs in as the user and provisions and shuts down with `sudo -n` (no password is ever stored): set sudo = \"nopasswd\", or install with regbake kickstart".into(),
+            });
+        }
+        // /boot (1 GiB) + root + data (at least 1 GiB when it grows) + 1 GiB
+        // for LVM metadata and rounding.
+        let min_disk_mb =
+            1024 + c.storage.root_size_gb * 1024 + c.storage.data_size_gb.max(1) * 1024 + 1024;
+        if p.disk_size_mb < min_disk_mb {
+            problems.push(Problem {
+                path: "packer.disk_size_mb".into(),
+                value: p.disk_size_mb.to_string(),
+                expected: format!("the kickstart's /boot, storage.root_size_gb and storage.data_size_gb (plus 1 GiB spare) need at least {min_disk_mb} MiB"),
+            });
+        }
+        let vbox = p.builders.iter().any(|b| b == "virtualbox-iso");
+        let qemu_disk_interface = match c.storage.disk.as_str() {
+            "sda" => "virtio-scsi",
+            "vda" if !vbox => "virtio",
+            disk => {
+                problems.push(Problem {
+                    path: "storage.disk".into(),
+                    value: format!("{disk:?}"),
+                    expected: "regbake packer installs on the VM's only disk: expected \"sda\" (QEMU virtio-scsi, VirtualBox SATA), or \"vda\" with packer.builders = [\"qemu\"]".into(),
+                });
+                "virtio-scsi"
+            }
+        };
+        Self {
+            iso_url: p.iso_url.clone(),
+            iso_checksum: p.iso_checksum.clone(),
+            builders: p.builders.clone(),
+            disk_size_mb: p.disk_size_mb,
+            memory: p.memory,
+            cpus: p.cpus,
+            headless: p.headless,
+            accelerator: p.accelerator.clone(),
+            output_dir: p.output_dir.clone(),
+            compression_level: p.compression_level,
+            ssh_timeout: p.ssh_timeout.clone(),
+            required_plugins: p.required_plugins,
+            // The same name as crate::boxfile::BoxMeta::box_file_name.
+            box_file: box_file(
+                &c.vagrant.box_name.replace('/', "-"),
+                &c.vagrant.box_version,
+                "{{.Provider}}",
+            ),
+            box_name: c.vagrant.box_name.clone(),
+            box_version: c.vagrant.box_version.clone(),
+            qemu_disk_interface: qemu_disk_interface.into(),
+            problems,
+        }
+    }
+}
+
+/// The box file name for a provider (`libvirt`, `virtualbox`).
+pub fn box_file(name: &str, version: &str, provider: &str) -> String {
+    format!("{name}-{version}-{provider}.box")
+}
+
+/// The Vagrant provider of the box a builder makes.
+pub fn provider_of(builder: &str) -> &'static str {
+    match builder {
+        "qemu" => "libvirt",
+        _ => "virtualbox",
+    }
+}
+
+/// What `out/packer/` holds instead of a template when Packer cannot bake
+/// the config.
+pub const NOT_RENDERED: &str = "packer/NOT-RENDERED";
+
+/// The private key file, relative to the template directory.
+const SSH_KEY_FROM_TEMPLATE: &str = "../secrets/packer/id_ed25519";
+
+/// Everything the Packer templates see under `packer`.
+#[derive(Debug, Serialize)]
+struct PackerContext<'a> {
+    #[serde(flatten)]
+    settings: &'a Settings,
+    qemu: bool,
+    virtualbox: bool,
+    source_name: &'a str,
+    vm_name: &'a str,
+    /// `source.TYPE.NAME` of each selected builder.
+    sources: Vec<String>,
+    scripts: Vec<&'static str>,
+    boot_command: &'static str,
+    shutdown_command: &'static str,
+    execute_command: &'static str,
+    ssh_key_file: &'static str,
+    authorized_keys: String,
+    build_public_key: &'a str,
+    /// False when the build key is also one of the user's configured keys.
+    remove_build_key: bool,
+    http_proxy: String,
+    https_proxy: String,
+    no_proxy: String,
+}
+
+/// Packer's build key: the stored one, or a new ed25519 pair.
+fn build_key(app: &Appliance) -> Result<SshKeyPair> {
+    match &app.material.stored.packer_ssh {
+        Some(k) => Ok(k.clone()),
+        None => secrets::generate_ssh_key(&format!("regbake-packer@{}", app.appliance.name)),
+    }
+}
+
+/// Whether `plugins.pkr.hcl` is rendered; `auto` asks the `packer` on PATH.
+pub fn wants_plugins_file(setting: RequiredPlugins) -> bool {
+    match setting {
+        RequiredPlugins::Always => true,
+        RequiredPlugins::Never => false,
+        RequiredPlugins::Auto => match crate::packer::installed_version() {
+            Some(v) => v.needs_plugins_block(),
+            // Nothing to ask: render for the Packer one would install today.
+            None => true,
+        },
+    }
+}
+
+/// Render `packer/…` and the build key (`secrets/packer/…`) into `tree`.
+/// A config Packer cannot bake (see [`Settings::problems`]) renders nothing
+/// and says why; `regbake packer` turns that into a config error.
+pub fn render(
+    hb: &Handlebars<'_>,
+    app: &Appliance,
+    kickstart: &str,
+    tree: &mut Tree,
+) -> Result<()> {
+    let s = &app.packer;
+    if !s.problems.is_empty() {
+        let mut why = String::from(
+            "The Packer template was not rendered: regbake packer cannot bake this config.\n",
+        );
+        for p in &s.problems {
+            log::note(&format!("packer template not rendered: {p}"));
+            why.push_str(&format!("- {p}\n"));
+        }
+        // Replaces a template an earlier render left, so nothing stale is
+        // checked or built.
+        tree.add(NOT_RENDERED, why, 0o644);
+        return Ok(());
+    }
+    let key = build_key(app)?;
+    let qemu = s.builders.iter().any(|b| b == "qemu");
+    let virtualbox = s.builders.iter().any(|b| b == "virtualbox-iso");
+    let name = app.appliance.name.as_str();
+    let mut scripts = vec!["install.sh"];
+    if app.registry.preload {
+        scripts.push("firstboot.sh");
+    }
+    scripts.push("cleanup.sh");
+    let proxy = app.proxy.as_ref();
+    let ctx = PackerContext {
+        settings: s,
+        qemu,
+        virtualbox,
+        source_name: name,
+        vm_name: name,
+        sources: s
+            .builders
+            .iter()
+            .map(|b| format!("source.{b}.{name}"))
+            .collect(),
+        scripts: scripts.clone(),
+        // Isolinux menu of the CentOS 7 ISO: <up> selects "Install CentOS 7",
+        // <tab> edits its kernel command line.
+        boot_command:
+            "<up><tab> inst.text inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter><wait>",
+        // -n: fail instead of waiting for a password that is never given.
+        shutdown_command: "sudo -n /sbin/shutdown -P now",
+        execute_command: "sudo -n env {{ .Vars }} bash {{ .Path }}",
+        ssh_key_file: SSH_KEY_FROM_TEMPLATE,
+        authorized_keys: format!("{}/.ssh/authorized_keys", app.user.home),
+        build_public_key: &key.public_line,
+        remove_build_key: !app.user.authorized_keys.contains(&key.public_line),
+        http_proxy: proxy.map(|p| p.http.clone()).unwrap_or_default(),
+        https_proxy: proxy.map(|p| p.https.clone()).unwrap_or_default(),
+        no_proxy: proxy.map(|p| p.no_proxy.clone()).unwrap_or_default(),
+    };
+    let mut json = serde_json::to_value(app).context("serializing the appliance")?;
+    if let Some(map) = json.as_object_mut() {
+        map.insert(
+            "packer".into(),
+            serde_json::to_value(&ctx).context("serializing the packer settings")?,
+        );
+        map.insert("kickstart".into(), kickstart.trim_end().into());
+    }
+    let mut emit = |template: &str, mode: u32| -> Result<()> {
+        let name = format!("packer/{template}");
+        let text = hb
+            .render(&name, &json)
+            .with_context(|| format!("rendering {name}"))?;
+        tree.add(name, text, mode);
+        Ok(())
+    };
+    emit("variables.pkr.hcl", 0o644)?;
+    emit("sources.pkr.hcl", 0o644)?;
+    emit("build.pkr.hcl", 0o644)?;
+    if wants_plugins_file(s.required_plugins) {
+        emit("plugins.pkr.hcl", 0o644)?;
+    }
+    for script in &scripts {
+        emit(&format!("scripts/{script}"), 0o755)?;
+    }
+    // The kickstart holds the appliance's secrets, like out/kickstart/ks.cfg.
+    emit("http/ks.cfg", 0o600)?;
+    tree.add(secrets::PACKER_KEY, key.private_openssh.clone(), 0o600);
+    tree.add(secrets::PACKER_PUB, format!("{}\n", key.public_line), 0o644);
+    Ok(())
+}

@@ -8,6 +8,8 @@ pub mod appliance;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod fleet;
+pub mod inventory;
 pub mod render;
 pub mod secrets;
 pub mod steps;
@@ -61,11 +63,18 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Kickstart => {
-            render_to(&opts, Scope::Kickstart)?;
-            println!("{}", opts.out.join("kickstart/ks.cfg").display());
-            Ok(())
-        }
+        Command::Kickstart {
+            inventory,
+            serve,
+            oemdrv,
+        } => fleet::run(
+            &opts,
+            &fleet::KickstartOptions {
+                inventory,
+                serve,
+                oemdrv,
+            },
+        ),
         Command::Check {
             strict,
             require_all,

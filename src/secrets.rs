@@ -18,6 +18,8 @@ pub const SERVER_CERT: &str = "secrets/tls/server.crt";
 pub const SERVER_KEY: &str = "secrets/tls/server.key";
 /// The SAN list the stored server certificate was made for, one per line.
 pub const SERVER_SANS: &str = "secrets/tls/server.sans";
+/// Per-host server certificates of an inventory render, by host name.
+pub const HOSTS_DIR: &str = "secrets/tls/hosts";
 pub const SSH_KEY: &str = "ssh/id_ed25519";
 pub const SSH_PUB: &str = "ssh/id_ed25519.pub";
 
@@ -54,6 +56,32 @@ fn read_opt(out: &Path, rel: &str) -> Result<Option<String>> {
     }
 }
 
+/// A stored certificate, key and SAN list, if all three are there.
+fn read_cert(out: &Path, paths: [&str; 3]) -> Result<Option<(String, String, Vec<String>)>> {
+    Ok(
+        match (
+            read_opt(out, paths[0])?,
+            read_opt(out, paths[1])?,
+            read_opt(out, paths[2])?,
+        ) {
+            (Some(c), Some(k), Some(s)) => Some((c, k, s.lines().map(str::to_string).collect())),
+            _ => None,
+        },
+    )
+}
+
+/// Where an inventory host's server certificate, key and SANs are kept.
+pub fn host_paths(host: &str) -> [String; 3] {
+    ["crt", "key", "sans"].map(|ext| format!("{HOSTS_DIR}/{host}.{ext}"))
+}
+
+/// The stored server certificate of an inventory host, to hand to
+/// [`Stored::tls`] in place of the single-host one.
+pub fn load_host_cert(out: &Path, host: &str) -> Result<Option<(String, String, Vec<String>)>> {
+    let [c, k, s] = host_paths(host);
+    read_cert(out, [&c, &k, &s])
+}
+
 impl Stored {
     pub fn load(out: &Path) -> Result<Self> {
         let http_secret = read_opt(out, HTTP_SECRET)?
@@ -70,14 +98,7 @@ impl Stored {
             (Some(c), Some(k)) => Some((c, k)),
             _ => None,
         };
-        let server = match (
-            read_opt(out, SERVER_CERT)?,
-            read_opt(out, SERVER_KEY)?,
-            read_opt(out, SERVER_SANS)?,
-        ) {
-            (Some(c), Some(k), Some(s)) => Some((c, k, s.lines().map(str::to_string).collect())),
-            _ => None,
-        };
+        let server = read_cert(out, [SERVER_CERT, SERVER_KEY, SERVER_SANS])?;
         Ok(Self {
             http_secret,
             ssh,

@@ -198,7 +198,13 @@ impl Steps {
 
 fn slug(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -211,14 +217,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut steps = Steps::new(dir.path(), false).expect("steps");
         steps
-            .run("say hello", &Cmd::new("sh").args(["-c", "echo hello; echo warn >&2"]))
+            .run(
+                "say hello",
+                &Cmd::new("sh").args(["-c", "echo hello; echo warn >&2"]),
+            )
             .expect("step runs");
         let log = std::fs::read_to_string(dir.path().join("logs/01-say-hello.log")).expect("log");
         assert!(log.starts_with("$ sh -c"), "{log}");
         assert!(log.contains("hello") && log.contains("warn"), "{log}");
 
         let err = steps
-            .run("fail", &Cmd::new("sh").args(["-c", "echo last words; exit 4"]))
+            .run(
+                "fail",
+                &Cmd::new("sh").args(["-c", "echo last words; exit 4"]),
+            )
             .unwrap_err();
         let e = err.downcast_ref::<StepError>().expect("a StepError");
         assert_eq!(e.name, "fail");

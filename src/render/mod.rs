@@ -174,7 +174,7 @@ fn client_files(app: &Appliance) -> Tree {
 
 /// Secrets and generated keys, including stored ones this render does not use
 /// (turning TLS off and on again must not rotate the CA).
-fn state_files(app: &Appliance, tree: &mut Tree) {
+pub(crate) fn state_files(app: &Appliance, tree: &mut Tree) {
     let m = &app.material;
     tree.add(secrets::HTTP_SECRET, format!("{}\n", m.http_secret), 0o600);
     let ssh = m.generated_ssh.as_ref().or(m.stored.ssh.as_ref());

@@ -17,9 +17,19 @@ fn fresh_render_with_embedded_defaults_generates_a_key() {
 #[test]
 fn check_passes_for_defaults() {
     let require = std::env::var("REGBAKE_REQUIRE_TOOLS").as_deref() == Ok("1");
-    for tool in ["ksvalidator", "visudo", "sshd", "shellcheck", "systemd-analyze"] {
+    for tool in [
+        "ksvalidator",
+        "visudo",
+        "sshd",
+        "shellcheck",
+        "systemd-analyze",
+    ] {
         require_tool(tool);
     }
-    let args: &[&str] = if require { &["check", "--require-all"] } else { &["check"] };
+    let args: &[&str] = if require {
+        &["check", "--require-all"]
+    } else {
+        &["check"]
+    };
     Test::new().args(args).success();
 }

@@ -2,4 +2,5 @@
 //! validators, and stub programs on PATH where a VM would be needed.
 
 mod common;
+mod fleet;
 mod render;

@@ -82,6 +82,24 @@ pub fn load_host_cert(out: &Path, host: &str) -> Result<Option<(String, String, 
     read_cert(out, [&c, &k, &s])
 }
 
+/// The inventory hosts that have a stored certificate file.
+pub fn hosts_with_certs(out: &Path) -> Result<std::collections::BTreeSet<String>> {
+    let dir = out.join(HOSTS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut hosts = std::collections::BTreeSet::new();
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        if let Some(host) = e.file_name().to_str().and_then(|n| n.strip_suffix(".crt")) {
+            hosts.insert(host.to_string());
+        }
+    }
+    Ok(hosts)
+}
+
 impl Stored {
     pub fn load(out: &Path) -> Result<Self> {
         let http_secret = read_opt(out, HTTP_SECRET)?

@@ -11,6 +11,7 @@
 pub mod oemdrv;
 pub mod serve;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::appliance::{Appliance, Material};
-use crate::config::{self, Config, ConfigError, NetworkMode, Problem};
+use crate::config::{self, Config, ConfigError, NetworkMode, Problem, TlsMode};
 use crate::inventory::{Host, Inventory, Ip};
 use crate::render::{self, Scope, Tree};
 use crate::secrets::{self, Stored};
@@ -185,7 +186,22 @@ pub fn render_fleet(
     // The first host settles what all share: SSH keys, http secret, CA.
     let mut shared = stored.clone();
     let first_host = &inv.hosts[0];
-    let first = resolve_host(&configs[0], first_host, &shared, out)?;
+    // Only hosts with a stored certificate are looked up (not 3 misses each).
+    let with_certs = if base.registry.tls.mode == TlsMode::Off {
+        BTreeSet::new()
+    } else {
+        secrets::hosts_with_certs(out).context("listing stored host certificates")?
+    };
+    let resolve_host = |c: &Config, h: &Host, shared: &Stored| -> Result<Appliance> {
+        let mut stored = shared.clone();
+        stored.server = if with_certs.contains(&h.name) {
+            secrets::load_host_cert(out, &h.name)?
+        } else {
+            None
+        };
+        Appliance::resolve(c, stored).with_context(|| format!("host {}", h.name))
+    };
+    let first = resolve_host(&configs[0], first_host, &shared)?;
     shared.http_secret = Some(first.material.http_secret.clone());
     if let Some(tls) = &first.material.tls {
         shared.ca = Some((tls.ca_cert.clone(), tls.ca_key.clone()));
@@ -201,7 +217,7 @@ pub fn render_fleet(
         // Key files were read for the first host; don't read them 1,000 times.
         c.user.ssh_keys = keys.clone();
         c.user.ssh_key_files.clear();
-        apps.push(resolve_host(&c, h, &shared, out)?);
+        apps.push(resolve_host(&c, h, &shared)?);
     }
 
     let rendered = render_all(&hb, &apps, oemdrv)?;
@@ -238,12 +254,6 @@ pub fn render_fleet(
     };
     render::state_files(&state, &mut tree);
     Ok((tree, kickstarts))
-}
-
-fn resolve_host(c: &Config, h: &Host, shared: &Stored, out: &Path) -> Result<Appliance> {
-    let mut stored = shared.clone();
-    stored.server = secrets::load_host_cert(out, &h.name)?;
-    Appliance::resolve(c, stored).with_context(|| format!("host {}", h.name))
 }
 
 type Rendered = (String, Option<Vec<u8>>);

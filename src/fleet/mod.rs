@@ -11,7 +11,7 @@
 pub mod oemdrv;
 pub mod serve;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -164,6 +164,28 @@ fn validate_hosts(base: &Config, inv: &Inventory) -> Result<Vec<Config>, ConfigE
             c
         })
         .collect();
+    // Hosts left with the address or host name of regbake.toml would clash.
+    let mut seen: BTreeMap<(&str, String), &Host> = BTreeMap::new();
+    for (c, h) in configs.iter().zip(&inv.hosts) {
+        let mut keys = vec![("hostname", c.appliance.hostname.to_ascii_lowercase())];
+        if c.network.mode == NetworkMode::Static {
+            let addr = c.network.address.split('/').next().unwrap_or_default();
+            keys.push(("ip", addr.to_string()));
+        }
+        for (var, value) in keys {
+            if let Some(prev) = seen.insert((var, value.clone()), h) {
+                let line = h.overrides.line_of(var).unwrap_or(h.line);
+                problems.push(Problem {
+                    path: format!("{}:{line}: host {}: {var}", inv.file, h.name),
+                    value: format!("{value:?}"),
+                    expected: format!(
+                        "also host {}'s (line {}); give each host its own {var}",
+                        prev.name, prev.line
+                    ),
+                });
+            }
+        }
+    }
     if problems.is_empty() {
         Ok(configs)
     } else {

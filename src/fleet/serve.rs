@@ -213,7 +213,7 @@ fn accept_loop(listener: TcpListener, site: Arc<Site>) {
         active.fetch_add(1, Ordering::Relaxed);
         let (site, active2) = (site.clone(), active.clone());
         let spawned = std::thread::Builder::new()
-            .stack_size(64 * 1024)
+            .stack_size(128 * 1024)
             .spawn(move || {
                 connection(stream, &site);
                 active2.fetch_sub(1, Ordering::Relaxed);

@@ -193,6 +193,10 @@ fn malformed_inventories_exit_2_naming_file_line_and_problem() {
             "[web]\nh1 ip=10.0.0.5/24 gateway=10.9.0.1\n",
             "inv.ini:2: host h1: gateway (network.gateway) = \"10.9.0.1\": expected an IPv4 address inside",
         ),
+        (
+            "[web]\nh1 hostname=reg.example.com\nh2 hostname=REG.example.com\n",
+            "inv.ini:3: host h2: hostname = \"reg.example.com\": also host h1's (line 2)",
+        ),
     ];
     for (inv, want) in cases {
         let t = Test::new()

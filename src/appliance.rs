@@ -7,15 +7,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError, NetworkMode, Problem, Sudo, TlsMode};
-use crate::secrets::{SshKeyPair, Stored, Tls};
+use crate::config::{Config, ConfigError, NetworkMode, Problem, Sudo};
+use crate::registry::RegistryMaterial;
+pub use crate::registry::{Registry, CA_ANCHOR, CERTS_DIR};
+use crate::secrets::{SshKeyPair, Stored};
 use crate::tools::log;
 
 pub const DOCKER: &str = "/usr/bin/docker";
 pub const FIRSTBOOT_MARKER: &str = "/var/lib/regbake/firstboot.done";
-pub const REGISTRY_CONFIG_DIR: &str = "/etc/docker/registry";
-pub const CERTS_DIR: &str = "/opt/docker/certs";
-pub const CA_ANCHOR: &str = "/etc/pki/ca-trust/source/anchors/regbake-ca.crt";
 
 /// The packages every appliance needs, with the names CentOS 7 really uses
 /// (the manual's `container_selinux` is `container-selinux`, from extras).
@@ -51,6 +50,7 @@ pub struct Appliance {
     pub secret_files: Vec<String>,
     /// Files `regbake-uninstall` removes besides the units and firstboot.
     pub uninstall_files: Vec<String>,
+    pub vagrant: Vagrant,
     #[serde(skip)]
     pub material: Material,
 }
@@ -131,37 +131,34 @@ pub struct Storage {
     pub data_size_mb: u64,
 }
 
+/// The Vagrant bake: `[vagrant]` resolved.
 #[derive(Debug, Clone, Serialize)]
-pub struct Registry {
-    pub image: String,
-    pub port: u16,
-    pub delete: bool,
-    pub preload: bool,
-    pub container_name: String,
-    pub listen: String,
-    pub http_secret: String,
-    pub tls: bool,
-    pub tls_cert: String,
-    pub tls_key: String,
-    pub config_dir: &'static str,
-    pub certs_dir: &'static str,
-    /// `HOST:PORT` as docker clients name it (certs.d directory name).
-    pub address: String,
-    /// What the appliance itself curls to see the registry is up.
-    pub local_url: String,
-    pub curl_args: Vec<String>,
+pub struct Vagrant {
+    pub base_box: String,
+    /// `virtualbox` or `libvirt`, as `vagrant up --provider` takes it.
+    pub provider: String,
+    pub libvirt: bool,
+    pub box_name: String,
+    pub box_version: String,
+    pub memory: u32,
+    pub cpus: u32,
+    /// The host side of the registry port forward (0 resolved).
+    pub host_port: u16,
+    /// vagrant-libvirt names the build domain `PREFIX` + `default`, and its
+    /// disk volume `DOMAIN.img`.
+    pub libvirt_prefix: String,
+    pub libvirt_domain: String,
 }
 
 /// Key material that becomes files (in the overlay and in `out/`).
 #[derive(Debug, Clone, Default)]
 pub struct Material {
-    pub http_secret: String,
     pub generated_ssh: Option<SshKeyPair>,
-    pub tls: Option<Tls>,
+    pub registry: RegistryMaterial,
     pub stored: Stored,
 }
 
-fn expand_home(p: &str) -> PathBuf {
+pub fn expand_home(p: &str) -> PathBuf {
     match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => Path::new(&home).join(rest),
         _ => PathBuf::from(p),
@@ -211,8 +208,6 @@ fn collect_keys(c: &Config) -> Result<Vec<String>> {
 impl Appliance {
     pub fn resolve(c: &Config, stored: Stored) -> Result<Self> {
         let hostname = c.appliance.hostname.clone();
-        let port = c.registry.effective_port();
-        let tls_on = c.registry.tls.mode != TlsMode::Off;
 
         let mut keys = collect_keys(c)?;
         let generated_ssh = if keys.is_empty() {
@@ -317,52 +312,14 @@ impl Appliance {
             data_size_mb: c.storage.data_size_gb * 1024,
         };
 
-        let http_secret = stored.http_secret()?;
-        let tls = if tls_on {
-            let mut sans = vec![hostname.clone()];
-            if network.is_static {
-                sans.push(network.ip.clone());
-            }
-            for s in &c.registry.tls.sans {
-                if !sans.contains(s) {
-                    sans.push(s.clone());
-                }
-            }
-            Some(stored.tls(&hostname, &sans, c.registry.tls.days)?)
-        } else {
-            None
-        };
-
-        let address = format!("{hostname}:{port}");
-        let (local_url, curl_args) = if tls_on {
-            (
-                format!("https://{address}/v2/"),
-                vec![
-                    "--cacert".to_string(),
-                    format!("{CERTS_DIR}/ca.crt"),
-                    "--resolve".to_string(),
-                    format!("{address}:127.0.0.1"),
-                ],
-            )
-        } else {
-            (format!("http://127.0.0.1:{port}/v2/"), vec![])
-        };
-
-        let mut secret_files = vec![format!("{REGISTRY_CONFIG_DIR}/config.yml")];
-        let mut uninstall_files = vec![
-            format!("{REGISTRY_CONFIG_DIR}/config.yml"),
-            "/etc/firewalld/zones/public.xml".to_string(),
-        ];
-        if tls_on {
-            secret_files.push(format!("{CERTS_DIR}/registry.key"));
-            uninstall_files.extend([
-                format!("{CERTS_DIR}/registry.key"),
-                format!("{CERTS_DIR}/registry.crt"),
-                format!("{CERTS_DIR}/ca.crt"),
-                CA_ANCHOR.to_string(),
-                format!("/etc/docker/certs.d/{address}/ca.crt"),
-            ]);
-        }
+        let (registry, reg_material) = crate::registry::resolve(
+            c,
+            &hostname,
+            network.is_static.then_some(network.ip.as_str()),
+            &stored,
+        )?;
+        let secret_files = registry.secret_files();
+        let uninstall_files = registry.uninstall_files();
 
         let user_name = c.user.name.clone();
         Ok(Self {
@@ -396,33 +353,38 @@ impl Appliance {
             rpm_packages,
             package_groups,
             storage,
-            registry: Registry {
-                image: c.registry.image.clone(),
-                port,
-                delete: c.registry.delete,
-                preload: c.registry.preload,
-                container_name: c.registry.container_name.clone(),
-                listen: format!(":{port}"),
-                http_secret: http_secret.clone(),
-                tls: tls_on,
-                tls_cert: format!("{CERTS_DIR}/registry.crt"),
-                tls_key: format!("{CERTS_DIR}/registry.key"),
-                config_dir: REGISTRY_CONFIG_DIR,
-                certs_dir: CERTS_DIR,
-                address,
-                local_url,
-                curl_args,
-            },
+            registry,
             docker: DOCKER,
             firstboot_marker: FIRSTBOOT_MARKER,
             secret_files,
             uninstall_files,
+            vagrant: resolve_vagrant(c, c.registry.effective_port()),
             material: Material {
-                http_secret,
                 generated_ssh,
-                tls,
+                registry: reg_material,
                 stored,
             },
         })
+    }
+}
+
+fn resolve_vagrant(c: &Config, registry_port: u16) -> Vagrant {
+    let v = &c.vagrant;
+    let libvirt = v.provider == crate::config::Provider::Libvirt;
+    let libvirt_prefix = format!("{}-bake-", c.appliance.name);
+    Vagrant {
+        base_box: v.base_box.clone(),
+        provider: if libvirt { "libvirt" } else { "virtualbox" }.into(),
+        libvirt,
+        box_name: v.box_name.clone(),
+        box_version: v.box_version.clone(),
+        memory: v.memory,
+        cpus: v.cpus,
+        host_port: match u16::try_from(v.host_port) {
+            Ok(0) | Err(_) => registry_port,
+            Ok(p) => p,
+        },
+        libvirt_domain: format!("{libvirt_prefix}default"),
+        libvirt_prefix,
     }
 }

@@ -39,6 +39,7 @@ fn tool(name: &str) -> std::result::Result<PathBuf, String> {
         "shellcheck" => "apt-get install shellcheck",
         "systemd-analyze" => "apt-get install systemd",
         "bash" => "apt-get install bash",
+        "vagrant" => "apt-get install vagrant",
         _ => "install it",
     };
     tools::find(name).ok_or_else(|| format!("{name} not installed ({package})"))
@@ -268,7 +269,56 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
         }
     }
 
+    check_vagrantfile(&mut r, out, scratch.path())?;
+
     Ok(r.checks)
+}
+
+/// `vagrant validate` in the Vagrantfile's own directory (it finds the
+/// overlay relative to it), with a throwaway `VAGRANT_HOME`. Provider blocks
+/// are only checked by an installed provider plugin: a libvirt Vagrantfile
+/// without vagrant-libvirt is skipped rather than passed half-checked.
+fn check_vagrantfile(r: &mut Runner<'_>, out: &Path, scratch: &Path) -> Result<()> {
+    let vagrantfile = out.join(crate::render::vagrant::PATH);
+    if !vagrantfile.is_file() {
+        return Ok(());
+    }
+    let dir = vagrantfile
+        .parent()
+        .context("the Vagrantfile has a directory")?;
+    let home = scratch.join("vagrant-home");
+    std::fs::create_dir_all(&home).context("creating a VAGRANT_HOME")?;
+    let text = std::fs::read_to_string(&vagrantfile)
+        .with_context(|| format!("reading {}", vagrantfile.display()))?;
+    if text.contains("config.vm.provider 'libvirt'") {
+        if let Some(v) = tools::find("vagrant") {
+            let plugins = tools::capture(
+                &Cmd::new(v)
+                    .args(["plugin", "list"])
+                    .env("VAGRANT_HOME", &home)
+                    .dir(dir),
+            )?;
+            if !plugins.stdout.contains("vagrant-libvirt") {
+                let file = r.rel(&vagrantfile);
+                r.checks.push(Check {
+                    check: "vagrant validate".into(),
+                    file,
+                    outcome: Outcome::Skipped(
+                        "vagrant-libvirt not installed (apt-get install vagrant-libvirt)".into(),
+                    ),
+                });
+                return Ok(());
+            }
+        }
+    }
+    r.run("vagrant validate", &vagrantfile, "vagrant", false, |t| {
+        Cmd::new(t)
+            .arg("validate")
+            .env("VAGRANT_HOME", &home)
+            .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+            .dir(dir)
+    });
+    Ok(())
 }
 
 fn shellcheck(tool: PathBuf, strict: bool) -> Cmd {

@@ -69,6 +69,54 @@ pub enum Command {
     },
     /// Print the fully resolved config
     Config,
+    /// Bake the appliance with Vagrant, package it as a box, catalog and import it
+    Vagrant {
+        /// Only render out/vagrant/Vagrantfile (and the overlay it installs)
+        #[arg(long)]
+        render_only: bool,
+        /// Do not `vagrant box add` the baked box
+        #[arg(long)]
+        no_import: bool,
+        /// Keep the build VM (also after a failure)
+        #[arg(long)]
+        keep_vm: bool,
+    },
+    /// Vagrant box files: pack a disk into a .box plus the catalog JSON
+    #[command(subcommand)]
+    Box(BoxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BoxCommand {
+    /// Pack a VM disk into out/box/NAME-VERSION-PROVIDER.box and add it to out/box/NAME.json
+    Pack {
+        /// Box provider
+        #[arg(long, value_enum)]
+        provider: BoxProvider,
+        /// qcow2 disk image (libvirt)
+        #[arg(
+            long,
+            value_name = "IMAGE",
+            required_if_eq("provider", "libvirt"),
+            conflicts_with = "ovf"
+        )]
+        disk: Option<PathBuf>,
+        /// OVF descriptor; the disks it references are packed too (virtualbox)
+        #[arg(long, value_name = "OVF", required_if_eq("provider", "virtualbox"))]
+        ovf: Option<PathBuf>,
+        /// Box name [default: vagrant.box_name]
+        #[arg(long)]
+        name: Option<String>,
+        /// Box version [default: vagrant.box_version]
+        #[arg(long)]
+        version: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BoxProvider {
+    Libvirt,
+    Virtualbox,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

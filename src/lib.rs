@@ -5,15 +5,18 @@
 //! → atomic write into `out/` → [`check`] (real validators).
 
 pub mod appliance;
+pub mod boxfile;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod fleet;
 pub mod inventory;
+pub mod registry;
 pub mod render;
 pub mod secrets;
 pub mod steps;
 pub mod tools;
+pub mod vagrant;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -90,6 +93,42 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )
         }
+        Command::Box(cli::BoxCommand::Pack {
+            provider,
+            disk,
+            ovf,
+            name,
+            version,
+        }) => {
+            let source = match (provider, disk, ovf) {
+                (cli::BoxProvider::Libvirt, Some(disk), _) => boxfile::PackSource::Libvirt { disk },
+                (cli::BoxProvider::Virtualbox, _, Some(ovf)) => {
+                    boxfile::PackSource::Virtualbox { ovf }
+                }
+                // clap requires the matching flag for each provider.
+                _ => bail!("--provider libvirt needs --disk, --provider virtualbox needs --ovf"),
+            };
+            boxfile::run_pack(
+                &opts,
+                &boxfile::PackArgs {
+                    source,
+                    name,
+                    version,
+                },
+            )
+        }
+        Command::Vagrant {
+            render_only,
+            no_import,
+            keep_vm,
+        } => vagrant::run(
+            &opts,
+            &vagrant::VagrantOptions {
+                render_only,
+                no_import,
+                keep_vm,
+            },
+        ),
         Command::Config => {
             let (config, source) = config::load(opts.config.as_deref())?;
             println!("# resolved config from {source}");

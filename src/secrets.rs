@@ -18,6 +18,8 @@ pub const SERVER_CERT: &str = "secrets/tls/server.crt";
 pub const SERVER_KEY: &str = "secrets/tls/server.key";
 /// The SAN list the stored server certificate was made for, one per line.
 pub const SERVER_SANS: &str = "secrets/tls/server.sans";
+/// htpasswd as last rendered, so env-var passwords keep their bcrypt salt.
+pub const HTPASSWD: &str = "secrets/htpasswd";
 /// Per-host server certificates of an inventory render, by host name.
 pub const HOSTS_DIR: &str = "secrets/tls/hosts";
 pub const SSH_KEY: &str = "ssh/id_ed25519";
@@ -45,6 +47,7 @@ pub struct Stored {
     pub ssh: Option<SshKeyPair>,
     pub ca: Option<(String, String)>,
     pub server: Option<(String, String, Vec<String>)>,
+    pub htpasswd: Option<String>,
 }
 
 fn read_opt(out: &Path, rel: &str) -> Result<Option<String>> {
@@ -122,6 +125,7 @@ impl Stored {
             ssh,
             ca,
             server,
+            htpasswd: read_opt(out, HTPASSWD)?,
         })
     }
 

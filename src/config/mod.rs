@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use validate::check_ssh_public_key;
+pub(crate) use validate::{check_ssh_public_key, is_box_name, is_version};
 pub use validate::{validate, Problem};
 
 /// The commented default config: what `regbake init` writes and what is used
@@ -211,25 +211,129 @@ impl Default for StorageSection {
 #[serde(deny_unknown_fields, default)]
 pub struct RegistrySection {
     pub image: String,
+    /// Distribution major version: 0 = from the image tag (registry:3 → 3), else 2 or 3.
+    pub major: u8,
     /// 0 = the default: 5000 without TLS, 443 with TLS.
     pub port: u32,
     pub delete: bool,
     pub preload: bool,
     pub container_name: String,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+    /// Environment variable holding a shared http secret (several registries
+    /// behind one load balancer); empty = generated once and kept.
+    pub http_secret_env: String,
+    /// Purge abandoned uploads older than this (e.g. "168h"); "" = never.
+    pub upload_purge_age: String,
+    /// Prometheus metrics on 127.0.0.1:metrics_port of the appliance.
+    pub metrics: bool,
+    pub metrics_port: u32,
     pub tls: TlsSection,
+    pub auth: AuthSection,
+    pub storage: BackendSection,
+    pub mirror: Option<MirrorSection>,
 }
 
 impl Default for RegistrySection {
     fn default() -> Self {
         Self {
             image: "registry:2".into(),
+            major: 0,
             port: 0,
             delete: true,
             preload: true,
             container_name: "registry".into(),
+            log_level: LogLevel::Info,
+            log_format: LogFormat::Text,
+            http_secret_env: String::new(),
+            upload_purge_age: "168h".into(),
+            metrics: false,
+            metrics_port: 5001,
             tls: TlsSection::default(),
+            auth: AuthSection::default(),
+            storage: BackendSection::default(),
+            mirror: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+    Logstash,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    pub users: Vec<AuthUser>,
+}
+
+/// One htpasswd user: a bcrypt hash, or the name of an environment variable
+/// whose value regbake hashes (the plain text is never written).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthUser {
+    pub name: String,
+    pub password_hash: String,
+    pub password_env: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendSection {
+    pub backend: Backend,
+    pub bucket: String,
+    pub region: String,
+    /// S3-compatible endpoint (MinIO, Ceph RGW); empty = AWS.
+    pub endpoint: String,
+    pub force_path_style: bool,
+    /// Environment variables holding the credentials; empty = instance role.
+    pub access_key_env: String,
+    pub secret_key_env: String,
+    pub root_directory: String,
+}
+
+impl Default for BackendSection {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Filesystem,
+            bucket: String::new(),
+            region: String::new(),
+            endpoint: String::new(),
+            force_path_style: true,
+            access_key_env: String::new(),
+            secret_key_env: String::new(),
+            root_directory: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Filesystem,
+    S3,
+}
+
+/// Pull-through cache of another registry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MirrorSection {
+    pub remote_url: String,
+    pub username_env: String,
+    pub password_env: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -240,6 +344,10 @@ pub struct TlsSection {
     pub sans: Vec<String>,
     /// Days the generated server certificate is valid.
     pub days: u32,
+    /// `files`: PEM certificate (chain), PKCS#8 key and optional CA, read at render time.
+    pub cert: String,
+    pub key: String,
+    pub ca: String,
 }
 
 impl Default for TlsSection {
@@ -248,6 +356,9 @@ impl Default for TlsSection {
             mode: TlsMode::Off,
             sans: vec![],
             days: 825,
+            cert: String::new(),
+            key: String::new(),
+            ca: String::new(),
         }
     }
 }
@@ -316,6 +427,27 @@ impl Default for PackerSection {
 }
 
 impl RegistrySection {
+    /// The distribution major version the config is written for.
+    pub fn effective_major(&self) -> u8 {
+        if self.major != 0 {
+            return self.major;
+        }
+        let tag = self
+            .image
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .rsplit_once(':')
+            .filter(|(name, _)| !name.is_empty())
+            .map(|(_, t)| t)
+            .unwrap_or("");
+        if tag == "3" || tag.starts_with("3.") {
+            3
+        } else {
+            2
+        }
+    }
+
     pub fn effective_port(&self) -> u16 {
         match self.port {
             0 if self.tls.mode == TlsMode::Off => 5000,

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::{Config, NetworkMode, Sudo, TlsMode};
+use super::{Backend, Config, NetworkMode, Sudo, TlsMode};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -275,13 +275,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         &c.registry.container_name,
         NAME_HELP,
     );
-    if c.registry.tls.mode == TlsMode::Files {
-        p.push(
-            "registry.tls.mode",
-            "files",
-            "not supported yet: use \"off\" or \"generate\"",
-        );
-    }
+    validate_registry(c, &mut p);
     for (i, san) in c.registry.tls.sans.iter().enumerate() {
         p.check(
             is_hostname(san) || san.parse::<std::net::IpAddr>().is_ok(),
@@ -361,6 +355,252 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
 
     p.0
+}
+
+fn validate_registry(c: &Config, p: &mut Problems) {
+    let r = &c.registry;
+    p.check(
+        [0, 2, 3].contains(&r.major),
+        "registry.major",
+        &r.major.to_string(),
+        "expected 2 or 3 (the distribution major version), or 0 to take it from the image tag",
+    );
+    p.check(
+        r.http_secret_env.is_empty() || is_env_name(&r.http_secret_env),
+        "registry.http_secret_env",
+        &r.http_secret_env,
+        ENV_HELP,
+    );
+    p.check(
+        r.upload_purge_age.is_empty() || is_duration(&r.upload_purge_age),
+        "registry.upload_purge_age",
+        &r.upload_purge_age,
+        "expected a duration such as 168h or 30m, or \"\" to keep abandoned uploads",
+    );
+    p.check(
+        (1..=65535).contains(&r.metrics_port) && r.metrics_port != u32::from(r.effective_port()),
+        "registry.metrics_port",
+        &r.metrics_port.to_string(),
+        "expected a port number from 1 to 65535 other than the registry port",
+    );
+
+    // TLS files: the paths only; their content is checked when read.
+    match r.tls.mode {
+        TlsMode::Files => {
+            for (field, v, required) in [
+                ("registry.tls.cert", &r.tls.cert, true),
+                ("registry.tls.key", &r.tls.key, true),
+                ("registry.tls.ca", &r.tls.ca, false),
+            ] {
+                p.check(
+                    (!required && v.is_empty()) || (!v.is_empty() && !v.chars().any(char::is_control)),
+                    field,
+                    v,
+                    "expected the path of a PEM file (required with tls.mode = \"files\", except ca)",
+                );
+            }
+        }
+        _ => {
+            for (field, v) in [
+                ("registry.tls.cert", &r.tls.cert),
+                ("registry.tls.key", &r.tls.key),
+                ("registry.tls.ca", &r.tls.ca),
+            ] {
+                p.check(
+                    v.is_empty(),
+                    field,
+                    v,
+                    "only used with tls.mode = \"files\"",
+                );
+            }
+        }
+    }
+
+    // Basic auth.
+    if !r.auth.users.is_empty() && r.tls.mode == TlsMode::Off {
+        p.push(
+            "registry.auth.users",
+            format!("{} user(s)", r.auth.users.len()),
+            "basic auth needs TLS (the registry sends credentials only over HTTPS): set registry.tls.mode = \"generate\" or \"files\"",
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, u) in r.auth.users.iter().enumerate() {
+        let base = format!("registry.auth.users[{i}]");
+        p.check(
+            !u.name.is_empty()
+                && u.name.len() <= 64
+                && u.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)),
+            format!("{base}.name"),
+            &u.name,
+            "expected a user name of letters, digits and . _ - @",
+        );
+        if !seen.insert(u.name.clone()) {
+            p.push(
+                format!("{base}.name"),
+                &u.name,
+                "expected each user name once",
+            );
+        }
+        match (u.password_hash.is_empty(), u.password_env.is_empty()) {
+            (false, true) => p.check(
+                is_bcrypt(&u.password_hash),
+                format!("{base}.password_hash"),
+                &u.password_hash,
+                "expected a bcrypt hash ($2y$, $2a$ or $2b$; the registry accepts bcrypt only), e.g. from `htpasswd -nbB`",
+            ),
+            (true, false) => p.check(
+                is_env_name(&u.password_env),
+                format!("{base}.password_env"),
+                &u.password_env,
+                ENV_HELP,
+            ),
+            _ => p.push(
+                base.clone(),
+                &u.name,
+                "expected exactly one of password_hash (bcrypt) and password_env",
+            ),
+        }
+    }
+
+    // Storage backend.
+    let s = &r.storage;
+    if s.backend == Backend::S3 {
+        p.check(
+            is_bucket(&s.bucket),
+            "registry.storage.bucket",
+            &s.bucket,
+            "expected an S3 bucket name (3-63 of lowercase letters, digits, '.' and '-')",
+        );
+        p.check(
+            !s.region.is_empty()
+                && s.region.len() <= 32
+                && s.region
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "registry.storage.region",
+            &s.region,
+            "expected a region such as us-east-1 (any value the endpoint accepts for MinIO/Ceph)",
+        );
+        p.check(
+            s.endpoint.is_empty() || is_url(&s.endpoint),
+            "registry.storage.endpoint",
+            &s.endpoint,
+            URL_HELP,
+        );
+        for (field, v) in [
+            ("registry.storage.access_key_env", &s.access_key_env),
+            ("registry.storage.secret_key_env", &s.secret_key_env),
+        ] {
+            p.check(v.is_empty() || is_env_name(v), field, v, ENV_HELP);
+        }
+        if s.access_key_env.is_empty() != s.secret_key_env.is_empty() {
+            p.push(
+                "registry.storage.secret_key_env",
+                &s.secret_key_env,
+                "expected both access_key_env and secret_key_env, or neither (instance credentials)",
+            );
+        }
+        p.check(
+            s.root_directory.is_empty() || is_key_prefix(&s.root_directory),
+            "registry.storage.root_directory",
+            &s.root_directory,
+            "expected an absolute key prefix such as /registry",
+        );
+    } else {
+        for (field, v) in [
+            ("registry.storage.bucket", &s.bucket),
+            ("registry.storage.region", &s.region),
+            ("registry.storage.endpoint", &s.endpoint),
+            ("registry.storage.access_key_env", &s.access_key_env),
+            ("registry.storage.secret_key_env", &s.secret_key_env),
+            ("registry.storage.root_directory", &s.root_directory),
+        ] {
+            p.check(
+                v.is_empty(),
+                field,
+                v,
+                "only used with registry.storage.backend = \"s3\"",
+            );
+        }
+    }
+
+    // Pull-through cache.
+    if let Some(m) = &r.mirror {
+        p.check(
+            is_url(&m.remote_url),
+            "registry.mirror.remote_url",
+            &m.remote_url,
+            URL_HELP,
+        );
+        for (field, v) in [
+            ("registry.mirror.username_env", &m.username_env),
+            ("registry.mirror.password_env", &m.password_env),
+        ] {
+            p.check(v.is_empty() || is_env_name(v), field, v, ENV_HELP);
+        }
+        if m.username_env.is_empty() != m.password_env.is_empty() {
+            p.push(
+                "registry.mirror.password_env",
+                &m.password_env,
+                "expected both username_env and password_env, or neither (anonymous pulls)",
+            );
+        }
+    }
+}
+
+const ENV_HELP: &str = "expected the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*) that holds the secret at render time";
+
+fn is_env_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+fn is_duration(s: &str) -> bool {
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    ["h", "m", "s"].contains(&unit)
+        && !num.is_empty()
+        && num.len() <= 6
+        && num.chars().all(|c| c.is_ascii_digit())
+}
+
+/// An absolute object key prefix like `/registry/prod`.
+fn is_key_prefix(s: &str) -> bool {
+    s.strip_prefix('/').is_some_and(|rest| {
+        s.len() <= 200
+            && rest.split('/').all(|x| {
+                !x.is_empty()
+                    && x != ".."
+                    && x != "."
+                    && x.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            })
+    })
+}
+
+fn is_bucket(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+/// `$2a$`, `$2b$` or `$2y$`, a two-digit cost, then 53 characters of bcrypt base64.
+pub(crate) fn is_bcrypt(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 60
+        && (s.starts_with("$2a$") || s.starts_with("$2b$") || s.starts_with("$2y$"))
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
+        && s[7..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '/')
 }
 
 fn is_name(s: &str) -> bool {
@@ -576,7 +816,7 @@ fn is_image_ref(s: &str) -> bool {
     true
 }
 
-fn is_box_name(s: &str) -> bool {
+pub(crate) fn is_box_name(s: &str) -> bool {
     let parts: Vec<&str> = s.split('/').collect();
     (1..=2).contains(&parts.len())
         && parts.iter().all(|p| {
@@ -588,7 +828,7 @@ fn is_box_name(s: &str) -> bool {
         })
 }
 
-fn is_version(s: &str) -> bool {
+pub(crate) fn is_version(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
         && s.split('.')

@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use crate::appliance::{Appliance, Material};
 use crate::config::{self, Config, ConfigError, NetworkMode, Problem, TlsMode};
 use crate::inventory::{Host, Inventory, Ip};
+use crate::registry::RegistryMaterial;
 use crate::render::{self, Scope, Tree};
 use crate::secrets::{self, Stored};
 use crate::Options;
@@ -224,14 +225,28 @@ pub fn render_fleet(
         Appliance::resolve(c, stored).with_context(|| format!("host {}", h.name))
     };
     let first = resolve_host(&configs[0], first_host, &shared)?;
-    shared.http_secret = Some(first.material.http_secret.clone());
-    if let Some(tls) = &first.material.tls {
+    let reg = &first.material.registry;
+    if let Some(secret) = &reg.generated_http_secret {
+        shared.http_secret = Some(secret.clone());
+    }
+    if let Some(tls) = &reg.generated_tls {
         shared.ca = Some((tls.ca_cert.clone(), tls.ca_key.clone()));
     }
+    shared.htpasswd = reg.htpasswd.clone().or(shared.htpasswd);
     if let Some(k) = &first.material.generated_ssh {
         shared.ssh = Some(k.clone());
     }
     let keys = first.user.authorized_keys.clone();
+    // The first host's bcrypt hashes, so env passwords are hashed (or
+    // verified, at ~0.25 s each) once, not once per host.
+    let hashes: BTreeMap<String, String> = reg
+        .htpasswd
+        .as_deref()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(u, h)| (u.to_string(), h.to_string()))
+        .collect();
 
     let mut apps = vec![first];
     for (c, h) in configs.iter().zip(&inv.hosts).skip(1) {
@@ -239,6 +254,12 @@ pub fn render_fleet(
         // Key files were read for the first host; don't read them 1,000 times.
         c.user.ssh_keys = keys.clone();
         c.user.ssh_key_files.clear();
+        for u in &mut c.registry.auth.users {
+            if let Some(h) = hashes.get(&u.name) {
+                u.password_hash = h.clone();
+                u.password_env.clear();
+            }
+        }
         apps.push(resolve_host(&c, h, &shared)?);
     }
 
@@ -246,7 +267,7 @@ pub fn render_fleet(
     let mut tree = Tree::default();
     let mut kickstarts = Vec::with_capacity(rendered.len());
     for ((h, app), (ks, img)) in inv.hosts.iter().zip(&apps).zip(rendered) {
-        if let Some(tls) = &app.material.tls {
+        if let Some(tls) = &app.material.registry.generated_tls {
             let [crt, key, sans] = secrets::host_paths(&h.name);
             tree.add(crt, tls.server_cert.clone(), 0o644);
             tree.add(key, tls.server_key.clone(), 0o600);
@@ -266,9 +287,12 @@ pub fn render_fleet(
     // The shared state, and the single-host server certificate left as it was.
     let mut state = apps[0].clone();
     state.material = Material {
-        http_secret: state.material.http_secret.clone(),
         generated_ssh: None,
-        tls: None,
+        registry: RegistryMaterial {
+            generated_http_secret: state.material.registry.generated_http_secret.clone(),
+            htpasswd: state.material.registry.htpasswd.clone(),
+            ..RegistryMaterial::default()
+        },
         stored: Stored {
             server: stored.server,
             ..shared

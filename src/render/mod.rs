@@ -4,6 +4,7 @@
 pub mod escape;
 pub mod kickstart;
 pub mod overlay;
+pub mod vagrant;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -41,6 +42,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "overlay/usr/local/sbin/regbake-uninstall",
     "overlay/etc/firewalld/zones/public.xml",
     "kickstart/ks.cfg",
+    "vagrant/Vagrantfile",
 ];
 
 /// Handlebars in strict mode, HTML escaping off: quoting is done per target
@@ -129,6 +131,7 @@ pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
     if scope == Scope::All {
         tree.graft("overlay", &overlay);
         tree.add("overlay.tar.gz", tarball, 0o600);
+        tree.add(vagrant::PATH, vagrant::render(&hb, app)?, 0o644);
         for (p, e) in client_files(app).files {
             tree.files.insert(format!("client/{p}"), e);
         }
@@ -141,9 +144,15 @@ pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
 fn client_files(app: &Appliance) -> Tree {
     let mut t = Tree::default();
     let addr = &app.registry.address;
-    match &app.material.tls {
-        Some(tls) => {
-            t.add(format!("certs.d/{addr}/ca.crt"), tls.ca_cert.clone(), 0o644);
+    match app
+        .material
+        .registry
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca.as_ref())
+    {
+        Some(ca) => {
+            t.add(format!("certs.d/{addr}/ca.crt"), ca.clone(), 0o644);
             t.add(
                 "README.md",
                 format!(
@@ -151,6 +160,17 @@ fn client_files(app: &Appliance) -> Tree {
                      Copy `certs.d/{addr}/ca.crt` to `/etc/docker/certs.d/{addr}/ca.crt`\n\
                      on every docker host (no daemon restart needed), then\n\
                      `docker pull {addr}/IMAGE`.\n"
+                ),
+                0o644,
+            );
+        }
+        None if app.registry.tls => {
+            t.add(
+                "README.md",
+                format!(
+                    "# Using the registry {addr}\n\n\
+                     It uses the TLS certificate given in the config; clients that trust\n\
+                     its issuer need nothing else: `docker pull {addr}/IMAGE`.\n"
                 ),
                 0o644,
             );
@@ -176,14 +196,27 @@ fn client_files(app: &Appliance) -> Tree {
 /// (turning TLS off and on again must not rotate the CA).
 pub(crate) fn state_files(app: &Appliance, tree: &mut Tree) {
     let m = &app.material;
-    tree.add(secrets::HTTP_SECRET, format!("{}\n", m.http_secret), 0o600);
+    // A secret from http_secret_env stays in the environment; a generated
+    // (or previously stored) one is kept.
+    let http_secret = m
+        .registry
+        .generated_http_secret
+        .as_ref()
+        .or(m.stored.http_secret.as_ref());
+    if let Some(s) = http_secret {
+        tree.add(secrets::HTTP_SECRET, format!("{s}\n"), 0o600);
+    }
     let ssh = m.generated_ssh.as_ref().or(m.stored.ssh.as_ref());
     if let Some(k) = ssh {
         tree.add(secrets::SSH_KEY, k.private_openssh.clone(), 0o600);
         tree.add(secrets::SSH_PUB, format!("{}\n", k.public_line), 0o644);
     }
+    if let Some(h) = &m.registry.htpasswd {
+        tree.add(secrets::HTPASSWD, h.clone(), 0o600);
+    }
     let ca = m
-        .tls
+        .registry
+        .generated_tls
         .as_ref()
         .map(|t| (t.ca_cert.clone(), t.ca_key.clone()))
         .or_else(|| m.stored.ca.clone());
@@ -192,7 +225,8 @@ pub(crate) fn state_files(app: &Appliance, tree: &mut Tree) {
         tree.add(secrets::CA_KEY, key, 0o600);
     }
     let server = m
-        .tls
+        .registry
+        .generated_tls
         .as_ref()
         .map(|t| (t.server_cert.clone(), t.server_key.clone(), t.sans.clone()))
         .or_else(|| m.stored.server.clone());

@@ -31,11 +31,6 @@ const FILES: &[(&str, &str, u32)] = &[
         0o644,
     ),
     (
-        "overlay/etc/docker/registry/config.yml",
-        "etc/docker/registry/config.yml",
-        0o600,
-    ),
-    (
         "overlay/etc/systemd/system/regbake-registry.service",
         "etc/systemd/system/regbake-registry.service",
         0o644,
@@ -80,6 +75,12 @@ pub fn render(hb: &Handlebars<'_>, app: &Appliance) -> Result<Tree> {
     for (template, target, mode) in FILES {
         emit(template, target, *mode)?;
     }
+    let config = format!("{}/config.yml", app.registry.config_dir);
+    emit(
+        "overlay/etc/docker/registry/config.yml",
+        config.trim_start_matches('/'),
+        0o600,
+    )?;
     if app.user.sudo {
         emit("overlay/etc/sudoers.d/USER", "etc/sudoers.d/USER", 0o440)?;
     }
@@ -105,28 +106,25 @@ pub fn render(hb: &Handlebars<'_>, app: &Appliance) -> Result<Tree> {
         format!("{}\n", app.appliance.hostname),
         0o644,
     );
-    if let Some(tls) = &app.material.tls {
+    if let Some(tls) = &app.material.registry.tls {
         let certs = CERTS_DIR.trim_start_matches('/');
-        t.add(format!("{certs}/ca.crt"), tls.ca_cert.clone(), 0o644);
+        t.add(format!("{certs}/registry.crt"), tls.cert.clone(), 0o644);
+        t.add(format!("{certs}/registry.key"), tls.key.clone(), 0o600);
+        if let Some(ca) = &tls.ca {
+            t.add(format!("{certs}/ca.crt"), ca.clone(), 0o644);
+            t.add(CA_ANCHOR.trim_start_matches('/'), ca.clone(), 0o644);
+            t.add(
+                format!("etc/docker/certs.d/{}/ca.crt", app.registry.address),
+                ca.clone(),
+                0o644,
+            );
+        }
+    }
+    if let Some(h) = &app.material.registry.htpasswd {
         t.add(
-            format!("{certs}/registry.crt"),
-            tls.server_cert.clone(),
-            0o644,
-        );
-        t.add(
-            format!("{certs}/registry.key"),
-            tls.server_key.clone(),
+            app.registry.htpasswd_path.trim_start_matches('/'),
+            h.clone(),
             0o600,
-        );
-        t.add(
-            CA_ANCHOR.trim_start_matches('/'),
-            tls.ca_cert.clone(),
-            0o644,
-        );
-        t.add(
-            format!("etc/docker/certs.d/{}/ca.crt", app.registry.address),
-            tls.ca_cert.clone(),
-            0o644,
         );
     }
     Ok(t)

@@ -1,6 +1,13 @@
 //! Integration tests: the real `regbake` binary in a temp dir, with real
 //! validators, and stub programs on PATH where a VM would be needed.
 
+mod boxfile;
 mod common;
+mod config;
 mod fleet;
+mod golden;
+mod readme;
+mod registry;
 mod render;
+mod scripts;
+mod vagrant;

@@ -1,0 +1,383 @@
+//! The registry part of the appliance: which config file and paths the
+//! chosen distribution version uses, TLS material (generated or read from
+//! files), htpasswd users, the storage backend and the pull-through cache.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::config::{Backend, Config, ConfigError, LogFormat, LogLevel, Problem, TlsMode};
+use crate::secrets::{Stored, Tls};
+
+pub const CERTS_DIR: &str = "/opt/docker/certs";
+pub const AUTH_DIR: &str = "/opt/docker/auth";
+pub const CA_ANCHOR: &str = "/etc/pki/ca-trust/source/anchors/regbake-ca.crt";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Registry {
+    pub image: String,
+    pub major: u8,
+    pub port: u16,
+    pub delete: bool,
+    pub preload: bool,
+    pub container_name: String,
+    pub listen: String,
+    pub log_level: &'static str,
+    pub log_format: &'static str,
+    pub http_secret: String,
+    pub upload_purge: bool,
+    pub upload_purge_age: String,
+    pub metrics: bool,
+    pub metrics_port: u32,
+    pub tls: bool,
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// A CA certificate is known (generated, or given with tls.mode = "files").
+    pub tls_ca: bool,
+    /// Where the registry reads its config: /etc/docker/registry (2.x) or
+    /// /etc/distribution (3.x).
+    pub config_dir: &'static str,
+    pub certs_dir: &'static str,
+    pub auth: bool,
+    pub auth_dir: &'static str,
+    pub htpasswd_path: String,
+    pub s3: Option<S3>,
+    pub mirror: Option<Mirror>,
+    /// `HOST:PORT` as docker clients name it (certs.d directory name).
+    pub address: String,
+    /// What the appliance itself curls to see the registry is up.
+    pub local_url: String,
+    pub curl_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct S3 {
+    pub bucket: String,
+    pub region: String,
+    pub endpoint: String,
+    /// Written only for 3.x, which needs it for S3-compatible endpoints
+    /// (2.x forces path style itself when an endpoint is set).
+    pub force_path_style: bool,
+    pub access_key: String,
+    pub secret_key: String,
+    pub root_directory: String,
+    /// Clients cannot follow redirects to a private endpoint.
+    pub redirect_disable: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Mirror {
+    pub remote_url: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// The server's TLS files as installed on the appliance.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: String,
+    pub key: String,
+    pub ca: Option<String>,
+}
+
+/// Registry key material that becomes files.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryMaterial {
+    /// Set when the http secret is regbake's own (not from http_secret_env).
+    pub generated_http_secret: Option<String>,
+    pub tls: Option<ServerTls>,
+    pub generated_tls: Option<Tls>,
+    pub htpasswd: Option<String>,
+}
+
+fn problem(path: impl Into<String>, value: &str, expected: impl Into<String>) -> anyhow::Error {
+    ConfigError::Invalid(vec![Problem {
+        path: path.into(),
+        value: format!("{value:?}"),
+        expected: expected.into(),
+    }])
+    .into()
+}
+
+/// A secret from the environment variable named by a config field.
+fn env_secret(field: &str, var: &str) -> Result<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() && !v.chars().any(char::is_control) => Ok(v),
+        Ok(_) => Err(problem(
+            field,
+            var,
+            format!("environment variable {var} is empty or holds control characters"),
+        )),
+        Err(_) => Err(problem(
+            field,
+            var,
+            format!(
+                "environment variable {var} is not set (it must hold the secret at render time)"
+            ),
+        )),
+    }
+}
+
+fn read_pem(field: &str, path: &str) -> Result<String> {
+    let p = crate::appliance::expand_home(path);
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| problem(field, path, format!("cannot read {}: {e}", p.display())))?;
+    if !text.contains("-----BEGIN ") {
+        return Err(problem(field, path, "expected a PEM file"));
+    }
+    Ok(text)
+}
+
+/// `tls.mode = "files"`: the certificate must parse and match the key.
+fn tls_files(c: &Config) -> Result<ServerTls> {
+    let t = &c.registry.tls;
+    let cert = read_pem("registry.tls.cert", &t.cert)?;
+    let key = read_pem("registry.tls.key", &t.key)?;
+    let ca = if t.ca.is_empty() {
+        None
+    } else {
+        let ca = read_pem("registry.tls.ca", &t.ca)?;
+        x509_parser::pem::parse_x509_pem(ca.as_bytes())
+            .ok()
+            .and_then(|(_, pem)| pem.parse_x509().ok().map(|_| ()))
+            .ok_or_else(|| problem("registry.tls.ca", &t.ca, "expected a PEM CA certificate"))?;
+        Some(ca)
+    };
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes())
+        .map_err(|_| problem("registry.tls.cert", &t.cert, "expected a PEM certificate"))?;
+    let x509 = pem
+        .parse_x509()
+        .map_err(|_| problem("registry.tls.cert", &t.cert, "expected a PEM certificate"))?;
+    let pair = rcgen::KeyPair::from_pem(&key).map_err(|_| {
+        problem(
+            "registry.tls.key",
+            &t.key,
+            "expected an unencrypted PKCS#8 PEM private key (BEGIN PRIVATE KEY; convert with `openssl pkcs8 -topk8 -nocrypt`)",
+        )
+    })?;
+    if x509.public_key().subject_public_key.data.as_ref() != pair.public_key_raw() {
+        return Err(problem(
+            "registry.tls.key",
+            &t.key,
+            format!("the key does not belong to the certificate {}", t.cert),
+        ));
+    }
+    Ok(ServerTls { cert, key, ca })
+}
+
+/// htpasswd lines; users given by env var reuse their stored hash while it
+/// still matches, so re-renders are stable and the plain text is never kept.
+fn htpasswd(c: &Config, stored: &Stored) -> Result<Option<String>> {
+    let users = &c.registry.auth.users;
+    if users.is_empty() {
+        return Ok(None);
+    }
+    let previous: Vec<(&str, &str)> = stored
+        .htpasswd
+        .as_deref()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .collect();
+    let mut out = String::new();
+    for (i, u) in users.iter().enumerate() {
+        let hash = if !u.password_hash.is_empty() {
+            u.password_hash.clone()
+        } else {
+            let field = format!("registry.auth.users[{i}].password_env");
+            let password = env_secret(&field, &u.password_env)?;
+            match previous.iter().find(|(n, _)| *n == u.name) {
+                Some((_, h)) if bcrypt::verify(&password, h).unwrap_or(false) => h.to_string(),
+                _ => bcrypt::hash(&password, bcrypt::DEFAULT_COST)
+                    .with_context(|| format!("hashing the password of {}", u.name))?,
+            }
+        };
+        out.push_str(&format!("{}:{hash}\n", u.name));
+    }
+    Ok(Some(out))
+}
+
+pub fn resolve(
+    c: &Config,
+    hostname: &str,
+    static_ip: Option<&str>,
+    stored: &Stored,
+) -> Result<(Registry, RegistryMaterial)> {
+    let r = &c.registry;
+    let port = r.effective_port();
+    let major = r.effective_major();
+    let tls_on = r.tls.mode != TlsMode::Off;
+
+    let http_secret = if r.http_secret_env.is_empty() {
+        stored.http_secret()?
+    } else {
+        env_secret("registry.http_secret_env", &r.http_secret_env)?
+    };
+
+    let (tls, generated_tls) = match r.tls.mode {
+        TlsMode::Off => (None, None),
+        TlsMode::Generate => {
+            let mut sans = vec![hostname.to_string()];
+            if let Some(ip) = static_ip {
+                sans.push(ip.to_string());
+            }
+            for s in &r.tls.sans {
+                if !sans.contains(s) {
+                    sans.push(s.clone());
+                }
+            }
+            let g = stored.tls(hostname, &sans, r.tls.days)?;
+            (
+                Some(ServerTls {
+                    cert: g.server_cert.clone(),
+                    key: g.server_key.clone(),
+                    ca: Some(g.ca_cert.clone()),
+                }),
+                Some(g),
+            )
+        }
+        TlsMode::Files => (Some(tls_files(c)?), None),
+    };
+    let tls_ca = tls.as_ref().is_some_and(|t| t.ca.is_some());
+
+    let s3 = if r.storage.backend == Backend::S3 {
+        let s = &r.storage;
+        let (access_key, secret_key) = if s.access_key_env.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (
+                env_secret("registry.storage.access_key_env", &s.access_key_env)?,
+                env_secret("registry.storage.secret_key_env", &s.secret_key_env)?,
+            )
+        };
+        Some(S3 {
+            bucket: s.bucket.clone(),
+            region: s.region.clone(),
+            endpoint: s.endpoint.clone(),
+            force_path_style: major >= 3 && s.force_path_style && !s.endpoint.is_empty(),
+            access_key,
+            secret_key,
+            root_directory: s.root_directory.clone(),
+            redirect_disable: !s.endpoint.is_empty(),
+        })
+    } else {
+        None
+    };
+
+    let mirror = match &r.mirror {
+        Some(m) => {
+            let (username, password) = if m.username_env.is_empty() {
+                (String::new(), String::new())
+            } else {
+                (
+                    env_secret("registry.mirror.username_env", &m.username_env)?,
+                    env_secret("registry.mirror.password_env", &m.password_env)?,
+                )
+            };
+            Some(Mirror {
+                remote_url: m.remote_url.clone(),
+                username,
+                password,
+            })
+        }
+        None => None,
+    };
+
+    let address = format!("{hostname}:{port}");
+    let (local_url, curl_args) = if tls_on {
+        let mut args = vec![];
+        if tls_ca {
+            args.extend(["--cacert".to_string(), format!("{CERTS_DIR}/ca.crt")]);
+        }
+        args.extend(["--resolve".to_string(), format!("{address}:127.0.0.1")]);
+        (format!("https://{address}/v2/"), args)
+    } else {
+        (format!("http://127.0.0.1:{port}/v2/"), vec![])
+    };
+
+    let registry = Registry {
+        image: r.image.clone(),
+        major,
+        port,
+        delete: r.delete,
+        preload: r.preload,
+        container_name: r.container_name.clone(),
+        listen: format!(":{port}"),
+        log_level: match r.log_level {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        },
+        log_format: match r.log_format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+            LogFormat::Logstash => "logstash",
+        },
+        http_secret: http_secret.clone(),
+        upload_purge: !r.upload_purge_age.is_empty(),
+        upload_purge_age: r.upload_purge_age.clone(),
+        metrics: r.metrics,
+        metrics_port: r.metrics_port,
+        tls: tls_on,
+        tls_cert: format!("{CERTS_DIR}/registry.crt"),
+        tls_key: format!("{CERTS_DIR}/registry.key"),
+        tls_ca,
+        config_dir: if major >= 3 {
+            "/etc/distribution"
+        } else {
+            "/etc/docker/registry"
+        },
+        certs_dir: CERTS_DIR,
+        auth: !r.auth.users.is_empty(),
+        auth_dir: AUTH_DIR,
+        htpasswd_path: format!("{AUTH_DIR}/htpasswd"),
+        s3,
+        mirror,
+        address,
+        local_url,
+        curl_args,
+    };
+    let material = RegistryMaterial {
+        generated_http_secret: r.http_secret_env.is_empty().then_some(http_secret),
+        tls,
+        generated_tls,
+        htpasswd: htpasswd(c, stored)?,
+    };
+    Ok((registry, material))
+}
+
+impl Registry {
+    /// Overlay files that hold secrets (installed 0600).
+    pub fn secret_files(&self) -> Vec<String> {
+        let mut v = vec![format!("{}/config.yml", self.config_dir)];
+        if self.tls {
+            v.push(self.tls_key.clone());
+        }
+        if self.auth {
+            v.push(self.htpasswd_path.clone());
+        }
+        v
+    }
+
+    /// Files `regbake-uninstall` removes besides the units and firstboot.
+    pub fn uninstall_files(&self) -> Vec<String> {
+        let mut v = vec![
+            format!("{}/config.yml", self.config_dir),
+            "/etc/firewalld/zones/public.xml".to_string(),
+        ];
+        if self.tls {
+            v.extend([self.tls_key.clone(), self.tls_cert.clone()]);
+        }
+        if self.tls_ca {
+            v.extend([
+                format!("{CERTS_DIR}/ca.crt"),
+                CA_ANCHOR.to_string(),
+                format!("/etc/docker/certs.d/{}/ca.crt", self.address),
+            ]);
+        }
+        if self.auth {
+            v.push(self.htpasswd_path.clone());
+        }
+        v
+    }
+}

@@ -1,0 +1,552 @@
+//! `regbake box pack`: real qcow2/vmdk disks from `qemu-img`, boxes and
+//! catalogs imported by the real `vagrant box add` (vagrant-libvirt installed;
+//! no hypervisor needed) into a throwaway VAGRANT_HOME.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{require_tool, Output, Test, BIN};
+
+const CATALOG: &str = "out/box/regbake-registry.json";
+
+fn tools() -> bool {
+    require_tool("vagrant") && require_tool("qemu-img")
+}
+
+fn run(t: &Test, program: &str, args: &[&str]) -> Output {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(t.path())
+        .env("HOME", t.path().join("home"))
+        .env("VAGRANT_HOME", t.path().join("vagrant.d"))
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .env("VAGRANT_DEFAULT_PROVIDER", "libvirt")
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(t: &Test, program: &str, args: &[&str]) -> Output {
+    let o = run(t, program, args);
+    assert_eq!(
+        o.code, 0,
+        "{program} {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        o.stdout, o.stderr
+    );
+    o
+}
+
+fn pack(t: &Test, args: &[&str]) -> Output {
+    let mut all = vec!["box", "pack"];
+    all.extend_from_slice(args);
+    let out = Command::new(BIN)
+        .args(&all)
+        .current_dir(t.path())
+        .env("HOME", t.path().join("home"))
+        .output()
+        .expect("run regbake");
+    let o = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(
+        o.code, 0,
+        "regbake {all:?} failed\nstdout:\n{}\nstderr:\n{}",
+        o.stdout, o.stderr
+    );
+    o
+}
+
+fn catalog(t: &Test) -> serde_json::Value {
+    serde_json::from_str(&t.read(CATALOG)).expect("catalog is JSON")
+}
+
+fn versions(cat: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+    cat["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| {
+            let providers = v["providers"]
+                .as_array()
+                .expect("providers")
+                .iter()
+                .map(|p| p["name"].as_str().expect("name").to_string())
+                .collect();
+            (
+                v["version"].as_str().expect("version").to_string(),
+                providers,
+            )
+        })
+        .collect()
+}
+
+/// A project Vagrantfile using the imported box: `vagrant validate` then
+/// loads the box's own Vagrantfile and checks its provider settings.
+/// For virtualbox the test puts a `VBoxManage` stub (it only reports a
+/// version) in `bin/` so Vagrant deems the provider usable; the settings are
+/// still checked by Vagrant's real VirtualBox provider code.
+fn validate_with_box(t: &Test, provider: &str, version: &str) {
+    let dir = t.path().join(format!("project-{provider}-{version}"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("Vagrantfile"),
+        format!(
+            "Vagrant.configure(\"2\") do |config|\n  config.vm.box = \"regbake/registry\"\n  config.vm.box_version = \"{version}\"\nend\n"
+        ),
+    )
+    .expect("write Vagrantfile");
+    let path = format!(
+        "{}:{}",
+        t.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Command::new("vagrant")
+        .arg("validate")
+        .current_dir(&dir)
+        .env("PATH", path)
+        .env("HOME", t.path().join("home"))
+        .env("VAGRANT_HOME", t.path().join("vagrant.d"))
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .env("VAGRANT_DEFAULT_PROVIDER", provider)
+        .output()
+        .expect("vagrant validate");
+    assert!(
+        o.status.success(),
+        "vagrant validate with the {provider} box failed:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn libvirt_box_imports_at_its_version_and_versions_accumulate() {
+    if !tools() {
+        return;
+    }
+    let t = Test::new();
+    ok(
+        &t,
+        "qemu-img",
+        &["create", "-f", "qcow2", "disk.qcow2", "3G"],
+    );
+    // Name and version come from the config's [vagrant] section.
+    let o = pack(&t, &["--provider", "libvirt", "--disk", "disk.qcow2"]);
+    assert!(
+        o.stdout.contains("regbake-registry-1.0.0-libvirt.box"),
+        "{}",
+        o.stdout
+    );
+    assert!(t
+        .path()
+        .join("out/box/regbake-registry-1.0.0-libvirt.box")
+        .is_file());
+
+    ok(&t, "vagrant", &["box", "add", CATALOG]);
+    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    assert!(list.contains("regbake/registry (libvirt, 1.0.0)"), "{list}");
+    validate_with_box(&t, "libvirt", "1.0.0");
+
+    // metadata.json as vagrant unpacked it.
+    let md: serde_json::Value = serde_json::from_str(
+        &t.read("vagrant.d/boxes/regbake-VAGRANTSLASH-registry/1.0.0/libvirt/metadata.json"),
+    )
+    .expect("metadata.json");
+    assert_eq!(
+        md,
+        serde_json::json!({"provider": "libvirt", "format": "qcow2", "virtual_size": 3})
+    );
+
+    let before = catalog(&t);
+    pack(
+        &t,
+        &[
+            "--provider",
+            "libvirt",
+            "--disk",
+            "disk.qcow2",
+            "--version",
+            "1.1.0",
+        ],
+    );
+    let after = catalog(&t);
+    assert_eq!(
+        versions(&after),
+        [
+            ("1.0.0".to_string(), vec!["libvirt".to_string()]),
+            ("1.1.0".to_string(), vec!["libvirt".to_string()])
+        ]
+    );
+    // The earlier version's entry is untouched.
+    assert_eq!(before["versions"][0], after["versions"][0]);
+    let entry = &after["versions"][1]["providers"][0];
+    assert_eq!(entry["checksum_type"], "sha256");
+    let url = entry["url"].as_str().expect("url");
+    let abs = t.path().join("out/box/regbake-registry-1.1.0-libvirt.box");
+    assert_eq!(url, format!("file://{}", abs.display()));
+
+    ok(
+        &t,
+        "vagrant",
+        &["box", "add", "--box-version", "1.1.0", CATALOG],
+    );
+    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    assert!(list.contains("regbake/registry (libvirt, 1.0.0)"), "{list}");
+    assert!(list.contains("regbake/registry (libvirt, 1.1.0)"), "{list}");
+
+    // Packing the same version again replaces its entry.
+    pack(
+        &t,
+        &[
+            "--provider",
+            "libvirt",
+            "--disk",
+            "disk.qcow2",
+            "--version",
+            "1.1.0",
+        ],
+    );
+    assert_eq!(versions(&catalog(&t)).len(), 2);
+}
+
+#[test]
+fn corrupted_box_fails_the_checksum() {
+    if !tools() {
+        return;
+    }
+    let t = Test::new();
+    ok(
+        &t,
+        "qemu-img",
+        &["create", "-f", "qcow2", "disk.qcow2", "1G"],
+    );
+    pack(&t, &["--provider", "libvirt", "--disk", "disk.qcow2"]);
+    let path = t.path().join("out/box/regbake-registry-1.0.0-libvirt.box");
+    let mut bytes = std::fs::read(&path).expect("read box");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, bytes).expect("corrupt box");
+    let o = run(&t, "vagrant", &["box", "add", CATALOG]);
+    assert_ne!(o.code, 0, "vagrant box add accepted a corrupted box");
+    let all = format!("{}{}", o.stdout, o.stderr);
+    assert!(
+        all.contains("checksum of the downloaded box did not match"),
+        "{all}"
+    );
+    let list = run(&t, "vagrant", &["box", "list"]).stdout;
+    assert!(!list.contains("regbake/registry"), "{list}");
+}
+
+/// A minimal OVF 1.0 descriptor referencing one disk file.
+fn ovf(disk: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Envelope ovf:version="1.0" xml:lang="en-US" xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData">
+  <References>
+    <File ovf:id="file1" ovf:href="{disk}"/>
+  </References>
+  <DiskSection>
+    <Info>Virtual disks</Info>
+    <Disk ovf:capacity="1073741824" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/>
+  </DiskSection>
+  <VirtualSystem ovf:id="registry">
+    <Info>regbake test machine</Info>
+    <OperatingSystemSection ovf:id="80">
+      <Info>Guest OS</Info>
+    </OperatingSystemSection>
+  </VirtualSystem>
+</Envelope>
+"#
+    )
+}
+
+#[test]
+fn virtualbox_box_from_ovf_and_vmdk_imports() {
+    if !tools() {
+        return;
+    }
+    let t = Test::new()
+        .file("vm/box.ovf", &ovf("registry-disk001.vmdk"))
+        .stub("VBoxManage", "#!/bin/sh\necho 6.1.38r153438\n");
+    ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "64M"]);
+    ok(
+        &t,
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+            "disk.raw",
+            "vm/registry-disk001.vmdk",
+        ],
+    );
+    pack(
+        &t,
+        &[
+            "--provider",
+            "virtualbox",
+            "--ovf",
+            "vm/box.ovf",
+            "--version",
+            "2.0.0",
+        ],
+    );
+    assert_eq!(
+        versions(&catalog(&t)),
+        [("2.0.0".to_string(), vec!["virtualbox".to_string()])]
+    );
+    ok(&t, "vagrant", &["box", "add", CATALOG]);
+    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    assert!(
+        list.contains("regbake/registry (virtualbox, 2.0.0)"),
+        "{list}"
+    );
+    validate_with_box(&t, "virtualbox", "2.0.0");
+    let dir = t
+        .path()
+        .join("vagrant.d/boxes/regbake-VAGRANTSLASH-registry/2.0.0/virtualbox");
+    for f in [
+        "metadata.json",
+        "Vagrantfile",
+        "box.ovf",
+        "registry-disk001.vmdk",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing from the imported box");
+    }
+    assert_eq!(
+        std::fs::read(dir.join("registry-disk001.vmdk")).expect("vmdk"),
+        std::fs::read(t.path().join("vm/registry-disk001.vmdk")).expect("vmdk")
+    );
+
+    // A libvirt box of another version joins the same catalog.
+    ok(
+        &t,
+        "qemu-img",
+        &["create", "-f", "qcow2", "disk.qcow2", "1G"],
+    );
+    pack(
+        &t,
+        &[
+            "--provider",
+            "libvirt",
+            "--disk",
+            "disk.qcow2",
+            "--version",
+            "2.0.0",
+        ],
+    );
+    assert_eq!(
+        versions(&catalog(&t)),
+        [(
+            "2.0.0".to_string(),
+            vec!["virtualbox".to_string(), "libvirt".to_string()]
+        )]
+    );
+    ok(
+        &t,
+        "vagrant",
+        &["box", "add", "--provider", "libvirt", CATALOG],
+    );
+    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    assert!(list.contains("regbake/registry (libvirt, 2.0.0)"), "{list}");
+}
+
+#[test]
+fn corrupted_virtualbox_box_fails_the_checksum() {
+    if !tools() {
+        return;
+    }
+    let t = Test::new().file("box.ovf", &ovf("disk.vmdk"));
+    ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "16M"]);
+    ok(
+        &t,
+        "qemu-img",
+        &["convert", "-O", "vmdk", "disk.raw", "disk.vmdk"],
+    );
+    pack(&t, &["--provider", "virtualbox", "--ovf", "box.ovf"]);
+    let path = t
+        .path()
+        .join("out/box/regbake-registry-1.0.0-virtualbox.box");
+    let mut bytes = std::fs::read(&path).expect("read box");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&path, bytes).expect("corrupt box");
+    let o = run(&t, "vagrant", &["box", "add", CATALOG]);
+    assert_ne!(o.code, 0);
+    let all = format!("{}{}", o.stdout, o.stderr);
+    assert!(
+        all.contains("checksum of the downloaded box did not match"),
+        "{all}"
+    );
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn interrupted_pack_leaves_no_box_and_the_catalog_unchanged() {
+    if !tools() {
+        return;
+    }
+    let t = Test::new();
+    ok(
+        &t,
+        "qemu-img",
+        &["create", "-f", "qcow2", "small.qcow2", "1G"],
+    );
+    pack(&t, &["--provider", "libvirt", "--disk", "small.qcow2"]);
+    let catalog_before = t.read(CATALOG);
+    let boxes_before = names_in(&t.path().join("out/box"));
+
+    // Metadata preallocation: a real qcow2 whose file spans the whole 16 GiB
+    // (sparse on disk), so packing takes far longer than the test waits.
+    ok(
+        &t,
+        "qemu-img",
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-o",
+            "preallocation=metadata",
+            "big.qcow2",
+            "16G",
+        ],
+    );
+    let mut child = Command::new(BIN)
+        .args([
+            "box",
+            "pack",
+            "--provider",
+            "libvirt",
+            "--disk",
+            "big.qcow2",
+            "--version",
+            "9.0.0",
+        ])
+        .current_dir(t.path())
+        .env("HOME", t.path().join("home"))
+        .spawn()
+        .expect("spawn regbake");
+    // Kill once compressed data has reached the temp file.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let box_dir = t.path().join("out/box");
+    loop {
+        let partial = std::fs::read_dir(&box_dir)
+            .expect("read out/box")
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                e.file_name().to_string_lossy().ends_with(".partial")
+                    && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
+            });
+        if partial {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the pack ended before it could be interrupted"
+        );
+        assert!(Instant::now() < deadline, "no partial box appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: no handler runs, the worst case for atomicity.
+    child.kill().expect("kill");
+    let status = child.wait().expect("wait");
+    assert!(!status.success(), "the pack finished before the kill");
+
+    assert_eq!(t.read(CATALOG), catalog_before, "catalog changed");
+    let after = names_in(&box_dir);
+    let visible: Vec<&String> = after.iter().filter(|n| !n.starts_with('.')).collect();
+    let visible_before: Vec<&String> = boxes_before
+        .iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(visible, visible_before, "a new file appeared in out/box");
+    assert!(
+        after
+            .iter()
+            .all(|n| !n.ends_with(".box") || boxes_before.contains(n)),
+        "{after:?}"
+    );
+    assert!(!box_dir.join("regbake-registry-9.0.0-libvirt.box").exists());
+    // The leftover temp file is hidden and not a .box, and vagrant still
+    // imports the catalog as it was.
+    ok(&t, "vagrant", &["box", "add", CATALOG]);
+}
+
+#[test]
+fn missing_disk_is_a_usage_error() {
+    let t = Test::new().args(&[
+        "box",
+        "pack",
+        "--provider",
+        "libvirt",
+        "--disk",
+        "nope.qcow2",
+    ]);
+    let o = t.failure(2);
+    assert!(o.stderr.contains("--disk"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("nope.qcow2 is not a file"),
+        "{}",
+        o.stderr
+    );
+    assert!(!t.path().join("out/box").exists());
+}
+
+#[test]
+fn raw_disk_is_refused_as_not_qcow2() {
+    if !require_tool("qemu-img") {
+        return;
+    }
+    let t = Test::new().args(&["box", "pack", "--provider", "libvirt", "--disk", "disk.raw"]);
+    ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "1M"]);
+    let o = t.failure(2);
+    assert!(o.stderr.contains("is not a qcow2 image"), "{}", o.stderr);
+    assert!(!t.path().join("out/box").exists());
+}
+
+#[test]
+fn ovf_with_a_path_in_href_is_refused() {
+    let t = Test::new().file("box.ovf", &ovf("../secret.vmdk")).args(&[
+        "box",
+        "pack",
+        "--provider",
+        "virtualbox",
+        "--ovf",
+        "box.ovf",
+    ]);
+    let o = t.failure(2);
+    assert!(o.stderr.contains("box.ovf:4"), "{}", o.stderr);
+    assert!(o.stderr.contains("no path separators"), "{}", o.stderr);
+}
+
+#[test]
+fn bad_version_names_the_flag() {
+    let t = Test::new().args(&[
+        "box",
+        "pack",
+        "--provider",
+        "libvirt",
+        "--disk",
+        "x",
+        "--version",
+        "1.0-beta",
+    ]);
+    let o = t.failure(2);
+    assert!(o.stderr.contains("--version"), "{}", o.stderr);
+}

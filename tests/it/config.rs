@@ -1,0 +1,216 @@
+//! Bad config: exit 2, the dotted path and the bad value in the message, no
+//! panic, nothing written. Hostile strings in any field are rejected or inert.
+
+use crate::common::{require_tool, Test};
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101CMrByUTqJB3xXQmJd8eW fixture@regbake";
+
+fn rejects(toml: &str, path: &str, value: &str) {
+    let t = Test::new().config(toml).args(&["render"]);
+    let o = t.failure(2);
+    assert!(
+        o.stderr.contains(path),
+        "expected {path} in the message for:\n{toml}\n---\n{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains(value),
+        "expected the bad value {value} in the message:\n{}",
+        o.stderr
+    );
+    assert!(
+        !t.path().join("out").exists(),
+        "out/ was written for:\n{toml}"
+    );
+}
+
+#[test]
+fn invalid_values_name_their_field() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("[user]\nname = \"root\"", "user.name", "root"),
+        ("[user]\nname = \"Bad User\"", "user.name", "Bad User"),
+        ("[user]\nname = \"9lives\"", "user.name", "9lives"),
+        ("[appliance]\nhostname = \"-bad-.example\"", "appliance.hostname", "-bad-.example"),
+        ("[appliance]\nhostname = \"under_score.local\"", "appliance.hostname", "under_score"),
+        ("[appliance]\nname = \"Registry\"", "appliance.name", "Registry"),
+        ("[appliance]\ntimezone = \"../../etc/passwd\"", "appliance.timezone", "passwd"),
+        ("[registry]\nport = 70000", "registry.port", "70000"),
+        ("[registry]\nport = -1", "registry.port", "-1"),
+        ("[vagrant]\nhost_port = 65536", "vagrant.host_port", "65536"),
+        ("[storage]\ndata_dir = \"data/registry\"", "storage.data_dir", "data/registry"),
+        ("[storage]\ndata_dir = \"/data/../etc\"", "storage.data_dir", "/data/../etc"),
+        ("[storage]\ndata_dir = \"/\"", "storage.data_dir", "\"/\""),
+        ("[storage]\ndisk = \"sda; rm -rf /\"", "storage.disk", "rm -rf"),
+        ("[repos]\nmirror = \"vault.centos.org/7.9.2009\"", "repos.mirror", "vault.centos.org"),
+        ("[repos]\ndocker_ce = \"ftp://example.com/x\"", "repos.docker_ce", "ftp://"),
+        ("[proxy]\nhttp = \"proxy:3128\"", "proxy.http", "proxy:3128"),
+        ("[proxy]\nhttps = \"http://proxy/$(id)\"", "proxy.https", "$(id)"),
+        ("[proxy]\nhttp = \"http://p:3128\"\nno_proxy = [\"a b\"]", "proxy.no_proxy[0]", "a b"),
+        ("[network]\nmode = \"static\"\naddress = \"192.0.2.300/24\"\ngateway = \"192.0.2.1\"", "network.address", "192.0.2.300/24"),
+        ("[network]\nmode = \"static\"\naddress = \"192.0.2.10\"\ngateway = \"192.0.2.1\"", "network.address", "192.0.2.10"),
+        ("[network]\nmode = \"static\"\naddress = \"192.0.2.10/24\"\ngateway = \"10.0.0.1\"", "network.gateway", "10.0.0.1"),
+        ("[network]\ndns = [\"dns.example\"]", "network.dns[0]", "dns.example"),
+        ("[network]\nmode = \"bridge\"", "network.mode", "bridge"),
+        ("[user]\nssh_keys = [\"ssh-ed25519 not-base64!\"]", "user.ssh_keys[0]", "not-base64!"),
+        ("[user]\nssh_keys = [\"ssh-dss AAAAB3NzaC1kc3MAAACBAP\"]", "user.ssh_keys[0]", "ssh-dss"),
+        ("[user]\nssh_keys = [\"ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101CMrByUTqJB3xXQmJd8eW\"]", "user.ssh_keys[0]", "ssh-rsa"),
+        ("[user]\npassword_hash = \"hunter2\"", "user.password_hash", "hunter2"),
+        ("[user]\npassword_hash = \"$1$salt$abcdefgh\"", "user.password_hash", "$1$salt"),
+        ("[user]\nsudo = \"always\"", "user.sudo", "always"),
+        ("[user]\nsudo = \"password\"", "user.sudo", "password"),
+        ("[registry.tls]\nmode = \"on\"", "registry.tls.mode", "on"),
+        ("[vagrant]\nprovider = \"hyperv\"", "vagrant.provider", "hyperv"),
+        ("[appliance]\ndistro = \"centos8\"", "appliance.distro", "centos8"),
+        ("[registry]\nimage = \"Registry:2\"", "registry.image", "Registry:2"),
+        ("[packages]\nextra = [\"vim; reboot\"]", "packages.extra[0]", "vim; reboot"),
+        ("[packer]\nbuilders = [\"docker\"]", "packer.builders[0]", "docker"),
+        ("[packer]\niso_checksum = \"md5:abc\"", "packer.iso_checksum", "md5:abc"),
+        ("[registry]\nprot = 5000", "registry", "prot"),
+    ];
+    for (body, path, value) in cases {
+        rejects(&format!("version = 1\n{body}\n"), path, value);
+    }
+    rejects("version = 2\n", "version", "2");
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let t = Test::new()
+        .config("version = 1\n[user]\nname = \"root\"\n[registry]\nport = 70000\n[storage]\ndata_dir = \"rel\"\n")
+        .args(&["render"]);
+    let o = t.failure(2);
+    for p in ["user.name", "registry.port", "storage.data_dir"] {
+        assert!(o.stderr.contains(p), "{p} missing:\n{}", o.stderr);
+    }
+    assert!(o.stderr.contains("3 problems"), "{}", o.stderr);
+}
+
+#[test]
+fn bad_key_file_is_a_config_error() {
+    let t = Test::new()
+        .file("home/.ssh/id_ed25519.pub", "this is not a key\n")
+        .args(&["render"]);
+    let o = t.failure(2);
+    assert!(o.stderr.contains("user.ssh_key_files[0]"), "{}", o.stderr);
+    assert!(!t.path().join("out").exists());
+}
+
+#[test]
+fn failed_render_keeps_previous_output() {
+    let t = Test::new().config(&format!("version = 1\n[user]\nssh_keys = [\"{KEY}\"]\n"));
+    let t = t.args(&["render"]);
+    t.success();
+    let before = t.read("out/kickstart/ks.cfg");
+    let t = t
+        .config("version = 1\n[user]\nname = \"root\"\n")
+        .args(&["render"]);
+    t.failure(2);
+    assert_eq!(t.read("out/kickstart/ks.cfg"), before);
+}
+
+/// Every string field, set to hostile values: either exit 2 naming the field,
+/// or a render whose outputs all still pass their validators.
+#[test]
+fn hostile_strings_are_rejected_or_inert() {
+    let fields: &[(&str, &str, bool)] = &[
+        // (section, key, is_array)
+        ("appliance", "name", false),
+        ("appliance", "hostname", false),
+        ("appliance", "timezone", false),
+        ("user", "name", false),
+        ("user", "ssh_keys", true),
+        ("user", "ssh_key_files", true),
+        ("user", "password_hash", false),
+        ("network", "device", false),
+        ("network", "dns", true),
+        ("proxy", "http", false),
+        ("proxy", "https", false),
+        ("proxy", "no_proxy", true),
+        ("repos", "mirror", false),
+        ("repos", "docker_ce", false),
+        ("packages", "extra", true),
+        ("storage", "data_dir", false),
+        ("storage", "disk", false),
+        ("registry", "image", false),
+        ("registry", "container_name", false),
+        ("registry.tls", "sans", true),
+        ("vagrant", "base_box", false),
+        ("vagrant", "box_name", false),
+        ("vagrant", "box_version", false),
+        ("packer", "iso_url", false),
+        ("packer", "iso_checksum", false),
+        ("packer", "builders", true),
+    ];
+    let payloads = [
+        "x\ny",
+        "x'y",
+        "x\"y",
+        "$(touch /tmp/regbake-pwned)",
+        "`touch /tmp/regbake-pwned`",
+        "x; touch /tmp/regbake-pwned",
+        &format!("{KEY}\nssh-ed25519 AAAA injected"),
+        &format!("{KEY} $(id)"),
+        "https://example.com/$(id)",
+        "https://example.com/x\"y",
+    ];
+    let mut accepted = vec![];
+    for (section, key, array) in fields {
+        for payload in payloads {
+            let mut doc = toml::Table::new();
+            doc.insert("version".into(), 1.into());
+            let value = if *array {
+                toml::Value::Array(vec![payload.into()])
+            } else {
+                toml::Value::String(payload.to_string())
+            };
+            let mut inner = toml::Table::new();
+            inner.insert(key.to_string(), value);
+            if *section == "registry.tls" {
+                let mut reg = toml::Table::new();
+                reg.insert("tls".into(), toml::Value::Table(inner));
+                doc.insert("registry".into(), toml::Value::Table(reg));
+            } else {
+                if *section == "user" && *key != "ssh_keys" {
+                    inner.insert("ssh_keys".into(), toml::Value::Array(vec![KEY.into()]));
+                }
+                doc.insert(section.to_string(), toml::Value::Table(inner));
+            }
+            let text = toml::to_string(&doc).expect("toml");
+            let t = Test::new().config(&text).args(&["render"]);
+            let o = t.run();
+            assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+            match o.code {
+                2 => {
+                    let field = format!("{section}.{key}");
+                    assert!(
+                        o.stderr.contains(&field),
+                        "{field} not named:\n{}",
+                        o.stderr
+                    );
+                    assert!(!t.path().join("out").exists());
+                }
+                0 => accepted.push((t, format!("{section}.{key} = {payload:?}"))),
+                c => panic!("exit {c} for {section}.{key} = {payload:?}:\n{}", o.stderr),
+            }
+        }
+    }
+    assert!(!std::path::Path::new("/tmp/regbake-pwned").exists());
+    // What was accepted must be inert: the outputs still pass validation.
+    let tools = [
+        "ksvalidator",
+        "visudo",
+        "sshd",
+        "shellcheck",
+        "systemd-analyze",
+    ];
+    if tools.iter().all(|t| require_tool(t)) {
+        for (t, what) in accepted {
+            let o = t.args(&["check"]).run();
+            assert_eq!(
+                o.code, 0,
+                "{what} renders outputs that fail check:\n{}",
+                o.stdout
+            );
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The README stays true: its example commands run as written, and its two
+//! headline commands exist.
+
+use crate::common::{repo, Test};
+
+fn readme() -> String {
+    std::fs::read_to_string(repo().join("README.md")).expect("README.md")
+}
+
+/// Lines of the README's ```sh blocks.
+fn sh_lines(text: &str) -> Vec<String> {
+    let mut lines = vec![];
+    let mut inside = false;
+    for l in text.lines() {
+        if l.trim_start().starts_with("```") {
+            inside = l.trim() == "```sh" && !inside;
+            continue;
+        }
+        if inside && !l.trim().is_empty() {
+            lines.push(l.trim().to_string());
+        }
+    }
+    lines
+}
+
+#[test]
+fn readme_examples_run() {
+    let text = readme();
+    let lines = sh_lines(&text);
+    assert!(lines.len() >= 3, "no examples found");
+    let mut t = Test::new();
+    for line in lines {
+        let words = shlex::split(&line).expect("shell words");
+        assert_eq!(
+            words[0], "regbake",
+            "README example is not a regbake command: {line}"
+        );
+        let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+        t = t.args(&args);
+        t.success();
+    }
+}
+
+#[test]
+fn readme_names_the_render_and_test_commands() {
+    let text = readme();
+    assert!(text.contains("    cargo run --release -- render\n"));
+    assert!(text.contains("    scripts/test\n"));
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).expect(".ci/run");
+    assert!(
+        ci.contains("exec scripts/test"),
+        ".ci/run must run the README's test command"
+    );
+    // The render command is `regbake render` with the embedded defaults.
+    let t = Test::new().args(&["render"]);
+    t.success();
+    assert!(t.path().join("out/kickstart/ks.cfg").is_file());
+}
+
+#[test]
+fn readme_error_example_matches_the_real_message() {
+    let text = readme();
+    let t = Test::new()
+        .config("version = 1\n[registry]\nport = 70000\n")
+        .args(&["render"]);
+    let o = t.failure(2);
+    let line = o
+        .stderr
+        .lines()
+        .find(|l| l.contains("registry.port"))
+        .expect("a registry.port line")
+        .trim()
+        .to_string();
+    assert!(
+        text.contains(&line),
+        "README shows a different message than:\n{line}"
+    );
+}

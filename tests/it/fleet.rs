@@ -46,7 +46,7 @@ print(json.dumps(out))
 
 #[test]
 fn inventory_renders_one_valid_kickstart_per_host() {
-    if !require_tool("ksvalidator") {
+    if !require_tool("ksvalidator") || !require_tool("python3") {
         return;
     }
     let t =
@@ -117,10 +117,19 @@ fn inventory_renders_one_valid_kickstart_per_host() {
 #[test]
 fn each_host_gets_a_certificate_from_the_one_ca() {
     let t = Test::new()
-        .config("version = 1\n[registry.tls]\nmode = \"generate\"\n")
+        .config(
+            "version = 1\n[registry.tls]\nmode = \"generate\"\n\
+             [[registry.auth.users]]\nname = \"ci\"\npassword_env = \"REGBAKE_TEST_PW\"\n",
+        )
         .file("hosts.ini", INVENTORY)
+        .env("REGBAKE_TEST_PW", "s3cret-pw")
         .args(&["kickstart", "--inventory", "hosts.ini"]);
-    t.success();
+    let o = t.success();
+    assert!(!o.stdout.contains("s3cret-pw") && !o.stderr.contains("s3cret-pw"));
+    // One bcrypt hash for the fleet, kept like the other secrets.
+    let htpasswd = t.read("out/secrets/htpasswd");
+    assert!(htpasswd.starts_with("ci:$2"), "{htpasswd}");
+    assert_eq!(t.mode("out/secrets/htpasswd"), 0o600);
     let ca = t.read("out/secrets/tls/ca.crt");
     let certs: Vec<String> = ["reg1", "reg2", "reg3"]
         .iter()
@@ -149,8 +158,9 @@ fn each_host_gets_a_certificate_from_the_one_ca() {
             assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
         }
     }
-    // A second render reuses the CA and every host certificate.
+    // A second render reuses the CA, every host certificate and the hash.
     t.success();
+    assert_eq!(t.read("out/secrets/htpasswd"), htpasswd);
     assert_eq!(t.read("out/secrets/tls/ca.crt"), ca);
     for (h, c) in ["reg1", "reg2", "reg3"].iter().zip(&certs) {
         assert_eq!(&t.read(&format!("out/secrets/tls/hosts/{h}.crt")), c);

@@ -55,8 +55,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Render the kickstart for a bare-metal install (out/kickstart/ks.cfg)
-    Kickstart,
+    /// Render the kickstart for a bare-metal install (out/kickstart/ks.cfg, or HOST.ks per inventory host)
+    Kickstart {
+        /// Ansible INI inventory: one kickstart per host, with per-host overrides from host vars
+        #[arg(long, value_name = "FILE")]
+        inventory: Option<PathBuf>,
+        /// Serve the kickstarts over HTTP for inst.ks= on ADDR (e.g. 0.0.0.0:8080) until Ctrl-C
+        #[arg(long, value_name = "ADDR")]
+        serve: Option<String>,
+        /// Also write FAT images labelled OEMDRV holding ks.cfg (oemdrv.img, or HOST-oemdrv.img)
+        #[arg(long)]
+        oemdrv: bool,
+    },
     /// Print the fully resolved config
     Config,
     /// Bake the appliance with Vagrant, package it as a box, catalog and import it

@@ -9,6 +9,8 @@ pub mod boxfile;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod fleet;
+pub mod inventory;
 pub mod packer;
 pub mod probe;
 pub mod registry;
@@ -66,11 +68,18 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Kickstart => {
-            render_to(&opts, Scope::Kickstart)?;
-            println!("{}", opts.out.join("kickstart/ks.cfg").display());
-            Ok(())
-        }
+        Command::Kickstart {
+            inventory,
+            serve,
+            oemdrv,
+        } => fleet::run(
+            &opts,
+            &fleet::KickstartOptions {
+                inventory,
+                serve,
+                oemdrv,
+            },
+        ),
         Command::Check {
             strict,
             require_all,

@@ -20,6 +20,8 @@ pub const SERVER_KEY: &str = "secrets/tls/server.key";
 pub const SERVER_SANS: &str = "secrets/tls/server.sans";
 /// htpasswd as last rendered, so env-var passwords keep their bcrypt salt.
 pub const HTPASSWD: &str = "secrets/htpasswd";
+/// Per-host server certificates of an inventory render, by host name.
+pub const HOSTS_DIR: &str = "secrets/tls/hosts";
 pub const SSH_KEY: &str = "ssh/id_ed25519";
 pub const SSH_PUB: &str = "ssh/id_ed25519.pub";
 /// The key Packer logs in with during a bake; removed from the box at the end.
@@ -61,6 +63,50 @@ fn read_opt(out: &Path, rel: &str) -> Result<Option<String>> {
     }
 }
 
+/// A stored certificate, key and SAN list, if all three are there.
+fn read_cert(out: &Path, paths: [&str; 3]) -> Result<Option<(String, String, Vec<String>)>> {
+    Ok(
+        match (
+            read_opt(out, paths[0])?,
+            read_opt(out, paths[1])?,
+            read_opt(out, paths[2])?,
+        ) {
+            (Some(c), Some(k), Some(s)) => Some((c, k, s.lines().map(str::to_string).collect())),
+            _ => None,
+        },
+    )
+}
+
+/// Where an inventory host's server certificate, key and SANs are kept.
+pub fn host_paths(host: &str) -> [String; 3] {
+    ["crt", "key", "sans"].map(|ext| format!("{HOSTS_DIR}/{host}.{ext}"))
+}
+
+/// The stored server certificate of an inventory host, to hand to
+/// [`Stored::tls`] in place of the single-host one.
+pub fn load_host_cert(out: &Path, host: &str) -> Result<Option<(String, String, Vec<String>)>> {
+    let [c, k, s] = host_paths(host);
+    read_cert(out, [&c, &k, &s])
+}
+
+/// The inventory hosts that have a stored certificate file.
+pub fn hosts_with_certs(out: &Path) -> Result<std::collections::BTreeSet<String>> {
+    let dir = out.join(HOSTS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut hosts = std::collections::BTreeSet::new();
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        if let Some(host) = e.file_name().to_str().and_then(|n| n.strip_suffix(".crt")) {
+            hosts.insert(host.to_string());
+        }
+    }
+    Ok(hosts)
+}
+
 impl Stored {
     pub fn load(out: &Path) -> Result<Self> {
         let http_secret = read_opt(out, HTTP_SECRET)?
@@ -77,14 +123,7 @@ impl Stored {
             (Some(c), Some(k)) => Some((c, k)),
             _ => None,
         };
-        let server = match (
-            read_opt(out, SERVER_CERT)?,
-            read_opt(out, SERVER_KEY)?,
-            read_opt(out, SERVER_SANS)?,
-        ) {
-            (Some(c), Some(k), Some(s)) => Some((c, k, s.lines().map(str::to_string).collect())),
-            _ => None,
-        };
+        let server = read_cert(out, [SERVER_CERT, SERVER_KEY, SERVER_SANS])?;
         let packer_ssh = match (read_opt(out, PACKER_KEY)?, read_opt(out, PACKER_PUB)?) {
             (Some(k), Some(p)) => Some(SshKeyPair {
                 private_openssh: k,

@@ -208,7 +208,7 @@ fn client_files(app: &Appliance) -> Tree {
 
 /// Secrets and generated keys, including stored ones this render does not use
 /// (turning TLS off and on again must not rotate the CA).
-fn state_files(app: &Appliance, tree: &mut Tree) {
+pub(crate) fn state_files(app: &Appliance, tree: &mut Tree) {
     let m = &app.material;
     // A secret from http_secret_env stays in the environment; a generated
     // (or previously stored) one is kept.

@@ -4,6 +4,7 @@
 mod boxfile;
 mod common;
 mod config;
+mod fleet;
 mod golden;
 mod packer;
 mod probe;

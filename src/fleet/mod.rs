@@ -1,0 +1,346 @@
+//! Bare metal at fleet scale: `regbake kickstart` for one machine or for
+//! every host of an Ansible inventory (`out/kickstart/HOST.ks`), optionally
+//! on OEMDRV images, optionally served over HTTP to the installers.
+//!
+//! Each host is the regbake.toml config with the host's overrides applied and
+//! validated again, so an inventory value is checked exactly like the same
+//! value in regbake.toml. The hosts share the http secret (nodes behind one
+//! load balancer need it), the SSH key and the CA; each gets its own server
+//! certificate (`out/secrets/tls/hosts/HOST.*`, reused across renders).
+
+pub mod oemdrv;
+pub mod serve;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::appliance::{Appliance, Material};
+use crate::config::{self, Config, ConfigError, NetworkMode, Problem, TlsMode};
+use crate::inventory::{Host, Inventory, Ip};
+use crate::registry::RegistryMaterial;
+use crate::render::{self, Scope, Tree};
+use crate::secrets::{self, Stored};
+use crate::Options;
+
+/// What `regbake kickstart` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct KickstartOptions {
+    pub inventory: Option<PathBuf>,
+    pub serve: Option<String>,
+    pub oemdrv: bool,
+}
+
+/// One rendered kickstart, as served.
+#[derive(Debug, Clone)]
+pub struct Kickstart {
+    /// The inventory host name; `None` for the single `ks.cfg`.
+    pub host: Option<String>,
+    pub mac: Option<String>,
+    pub data: Arc<[u8]>,
+}
+
+pub fn run(opts: &Options, ko: &KickstartOptions) -> Result<()> {
+    let started = Instant::now();
+    let kickstarts = match &ko.inventory {
+        None => {
+            let app = crate::prepare(opts.config.as_deref(), &opts.out)?;
+            let mut tree = render::render(&app, Scope::Kickstart)?;
+            let ks = tree
+                .get("kickstart/ks.cfg")
+                .context("the render has a kickstart")?
+                .data
+                .clone();
+            if ko.oemdrv {
+                tree.add("kickstart/oemdrv.img", oemdrv::image(&ks)?, 0o600);
+            }
+            render::write(&tree, &opts.out).context("writing the output")?;
+            println!("{}", opts.out.join("kickstart/ks.cfg").display());
+            if ko.oemdrv {
+                println!("{}", opts.out.join("kickstart/oemdrv.img").display());
+            }
+            vec![Kickstart {
+                host: None,
+                mac: None,
+                data: ks.into(),
+            }]
+        }
+        Some(path) => {
+            let (config, _) = config::load(opts.config.as_deref())?;
+            let inv = Inventory::load(path)?;
+            let (tree, kickstarts) = render_fleet(&config, &inv, &opts.out, ko.oemdrv)?;
+            render::write(&tree, &opts.out).context("writing the output")?;
+            println!(
+                "rendered {} kickstarts{} from {} into {} in {} ms",
+                kickstarts.len(),
+                if ko.oemdrv { " and OEMDRV images" } else { "" },
+                inv.file,
+                opts.out.join("kickstart").display(),
+                started.elapsed().as_millis()
+            );
+            kickstarts
+        }
+    };
+    match &ko.serve {
+        Some(addr) => serve::serve(addr, serve::Site::new(kickstarts)),
+        None => Ok(()),
+    }
+}
+
+/// The config for one host: the inventory's overrides on a copy of `base`.
+pub fn host_config(base: &Config, host: &Host) -> Config {
+    let o = &host.overrides;
+    let mut c = base.clone();
+    c.appliance.hostname = match &o.hostname {
+        Some(h) => h.value.clone(),
+        // Inventories usually name hosts by their host name.
+        None => host.name.clone(),
+    };
+    match o.ip.as_ref().map(|a| &a.value) {
+        Some(Ip::Static(net)) => {
+            c.network.mode = NetworkMode::Static;
+            c.network.address = net.to_string();
+        }
+        Some(Ip::Dhcp) => {
+            c.network.mode = NetworkMode::Dhcp;
+            c.network.address.clear();
+            c.network.gateway.clear();
+        }
+        None => {}
+    }
+    if let Some(g) = &o.gateway {
+        c.network.gateway = g.value.clone();
+    }
+    if let Some(d) = &o.dns {
+        c.network.dns = d.value.clone();
+    }
+    if let Some(d) = &o.disk {
+        c.storage.disk = d.value.clone();
+    }
+    if let Some(n) = &o.data_size_gb {
+        c.storage.data_size_gb = n.value;
+    }
+    c
+}
+
+/// The inventory var behind a config path, for messages.
+fn var_of(path: &str) -> Option<&'static str> {
+    Some(match path.split('[').next().unwrap_or(path) {
+        "appliance.hostname" => "hostname",
+        "network.address" => "ip",
+        "network.gateway" => "gateway",
+        "network.dns" => "dns",
+        "storage.disk" => "disk",
+        "storage.data_size_gb" => "data_size_gb",
+        _ => return None,
+    })
+}
+
+/// Validate every host's config; problems name the inventory line, the
+/// host, the var and the config field.
+fn validate_hosts(base: &Config, inv: &Inventory) -> Result<Vec<Config>, ConfigError> {
+    let mut problems = vec![];
+    let configs: Vec<Config> = inv
+        .hosts
+        .iter()
+        .map(|h| {
+            let c = host_config(base, h);
+            for p in config::validate(&c) {
+                let var = var_of(&p.path);
+                let line = var.and_then(|v| h.overrides.line_of(v)).unwrap_or(h.line);
+                let what = match var {
+                    Some(v) if h.overrides.line_of(v).is_some() || v == "hostname" => {
+                        format!("{v} ({})", p.path)
+                    }
+                    _ => p.path.clone(),
+                };
+                problems.push(Problem {
+                    path: format!("{}:{line}: host {}: {what}", inv.file, h.name),
+                    ..p
+                });
+            }
+            c
+        })
+        .collect();
+    // Hosts left with the address or host name of regbake.toml would clash.
+    let mut seen: BTreeMap<(&str, String), &Host> = BTreeMap::new();
+    for (c, h) in configs.iter().zip(&inv.hosts) {
+        let mut keys = vec![("hostname", c.appliance.hostname.to_ascii_lowercase())];
+        if c.network.mode == NetworkMode::Static {
+            let addr = c.network.address.split('/').next().unwrap_or_default();
+            keys.push(("ip", addr.to_string()));
+        }
+        for (var, value) in keys {
+            if let Some(prev) = seen.insert((var, value.clone()), h) {
+                let line = h.overrides.line_of(var).unwrap_or(h.line);
+                problems.push(Problem {
+                    path: format!("{}:{line}: host {}: {var}", inv.file, h.name),
+                    value: format!("{value:?}"),
+                    expected: format!(
+                        "also host {}'s (line {}); give each host its own {var}",
+                        prev.name, prev.line
+                    ),
+                });
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(configs)
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+/// Render every host of the inventory: the tree to write (kickstarts, images,
+/// state) and the kickstarts to serve.
+pub fn render_fleet(
+    base: &Config,
+    inv: &Inventory,
+    out: &Path,
+    oemdrv: bool,
+) -> Result<(Tree, Vec<Kickstart>)> {
+    let configs = validate_hosts(base, inv)?;
+    let stored = Stored::load(out).context("reading stored secrets")?;
+    let hb = render::handlebars()?;
+
+    // The first host settles what all share: SSH keys, http secret, CA.
+    let mut shared = stored.clone();
+    let first_host = &inv.hosts[0];
+    // Only hosts with a stored certificate are looked up (not 3 misses each).
+    let with_certs = if base.registry.tls.mode == TlsMode::Off {
+        BTreeSet::new()
+    } else {
+        secrets::hosts_with_certs(out).context("listing stored host certificates")?
+    };
+    let resolve_host = |c: &Config, h: &Host, shared: &Stored| -> Result<Appliance> {
+        let mut stored = shared.clone();
+        stored.server = if with_certs.contains(&h.name) {
+            secrets::load_host_cert(out, &h.name)?
+        } else {
+            None
+        };
+        Appliance::resolve(c, stored).with_context(|| format!("host {}", h.name))
+    };
+    let first = resolve_host(&configs[0], first_host, &shared)?;
+    let reg = &first.material.registry;
+    if let Some(secret) = &reg.generated_http_secret {
+        shared.http_secret = Some(secret.clone());
+    }
+    if let Some(tls) = &reg.generated_tls {
+        shared.ca = Some((tls.ca_cert.clone(), tls.ca_key.clone()));
+    }
+    shared.htpasswd = reg.htpasswd.clone().or(shared.htpasswd);
+    if let Some(k) = &first.material.generated_ssh {
+        shared.ssh = Some(k.clone());
+    }
+    let keys = first.user.authorized_keys.clone();
+    // The first host's bcrypt hashes, so env passwords are hashed (or
+    // verified, at ~0.25 s each) once, not once per host.
+    let hashes: BTreeMap<String, String> = reg
+        .htpasswd
+        .as_deref()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(u, h)| (u.to_string(), h.to_string()))
+        .collect();
+
+    let mut apps = vec![first];
+    for (c, h) in configs.iter().zip(&inv.hosts).skip(1) {
+        let mut c = c.clone();
+        // Key files were read for the first host; don't read them 1,000 times.
+        c.user.ssh_keys = keys.clone();
+        c.user.ssh_key_files.clear();
+        for u in &mut c.registry.auth.users {
+            if let Some(h) = hashes.get(&u.name) {
+                u.password_hash = h.clone();
+                u.password_env.clear();
+            }
+        }
+        apps.push(resolve_host(&c, h, &shared)?);
+    }
+
+    let rendered = render_all(&hb, &apps, oemdrv)?;
+    let mut tree = Tree::default();
+    let mut kickstarts = Vec::with_capacity(rendered.len());
+    for ((h, app), (ks, img)) in inv.hosts.iter().zip(&apps).zip(rendered) {
+        if let Some(tls) = &app.material.registry.generated_tls {
+            let [crt, key, sans] = secrets::host_paths(&h.name);
+            tree.add(crt, tls.server_cert.clone(), 0o644);
+            tree.add(key, tls.server_key.clone(), 0o600);
+            tree.add(sans, tls.sans.join("\n") + "\n", 0o644);
+        }
+        if let Some(img) = img {
+            tree.add(format!("kickstart/{}-oemdrv.img", h.name), img, 0o600);
+        }
+        tree.add(format!("kickstart/{}.ks", h.name), ks.clone(), 0o600);
+        kickstarts.push(Kickstart {
+            host: Some(h.name.clone()),
+            mac: h.overrides.mac.as_ref().map(|m| m.value.clone()),
+            data: ks.into_bytes().into(),
+        });
+    }
+
+    // The shared state, and the single-host server certificate left as it was.
+    let mut state = apps[0].clone();
+    state.material = Material {
+        generated_ssh: None,
+        registry: RegistryMaterial {
+            generated_http_secret: state.material.registry.generated_http_secret.clone(),
+            htpasswd: state.material.registry.htpasswd.clone(),
+            ..RegistryMaterial::default()
+        },
+        stored: Stored {
+            server: stored.server,
+            ..shared
+        },
+    };
+    render::state_files(&state, &mut tree);
+    Ok((tree, kickstarts))
+}
+
+type Rendered = (String, Option<Vec<u8>>);
+
+/// Render the hosts' kickstarts (and images) on every core.
+fn render_all(
+    hb: &handlebars::Handlebars<'_>,
+    apps: &[Appliance],
+    oemdrv: bool,
+) -> Result<Vec<Rendered>> {
+    let one = |app: &Appliance| -> Result<Rendered> {
+        let overlay = render::overlay::render(hb, app)?;
+        let tarball = render::overlay::pack(&overlay).context("packing the overlay")?;
+        let ks = render::kickstart::render(hb, app, &tarball)?;
+        let img = if oemdrv {
+            Some(oemdrv::image(ks.as_bytes())?)
+        } else {
+            None
+        };
+        Ok((ks, img))
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(apps.len().max(1));
+    if threads <= 1 {
+        return apps.iter().map(one).collect();
+    }
+    let chunk = apps.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = apps
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(one).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut all = Vec::with_capacity(apps.len());
+        for h in handles {
+            all.extend(
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a render thread panicked"))??,
+            );
+        }
+        Ok(all)
+    })
+}

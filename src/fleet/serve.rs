@@ -1,0 +1,420 @@
+//! `regbake kickstart --serve ADDR`: the rendered kickstarts over HTTP for
+//! `inst.ks=`. Only those, from memory: there is no file system behind the
+//! URLs, so no traversal or listing is possible; odd paths get 400 or 404.
+//!
+//! HTTP/1.1 with keep-alive, parsed by `httparse`; one thread per connection
+//! (installers and benchmarks hold few connections, each mostly idle), each
+//! response prebuilt so it goes out in one write.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::Kickstart;
+use crate::inventory::parse_mac;
+
+/// The header anaconda sends per interface with `inst.ks.sendmac`:
+/// `X-RHN-Provisioning-MAC-0: eth0 52:54:00:12:34:56`.
+const MAC_HEADER: &str = "x-rhn-provisioning-mac-";
+const MAX_CONNECTIONS: usize = 1024;
+const MAX_REQUEST: usize = 16 * 1024;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A prebuilt 200 response: headers then body, in one buffer.
+struct Page {
+    host: String,
+    full: Vec<u8>,
+    header_len: usize,
+}
+
+impl Page {
+    fn new(host: String, body: &[u8]) -> Self {
+        let mut full = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        let header_len = full.len();
+        full.extend_from_slice(body);
+        Self {
+            host,
+            full,
+            header_len,
+        }
+    }
+}
+
+/// What the server answers from.
+pub struct Site {
+    /// `/ks.cfg` without an inventory.
+    single: Option<Page>,
+    /// `/HOST.ks`.
+    by_name: HashMap<String, Arc<Page>>,
+    /// MAC (lowercase, colons) → the host's page, for `/ks.cfg`.
+    by_mac: HashMap<String, Arc<Page>>,
+}
+
+impl Site {
+    pub fn new(kickstarts: Vec<Kickstart>) -> Self {
+        let mut site = Site {
+            single: None,
+            by_name: HashMap::new(),
+            by_mac: HashMap::new(),
+        };
+        for k in kickstarts {
+            match k.host {
+                None => site.single = Some(Page::new("ks.cfg".into(), &k.data)),
+                Some(host) => {
+                    let page = Arc::new(Page::new(host.clone(), &k.data));
+                    if let Some(mac) = k.mac {
+                        site.by_mac.insert(mac, page.clone());
+                    }
+                    site.by_name.insert(host, page);
+                }
+            }
+        }
+        site
+    }
+}
+
+/// A request's outcome: the page, or a status with a plain-text reason.
+enum Answer<'a> {
+    Page(&'a Page),
+    Error(u16, String),
+}
+
+/// Route one request. `path` is the raw request target.
+fn route<'a>(site: &'a Site, path: &str, macs: &[String]) -> Answer<'a> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let Some(rest) = path.strip_prefix('/') else {
+        return Answer::Error(
+            400,
+            "bad request target: expected /ks.cfg or /HOST.ks".into(),
+        );
+    };
+    let name = match percent_encoding::percent_decode_str(rest).decode_utf8() {
+        Ok(n) => n,
+        Err(_) => return Answer::Error(400, "bad path encoding".into()),
+    };
+    // Names are plain file names; anything that could reach elsewhere is refused.
+    if name.contains(['/', '\\', '\0']) || name.contains("..") {
+        return Answer::Error(400, "bad path: only /ks.cfg and /HOST.ks are served".into());
+    }
+    if name == "ks.cfg" {
+        if let Some(p) = &site.single {
+            return Answer::Page(p);
+        }
+        if macs.is_empty() {
+            return Answer::Error(
+                404,
+                "no X-RHN-Provisioning-MAC-* header: boot with inst.ks.sendmac, or fetch /HOST.ks"
+                    .into(),
+            );
+        }
+        return match macs.iter().find_map(|m| site.by_mac.get(m)) {
+            Some(p) => Answer::Page(p),
+            None => Answer::Error(
+                404,
+                format!(
+                    "no inventory host has MAC {}: add mac=… to its host line, or fetch /HOST.ks",
+                    macs.join(", ")
+                ),
+            ),
+        };
+    }
+    if let Some(host) = name.strip_suffix(".ks") {
+        if let Some(p) = site.by_name.get(host) {
+            return Answer::Page(p);
+        }
+        return Answer::Error(404, format!("no kickstart for host {host:?}"));
+    }
+    Answer::Error(
+        404,
+        "not found: this server has only /ks.cfg and /HOST.ks".into(),
+    )
+}
+
+/// Bind, print the boot parameters, serve until SIGINT or SIGTERM.
+pub fn serve(addr: &str, site: Site) -> Result<()> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    print_boot_params(&site, local);
+
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing the signal handler")?;
+    let site = Arc::new(site);
+    std::thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || accept_loop(listener, site))
+        .context("starting the server thread")?;
+    let sig = signals.forever().next().unwrap_or_default();
+    let name = if sig == signal_hook::consts::SIGTERM {
+        "SIGTERM"
+    } else {
+        "SIGINT"
+    };
+    // Connection threads are detached: leaving run() ends them with the process.
+    println!("stopped ({name})");
+    Ok(())
+}
+
+fn print_boot_params(site: &Site, local: SocketAddr) {
+    let base = format!("http://{local}");
+    println!("listening on {base}");
+    if local.ip().is_unspecified() {
+        println!(
+            "(replace {} below with an address of this machine the installers can reach)",
+            local.ip()
+        );
+    }
+    println!("boot parameters (append to the installer's kernel command line):");
+    if site.single.is_some() {
+        println!("  inst.ks={base}/ks.cfg");
+    } else {
+        if !site.by_mac.is_empty() {
+            println!(
+                "  hosts with mac=: inst.ks={base}/ks.cfg inst.ks.sendmac   ({} of {} hosts)",
+                site.by_mac.len(),
+                site.by_name.len()
+            );
+        }
+        let mut names: Vec<&String> = site.by_name.keys().collect();
+        names.sort();
+        if names.len() <= 20 {
+            for n in names {
+                println!("  {n}: inst.ks={base}/{n}.ks");
+            }
+        } else {
+            println!(
+                "  by name: inst.ks={base}/HOST.ks for each of the {} hosts",
+                names.len()
+            );
+        }
+    }
+    println!("Ctrl-C stops the server.");
+}
+
+fn accept_loop(listener: TcpListener, site: Arc<Site>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            let _ = stream.write_all(&error_response(503, "too many connections", true));
+            continue;
+        }
+        active.fetch_add(1, Ordering::Relaxed);
+        let (site, active2) = (site.clone(), active.clone());
+        let spawned = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                connection(stream, &site);
+                active2.fetch_sub(1, Ordering::Relaxed);
+            });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn error_response(status: u16, reason: &str, close: bool) -> Vec<u8> {
+    let text = match status {
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    };
+    let body = format!("regbake kickstart server: {reason}\n");
+    format!(
+        "HTTP/1.1 {status} {text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{}{}\r\n{body}",
+        body.len(),
+        if status == 405 { "Allow: GET, HEAD\r\n" } else { "" },
+        if close { "Connection: close\r\n" } else { "" },
+    )
+    .into_bytes()
+}
+
+fn log(peer: &SocketAddr, method: &str, path: &str, status: u16, host: &str, macs: &[String]) {
+    let mut line = format!("fetch {method} {path:?} status={status} host={host} peer={peer}");
+    if !macs.is_empty() {
+        line.push_str(" mac=");
+        line.push_str(&macs.join(","));
+    }
+    line.push('\n');
+    // One write per line keeps concurrent lines whole.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// Serve one connection until it closes, errs, idles out or asks to close.
+fn connection(mut stream: TcpStream, site: &Site) {
+    let Ok(peer) = stream.peer_addr() else { return };
+    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
+    let _ = stream.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Parse what is buffered; read more only when it is incomplete.
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        let parsed = req.parse(&buf);
+        let n = match parsed {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > MAX_REQUEST {
+                    let _ = stream.write_all(&error_response(431, "request too large", true));
+                    return;
+                }
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => {
+                        buf.extend_from_slice(&chunk[..k]);
+                        continue;
+                    }
+                }
+            }
+            Err(e) => {
+                let (status, why) = match e {
+                    httparse::Error::TooManyHeaders => (431, "too many headers".to_string()),
+                    e => (400, format!("malformed request ({e})")),
+                };
+                let _ = stream.write_all(&error_response(status, &why, true));
+                log(&peer, "-", "-", status, "-", &[]);
+                return;
+            }
+        };
+        let method = req.method.unwrap_or_default().to_string();
+        let path = req.path.unwrap_or_default().to_string();
+        let mut close = req.version != Some(1);
+        let mut has_body = false;
+        let mut macs = vec![];
+        for h in req.headers.iter() {
+            let name = h.name.to_ascii_lowercase();
+            let value = String::from_utf8_lossy(h.value);
+            if name == "connection" && value.eq_ignore_ascii_case("close") {
+                close = true;
+            } else if name == "transfer-encoding"
+                || (name == "content-length" && value.trim() != "0")
+            {
+                has_body = true;
+            } else if name.starts_with(MAC_HEADER) {
+                // `eth0 52:54:00:12:34:56`: the MAC is the last word.
+                if let Some(mac) = value.split_whitespace().last().and_then(parse_mac) {
+                    macs.push(mac);
+                }
+            }
+        }
+        buf.drain(..n);
+
+        let head = method == "HEAD";
+        let (out, status, host): (std::borrow::Cow<'_, [u8]>, u16, &str) =
+            if method != "GET" && !head {
+                close = true;
+                (
+                    error_response(405, "only GET and HEAD", true).into(),
+                    405,
+                    "-",
+                )
+            } else if has_body {
+                // Requests here have no body; refusing one keeps framing simple.
+                close = true;
+                (
+                    error_response(400, "request bodies are not accepted", true).into(),
+                    400,
+                    "-",
+                )
+            } else {
+                match route(site, &path, &macs) {
+                    Answer::Page(p) if close => {
+                        let mut v = p.full[..p.header_len - 2].to_vec();
+                        v.extend_from_slice(b"Connection: close\r\n\r\n");
+                        if !head {
+                            v.extend_from_slice(&p.full[p.header_len..]);
+                        }
+                        (v.into(), 200, p.host.as_str())
+                    }
+                    Answer::Page(p) if head => (p.full[..p.header_len].into(), 200, &p.host),
+                    Answer::Page(p) => (p.full[..].into(), 200, &p.host),
+                    Answer::Error(status, why) => {
+                        let mut v = error_response(status, &why, close);
+                        if head {
+                            let end = v
+                                .windows(4)
+                                .position(|w| w == b"\r\n\r\n")
+                                .map_or(v.len(), |i| i + 4);
+                            v.truncate(end);
+                        }
+                        (v.into(), status, "-")
+                    }
+                }
+            };
+        let ok = stream.write_all(&out).is_ok();
+        log(&peer, &method, &path, status, host, &macs);
+        if !ok || close {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> Site {
+        Site::new(vec![
+            Kickstart {
+                host: Some("web1".into()),
+                mac: Some("52:54:00:00:00:01".into()),
+                data: b"one".to_vec().into(),
+            },
+            Kickstart {
+                host: Some("web2".into()),
+                mac: None,
+                data: b"two".to_vec().into(),
+            },
+        ])
+    }
+
+    fn status(a: Answer<'_>) -> u16 {
+        match a {
+            Answer::Page(_) => 200,
+            Answer::Error(s, _) => s,
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let s = site();
+        let mac = vec!["52:54:00:00:00:01".to_string()];
+        assert_eq!(status(route(&s, "/web2.ks", &[])), 200);
+        assert_eq!(status(route(&s, "/ks.cfg", &mac)), 200);
+        assert_eq!(status(route(&s, "/ks.cfg?x=1", &mac)), 200);
+        assert_eq!(status(route(&s, "/ks.cfg", &[])), 404);
+        assert_eq!(
+            status(route(&s, "/ks.cfg", &["52:54:00:00:00:09".into()])),
+            404
+        );
+        assert_eq!(status(route(&s, "/web3.ks", &[])), 404);
+        assert_eq!(status(route(&s, "/", &[])), 404);
+        for bad in [
+            "/../web1.ks",
+            "/..%2fweb1.ks",
+            "/%2e%2e/%2e%2e/etc/passwd",
+            "/web1.ks%00",
+            "/a/web1.ks",
+            "/%ff.ks",
+            "web1.ks",
+        ] {
+            assert_eq!(status(route(&s, bad, &[])), 400, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! Bare metal at fleet scale: `regbake kickstart --inventory/--serve/--oemdrv`.
+//! Kickstarts are checked by pykickstart (ksvalidator, then its parser reads
+//! the values back), images by mtools, the server by a plain TCP client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{require_tool, Test, BIN};
+
+const INVENTORY: &str = "\
+# three registries: static, DHCP, by-id disk
+[all:vars]
+dns=192.0.2.53,192.0.2.54
+ansible_user=ansible
+
+[registries]
+reg1 ansible_host=192.0.2.11 hostname=reg1.example.com ip=192.0.2.11/24 gateway=192.0.2.1 mac=52:54:00:12:34:01
+reg2 ansible_host=reg2.example.com ansible_port=2222 hostname=reg2.example.com ip=dhcp mac=52-54-00-12-34-02
+reg3 hostname=reg3.example.com ip=198.51.100.7/25 gateway=198.51.100.1 disk=/dev/disk/by-id/wwn-0x5000c500a1b2c3d4 data_size_gb=200
+
+[registries:vars]
+disk=vda
+";
+
+/// Values pykickstart's RHEL7 parser reads back, per file, as JSON.
+const READ_BACK: &str = r#"
+import json, sys
+from pykickstart.parser import KickstartParser
+from pykickstart.version import makeVersion, RHEL7
+out = {}
+for f in sys.argv[1:]:
+    h = makeVersion(RHEL7)
+    KickstartParser(h).readKickstart(f)
+    n = h.network.network[0]
+    out[f] = {
+        "bootproto": n.bootProto, "ip": n.ip or "", "netmask": n.netmask or "",
+        "gateway": n.gateway or "", "hostname": n.hostname,
+        "nameserver": n.nameserver or "",
+        "onlyuse": h.ignoredisk.onlyuse, "clearpart": h.clearpart.drives,
+        "data": [[l.mountpoint, l.size, bool(l.grow)] for l in h.logvol.dataList() if l.name == "data"],
+    }
+print(json.dumps(out))
+"#;
+
+#[test]
+fn inventory_renders_one_valid_kickstart_per_host() {
+    if !require_tool("ksvalidator") || !require_tool("python3") {
+        return;
+    }
+    let t =
+        Test::new()
+            .file("hosts.ini", INVENTORY)
+            .args(&["kickstart", "--inventory", "hosts.ini"]);
+    let o = t.success();
+    assert!(o.stdout.contains("rendered 3 kickstarts"), "{}", o.stdout);
+    let files: Vec<String> = ["reg1", "reg2", "reg3"]
+        .iter()
+        .map(|h| format!("out/kickstart/{h}.ks"))
+        .collect();
+    for f in &files {
+        let v = Command::new("ksvalidator")
+            .args(["-v", "RHEL7", f])
+            .current_dir(t.path())
+            .output()
+            .expect("run ksvalidator");
+        assert!(
+            v.status.success(),
+            "ksvalidator {f}: {}{}",
+            String::from_utf8_lossy(&v.stdout),
+            String::from_utf8_lossy(&v.stderr)
+        );
+        assert_eq!(t.mode(f), 0o600, "{f} holds secrets");
+    }
+    assert!(!t.path().join("out/kickstart/ks.cfg").exists());
+
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg(READ_BACK)
+        .args(&files)
+        .current_dir(t.path())
+        .output()
+        .expect("run python3");
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&py.stdout).expect("json");
+    let expect = serde_json::json!({
+        "out/kickstart/reg1.ks": {
+            "bootproto": "static", "ip": "192.0.2.11", "netmask": "255.255.255.0",
+            "gateway": "192.0.2.1", "hostname": "reg1.example.com",
+            "nameserver": "192.0.2.53,192.0.2.54",
+            "onlyuse": ["vda"], "clearpart": ["vda"],
+            "data": [["/data/docker-registry", 1024, true]],
+        },
+        "out/kickstart/reg2.ks": {
+            "bootproto": "dhcp", "ip": "", "netmask": "", "gateway": "",
+            "hostname": "reg2.example.com", "nameserver": "",
+            "onlyuse": ["vda"], "clearpart": ["vda"],
+            "data": [["/data/docker-registry", 1024, true]],
+        },
+        "out/kickstart/reg3.ks": {
+            "bootproto": "static", "ip": "198.51.100.7", "netmask": "255.255.255.128",
+            "gateway": "198.51.100.1", "hostname": "reg3.example.com",
+            "nameserver": "192.0.2.53,192.0.2.54",
+            "onlyuse": ["/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"],
+            "clearpart": ["/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"],
+            "data": [["/data/docker-registry", 204800, false]],
+        },
+    });
+    assert_eq!(got, expect);
+}
+
+#[test]
+fn each_host_gets_a_certificate_from_the_one_ca() {
+    let t = Test::new()
+        .config(
+            "version = 1\n[registry.tls]\nmode = \"generate\"\n\
+             [[registry.auth.users]]\nname = \"ci\"\npassword_env = \"REGBAKE_TEST_PW\"\n",
+        )
+        .file("hosts.ini", INVENTORY)
+        .env("REGBAKE_TEST_PW", "s3cret-pw")
+        .args(&["kickstart", "--inventory", "hosts.ini"]);
+    let o = t.success();
+    assert!(!o.stdout.contains("s3cret-pw") && !o.stderr.contains("s3cret-pw"));
+    // One bcrypt hash for the fleet, kept like the other secrets.
+    let htpasswd = t.read("out/secrets/htpasswd");
+    assert!(htpasswd.starts_with("ci:$2"), "{htpasswd}");
+    assert_eq!(t.mode("out/secrets/htpasswd"), 0o600);
+    let ca = t.read("out/secrets/tls/ca.crt");
+    let certs: Vec<String> = ["reg1", "reg2", "reg3"]
+        .iter()
+        .map(|h| t.read(&format!("out/secrets/tls/hosts/{h}.crt")))
+        .collect();
+    assert_eq!(
+        t.read("out/secrets/tls/hosts/reg1.sans"),
+        "reg1.example.com\n192.0.2.11\n"
+    );
+    assert_eq!(
+        t.read("out/secrets/tls/hosts/reg2.sans"),
+        "reg2.example.com\n"
+    );
+    assert_eq!(t.mode("out/secrets/tls/hosts/reg1.key"), 0o600);
+    assert!(t
+        .read("out/kickstart/reg3.ks")
+        .contains("# Holds the appliance's secrets (registry http secret, TLS key)"));
+    if require_tool("openssl") {
+        for h in ["reg1", "reg2", "reg3"] {
+            let v = Command::new("openssl")
+                .args(["verify", "-CAfile", "out/secrets/tls/ca.crt"])
+                .arg(format!("out/secrets/tls/hosts/{h}.crt"))
+                .current_dir(t.path())
+                .output()
+                .expect("openssl");
+            assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+        }
+    }
+    // A second render reuses the CA, every host certificate and the hash.
+    t.success();
+    assert_eq!(t.read("out/secrets/htpasswd"), htpasswd);
+    assert_eq!(t.read("out/secrets/tls/ca.crt"), ca);
+    for (h, c) in ["reg1", "reg2", "reg3"].iter().zip(&certs) {
+        assert_eq!(&t.read(&format!("out/secrets/tls/hosts/{h}.crt")), c);
+    }
+}
+
+#[test]
+fn malformed_inventories_exit_2_naming_file_line_and_problem() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[web]\nh1 ip=10.0.0.5/24\nh2 ip=10.0.0.300/24\n",
+            "inv.ini:3: host h2: ip=10.0.0.300/24: bad CIDR",
+        ),
+        (
+            "[web]\nh1 ip=10.0.0.5/24\n\n[web]\nh1 ip=10.0.0.6/24\n",
+            "inv.ini:5: duplicate host h1",
+        ),
+        (
+            "[web]\nh1 gatway=10.0.0.1\n",
+            "inv.ini:2: host h1: unknown regbake var gatway (did you mean gateway?)",
+        ),
+        (
+            "[web:vars]\nregbake_disks=sdb\n[web]\nh1\n",
+            "inv.ini:2: [web:vars]: unknown regbake var regbake_disks",
+        ),
+        (
+            "[web\nh1\n",
+            "inv.ini:1: unterminated section header",
+        ),
+        (
+            "[web]\nh1 mac=52:54:00:12:34\n",
+            "inv.ini:2: host h1: mac=52:54:00:12:34: bad MAC",
+        ),
+        // Values are checked like regbake.toml values, naming the host.
+        (
+            "[web]\nh1\nh2 hostname=bad_name\n",
+            "inv.ini:3: host h2: hostname (appliance.hostname) = \"bad_name\": expected an RFC 1123 host name",
+        ),
+        (
+            "[web]\nh1 ip=10.0.0.5/24 gateway=10.9.0.1\n",
+            "inv.ini:2: host h1: gateway (network.gateway) = \"10.9.0.1\": expected an IPv4 address inside",
+        ),
+        (
+            "[web]\nh1 hostname=reg.example.com\nh2 hostname=REG.example.com\n",
+            "inv.ini:3: host h2: hostname = \"reg.example.com\": also host h1's (line 2)",
+        ),
+    ];
+    for (inv, want) in cases {
+        let t = Test::new()
+            .file("inv.ini", inv)
+            .args(&["kickstart", "--inventory", "inv.ini"]);
+        let o = t.failure(2);
+        assert!(o.stderr.contains(want), "want {want:?} in:\n{}", o.stderr);
+        assert!(
+            !t.path().join("out/kickstart").exists(),
+            "nothing is written for {inv:?}"
+        );
+    }
+}
+
+/// The server under test; killed when dropped, whatever the test did.
+struct Server {
+    child: Child,
+    addr: String,
+    stdout: Option<BufReader<std::process::ChildStdout>>,
+}
+
+impl Server {
+    fn start(t: &Test, args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .args(["--serve", "127.0.0.1:0"])
+            .current_dir(t.path())
+            .env("HOME", t.path().join("home"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start regbake --serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        // Guard first: a failed assertion below still kills the server.
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            stdout: None,
+        };
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = stdout.read_line(&mut line).expect("read server stdout");
+            assert!(n > 0, "server exited before listening");
+            if let Some(url) = line.trim().strip_prefix("listening on http://") {
+                server.addr = url.to_string();
+                break;
+            }
+        }
+        server.stdout = Some(stdout);
+        server
+    }
+
+    /// Send one raw request; the status and body of the answer.
+    fn get(&self, target: &str, headers: &[&str]) -> (u16, Vec<u8>) {
+        let mut s = TcpStream::connect(&self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let mut req = format!("GET {target} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("Connection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).expect("send");
+        let mut resp = vec![];
+        s.read_to_end(&mut resp).expect("read answer");
+        let end = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header end");
+        let head = String::from_utf8_lossy(&resp[..end]);
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("status code");
+        (status, resp[end + 4..].to_vec())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_answers_by_name_and_by_mac_and_refuses_traversal() {
+    let t = Test::new().file("hosts.ini", INVENTORY);
+    let server = Server::start(&t, &["kickstart", "--inventory", "hosts.ini"]);
+    for h in ["reg1", "reg2", "reg3"] {
+        let (status, body) = server.get(&format!("/{h}.ks"), &[]);
+        assert_eq!(status, 200, "{h}");
+        assert_eq!(
+            body,
+            std::fs::read(t.path().join(format!("out/kickstart/{h}.ks"))).unwrap()
+        );
+    }
+    let reg2 = std::fs::read(t.path().join("out/kickstart/reg2.ks")).unwrap();
+    let (status, body) = server.get(
+        "/ks.cfg",
+        &["X-RHN-Provisioning-MAC-0: eth0 52:54:00:12:34:02"],
+    );
+    assert_eq!((status, &body), (200, &reg2));
+    // Anaconda sends one header per interface; any of them may match.
+    let (status, body) = server.get(
+        "/ks.cfg",
+        &[
+            "X-RHN-Provisioning-MAC-0: eth0 52:54:00:ff:ff:ff",
+            "X-RHN-Provisioning-MAC-1: eth1 52:54:00:12:34:02",
+        ],
+    );
+    assert_eq!((status, &body), (200, &reg2));
+    let (status, body) = server.get(
+        "/ks.cfg",
+        &["X-RHN-Provisioning-MAC-0: eth0 52:54:00:99:99:99"],
+    );
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("no inventory host has MAC 52:54:00:99:99:99"));
+    assert_eq!(server.get("/ks.cfg", &[]).0, 404);
+    assert_eq!(server.get("/nope.ks", &[]).0, 404);
+    assert_eq!(server.get("/", &[]).0, 404);
+    for bad in [
+        "/../reg1.ks",
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2freg1.ks",
+        "/%2E%2E%2Fhosts.ini",
+        "/out/kickstart/reg1.ks",
+    ] {
+        let (status, _) = server.get(bad, &[]);
+        assert!(status == 400 || status == 404, "{bad}: {status}");
+    }
+}
+
+#[test]
+fn serve_single_host_and_stop_on_sigterm() {
+    let t = Test::new();
+    let mut server = Server::start(&t, &["kickstart"]);
+    let (status, body) = server.get("/ks.cfg", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        std::fs::read(t.path().join("out/kickstart/ks.cfg")).unwrap()
+    );
+    // SAFETY: signalling the child we started, by its pid.
+    let rc = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = server.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let mut out = String::new();
+    if let Some(r) = server.stdout.as_mut() {
+        r.read_to_string(&mut out).ok();
+    }
+    assert!(out.contains("stopped (SIGTERM)"), "{out}");
+}
+
+fn mtools(args: &[&str], dir: &std::path::Path) -> Vec<u8> {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .current_dir(dir)
+        .output()
+        .expect("run mtools");
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+#[test]
+fn oemdrv_images_hold_the_exact_kickstart() {
+    if !require_tool("mlabel") || !require_tool("mcopy") {
+        return;
+    }
+    let t = Test::new().args(&["kickstart", "--oemdrv"]);
+    t.success();
+    let label = mtools(
+        &["mlabel", "-s", "-i", "out/kickstart/oemdrv.img", "::"],
+        t.path(),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&label).trim(),
+        "Volume label is OEMDRV"
+    );
+    let ks = mtools(
+        &["mcopy", "-i", "out/kickstart/oemdrv.img", "::ks.cfg", "-"],
+        t.path(),
+    );
+    assert_eq!(
+        ks,
+        std::fs::read(t.path().join("out/kickstart/ks.cfg")).unwrap()
+    );
+
+    let t = Test::new().file("hosts.ini", INVENTORY).args(&[
+        "kickstart",
+        "--inventory",
+        "hosts.ini",
+        "--oemdrv",
+    ]);
+    t.success();
+    for h in ["reg1", "reg3"] {
+        let img = format!("out/kickstart/{h}-oemdrv.img");
+        let label = mtools(&["mlabel", "-s", "-i", &img, "::"], t.path());
+        assert_eq!(
+            String::from_utf8_lossy(&label).trim(),
+            "Volume label is OEMDRV"
+        );
+        let ks = mtools(&["mcopy", "-i", &img, "::ks.cfg", "-"], t.path());
+        assert_eq!(
+            ks,
+            std::fs::read(t.path().join(format!("out/kickstart/{h}.ks"))).unwrap()
+        );
+    }
+}

@@ -56,6 +56,7 @@ impl Steps {
         if !dry_run {
             std::fs::create_dir_all(&log_dir)
                 .with_context(|| format!("creating {}", log_dir.display()))?;
+            keep_previous_logs(&log_dir)?;
         }
         install_handler();
         Ok(Self {
@@ -196,6 +197,35 @@ impl Steps {
     }
 }
 
+/// A new bake numbers its logs from 01 again: the last bake's logs move to
+/// `logs/previous/` (replacing the ones before), so none are mixed or lost
+/// to the run that follows.
+fn keep_previous_logs(log_dir: &Path) -> Result<()> {
+    let logs: Vec<PathBuf> = std::fs::read_dir(log_dir)
+        .with_context(|| format!("reading {}", log_dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    if logs.is_empty() {
+        return Ok(());
+    }
+    let previous = log_dir.join("previous");
+    if previous.exists() {
+        std::fs::remove_dir_all(&previous)
+            .with_context(|| format!("removing {}", previous.display()))?;
+    }
+    std::fs::create_dir_all(&previous)
+        .with_context(|| format!("creating {}", previous.display()))?;
+    for log in logs {
+        if let Some(name) = log.file_name() {
+            std::fs::rename(&log, previous.join(name))
+                .with_context(|| format!("moving {} aside", log.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn slug(name: &str) -> String {
     name.chars()
         .map(|c| {
@@ -237,6 +267,22 @@ mod tests {
         assert!(e.status.contains('4'), "{}", e.status);
         assert!(e.tail.contains("last words"));
         assert!(e.log.ends_with("02-fail.log"));
+    }
+
+    #[test]
+    fn a_new_run_keeps_the_last_runs_logs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Steps::new(dir.path(), false)
+            .expect("steps")
+            .run("one", &Cmd::new("true"))
+            .expect("runs");
+        Steps::new(dir.path(), false)
+            .expect("steps")
+            .run("two", &Cmd::new("true"))
+            .expect("runs");
+        assert!(dir.path().join("logs/previous/01-one.log").is_file());
+        assert!(dir.path().join("logs/01-two.log").is_file());
+        assert!(!dir.path().join("logs/01-one.log").exists());
     }
 
     #[test]

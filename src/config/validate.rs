@@ -178,10 +178,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         );
     }
     p.check(
-        c.network.device == "link" || is_ifname(&c.network.device),
+        c.network.device == "link" || is_ifname(&c.network.device) || is_mac(&c.network.device),
         "network.device",
         &c.network.device,
-        "expected \"link\" (the first interface with a link) or an interface name such as eth0",
+        "expected \"link\" (the first interface with a link), an interface name such as eth0, or a MAC address",
     );
 
     // [proxy]
@@ -721,6 +721,14 @@ fn is_timezone(s: &str) -> bool {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c))
         })
+}
+
+fn is_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn is_ifname(s: &str) -> bool {

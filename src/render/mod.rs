@@ -251,11 +251,13 @@ pub(crate) fn state_files(app: &Appliance, tree: &mut Tree) {
     }
 }
 
-fn write_file(path: &Path, e: &Entry) -> Result<()> {
+/// Replace one file atomically (temp file beside it, then rename); its
+/// directory is created with `dir_mode` when missing.
+fn write_file(path: &Path, e: &Entry, dir_mode: u32) -> Result<()> {
     let dir = path.parent().context("file path has a parent")?;
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o755)
+        .mode(dir_mode)
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     let mut tmp = tempfile::Builder::new()
@@ -270,6 +272,29 @@ fn write_file(path: &Path, e: &Entry) -> Result<()> {
     tmp.persist(path)
         .with_context(|| format!("moving {} into place", path.display()))?;
     Ok(())
+}
+
+/// Write a file into the staging dir, which is private until it is renamed
+/// into place: no temp file needed.
+fn write_staged(path: &Path, e: &Entry) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().context("file path has a parent")?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(e.mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    // The umask may have narrowed the mode given to open.
+    f.set_permissions(std::fs::Permissions::from_mode(e.mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    f.write_all(&e.data)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Write the tree into `out`: rendered families are staged in a temp dir
@@ -291,7 +316,7 @@ pub fn write(tree: &Tree, out: &Path) -> Result<()> {
         if STATE_DIRS.contains(&top) {
             continue;
         }
-        write_file(&staging.path().join(rel), e)?;
+        write_staged(&staging.path().join(rel), e)?;
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for dir in STATE_DIRS {
@@ -310,8 +335,11 @@ pub fn write(tree: &Tree, out: &Path) -> Result<()> {
             continue;
         }
         let path = out.join(rel);
-        if std::fs::read(&path).ok().as_deref() != Some(&e.data[..]) {
-            write_file(&path, e)?;
+        let same_mode =
+            std::fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o7777 == e.mode);
+        if !same_mode || std::fs::read(&path).ok().as_deref() != Some(&e.data[..]) {
+            // State directories hold private keys: 0700 all the way down.
+            write_file(&path, e, 0o700)?;
         }
     }
     let trash = tempfile::Builder::new()

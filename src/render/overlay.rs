@@ -136,7 +136,9 @@ pub fn render(hb: &Handlebars<'_>, app: &Appliance) -> Result<Tree> {
 pub fn pack(t: &Tree) -> Result<Vec<u8>> {
     let gz = flate2::GzBuilder::new()
         .mtime(0)
-        .write(Vec::new(), flate2::Compression::default());
+        // Fast: a fleet render packs one overlay per host; the level barely
+        // changes the size of these small text files.
+        .write(Vec::new(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     tar.mode(tar::HeaderMode::Deterministic);
     for (path, e) in &t.files {

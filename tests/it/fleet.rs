@@ -98,7 +98,7 @@ fn inventory_renders_one_valid_kickstart_per_host() {
         },
         "out/kickstart/reg2.ks": {
             "bootproto": "dhcp", "ip": "", "netmask": "", "gateway": "",
-            "hostname": "reg2.example.com", "nameserver": "",
+            "hostname": "reg2.example.com", "nameserver": "192.0.2.53,192.0.2.54",
             "onlyuse": ["vda"], "clearpart": ["vda"],
             "data": [["/data/docker-registry", 1024, true]],
         },

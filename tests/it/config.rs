@@ -140,6 +140,24 @@ fn hostile_strings_are_rejected_or_inert() {
         ("packer", "iso_url", false),
         ("packer", "iso_checksum", false),
         ("packer", "builders", true),
+        ("packer", "accelerator", false),
+        ("packer", "output_dir", false),
+        ("packer", "ssh_timeout", false),
+        ("registry", "http_secret_env", false),
+        ("registry", "upload_purge_age", false),
+        ("registry.tls", "cert", false),
+        ("registry.tls", "key", false),
+        ("registry.tls", "ca", false),
+        ("registry.storage", "bucket", false),
+        ("registry.storage", "region", false),
+        ("registry.storage", "endpoint", false),
+        ("registry.storage", "access_key_env", false),
+        ("registry.storage", "root_directory", false),
+        ("registry.mirror", "remote_url", false),
+        ("registry.mirror", "username_env", false),
+        ("registry.auth.users", "name", false),
+        ("registry.auth.users", "password_hash", false),
+        ("registry.auth.users", "password_env", false),
     ];
     let payloads = [
         "x\ny",
@@ -165,15 +183,40 @@ fn hostile_strings_are_rejected_or_inert() {
             };
             let mut inner = toml::Table::new();
             inner.insert(key.to_string(), value);
-            if *section == "registry.tls" {
-                let mut reg = toml::Table::new();
-                reg.insert("tls".into(), toml::Value::Table(inner));
-                doc.insert("registry".into(), toml::Value::Table(reg));
+            if *section == "user" && *key != "ssh_keys" {
+                inner.insert("ssh_keys".into(), toml::Value::Array(vec![KEY.into()]));
+            }
+            // Sections that only apply in a mode get that mode, so the
+            // hostile value is really used.
+            let mut parts: Vec<&str> = section.split('.').collect();
+            let mut node = if parts.last() == Some(&"users") {
+                inner.entry("password_env").or_insert("REGBAKE_X".into());
+                parts.pop();
+                let mut users = toml::Table::new();
+                users.insert(
+                    "users".into(),
+                    toml::Value::Array(vec![toml::Value::Table(inner)]),
+                );
+                users
             } else {
-                if *section == "user" && *key != "ssh_keys" {
-                    inner.insert("ssh_keys".into(), toml::Value::Array(vec![KEY.into()]));
+                inner
+            };
+            if *section == "registry.storage" {
+                node.insert("backend".into(), "s3".into());
+            }
+            if *section == "registry.tls" {
+                node.insert("mode".into(), "files".into());
+                for k in ["cert", "key"] {
+                    node.entry(k).or_insert("/nonexistent/regbake.pem".into());
                 }
-                doc.insert(section.to_string(), toml::Value::Table(inner));
+            }
+            while let Some(last) = parts.pop() {
+                let mut parent = toml::Table::new();
+                parent.insert(last.to_string(), toml::Value::Table(node));
+                node = parent;
+            }
+            for (k, v) in node {
+                doc.insert(k, v);
             }
             let text = toml::to_string(&doc).expect("toml");
             let t = Test::new().config(&text).args(&["render"]);
@@ -181,7 +224,13 @@ fn hostile_strings_are_rejected_or_inert() {
             assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
             match o.code {
                 2 => {
-                    let field = format!("{section}.{key}");
+                    // Fields that work together (tls files, auth users) may
+                    // be reported by a sibling: the section must be named.
+                    let field = if ["registry.tls", "registry.auth.users"].contains(section) {
+                        section.to_string()
+                    } else {
+                        format!("{section}.{key}")
+                    };
                     assert!(
                         o.stderr.contains(&field),
                         "{field} not named:\n{}",

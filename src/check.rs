@@ -91,6 +91,20 @@ impl Runner<'_> {
     }
 }
 
+impl Runner<'_> {
+    /// `bash -n` and `shellcheck` on `script`, reported as `shown`.
+    fn shell(&mut self, shown: &Path, script: &Path) {
+        let s = script.to_path_buf();
+        self.run("bash -n", shown, "bash", false, |t| {
+            Cmd::new(t).arg("-n").arg(s)
+        });
+        let (s, strict) = (script.to_path_buf(), self.strict);
+        self.run("shellcheck", shown, "shellcheck", false, |t| {
+            shellcheck(t, strict).arg(s)
+        });
+    }
+}
+
 fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = vec![];
     if !dir.is_dir() {
@@ -192,13 +206,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
                     .unwrap_or_default();
                 let p = scratch.path().join(format!("{name}.post.sh"));
                 std::fs::write(&p, post).context("writing the %post script")?;
-                let p2 = p.clone();
-                r.run("bash -n", &ks, "bash", false, |t| {
-                    Cmd::new(t).arg("-n").arg(p2)
-                });
-                r.run("shellcheck", &ks, "shellcheck", false, |t| {
-                    shellcheck(t, strict).arg(p)
-                });
+                r.shell(&ks, &p);
             }
         }
     }
@@ -227,14 +235,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
 
     // Shell scripts.
     for script in files_under(&overlay.join("usr/local/sbin"))? {
-        let s = script.clone();
-        r.run("bash -n", &script, "bash", false, |t| {
-            Cmd::new(t).arg("-n").arg(s)
-        });
-        let s = script.clone();
-        r.run("shellcheck", &script, "shellcheck", false, |t| {
-            shellcheck(t, strict).arg(s)
-        });
+        r.shell(&script, &script);
     }
 
     // systemd units (and docker's drop-ins, on a stub docker.service).
@@ -288,14 +289,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
             });
         }
         for script in files_under(&packer_dir.join("scripts"))? {
-            let s = script.clone();
-            r.run("bash -n", &script, "bash", false, |t| {
-                Cmd::new(t).arg("-n").arg(s)
-            });
-            let s = script.clone();
-            r.run("shellcheck", &script, "shellcheck", false, |t| {
-                shellcheck(t, strict).arg(s)
-            });
+            r.shell(&script, &script);
         }
     }
 

@@ -1,6 +1,7 @@
 //! Rendering with the embedded defaults and the real validators.
 
 use crate::common::{require_tool, Test};
+use crate::golden::snapshot;
 
 #[test]
 fn fresh_render_with_embedded_defaults_generates_a_key() {
@@ -34,24 +35,6 @@ fn check_passes_for_defaults() {
     Test::new().args(args).success();
 }
 
-fn tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).expect("prefix").display().to_string();
-                out.push((rel, std::fs::read(&p).expect("read")));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn renders_are_deterministic_and_secrets_stable() {
     // TLS on: the CA, server certificate, http secret and generated SSH key
@@ -60,9 +43,9 @@ fn renders_are_deterministic_and_secrets_stable() {
         .config("version = 1\n[registry.tls]\nmode = \"generate\"\n")
         .args(&["render"]);
     t.success();
-    let first = tree(&t.path().join("out"));
+    let first = snapshot(&t.path().join("out"), &[]);
     t.success();
-    let second = tree(&t.path().join("out"));
+    let second = snapshot(&t.path().join("out"), &[]);
     assert_eq!(first, second, "a re-render changed the output");
     assert_eq!(t.mode("out/secrets/tls/ca.key"), 0o600);
     assert_eq!(t.mode("out/secrets/tls/server.key"), 0o600);

@@ -131,7 +131,7 @@ compression_level = 9
     );
     assert!(vars.contains("default     = \"tcg\""), "{vars}");
     assert!(t.read("out/packer/build.pkr.hcl").contains(
-        "output            = \"${path.root}/../box/regbake-registry-1.0.0-{{.Provider}}.box\""
+        "output               = \"${path.root}/../box/regbake-registry-1.0.0-{{.Provider}}.box\""
     ));
     if require_tool("ksvalidator") {
         let out = Command::new("ksvalidator")

@@ -288,6 +288,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
                 Cmd::new(t).args(["-v", "RHEL7"]).arg(k)
             });
         }
+        check_box_vagrantfile(&mut r, out, scratch.path())?;
         for script in files_under(&packer_dir.join("scripts"))? {
             r.shell(&script, &script);
         }
@@ -339,6 +340,46 @@ fn check_vagrantfile(r: &mut Runner<'_>, out: &Path, scratch: &Path) -> Result<(
             .env("VAGRANT_HOME", &home)
             .env("VAGRANT_CHECKPOINT_DISABLE", "1")
             .dir(dir)
+    });
+    Ok(())
+}
+
+/// The Vagrantfile Packer ships in the box: Vagrant loads it before the
+/// project's own, so it is validated as a copy below a project block that
+/// names a box. Packer reads it as a Go template first, so `{{` must not occur.
+fn check_box_vagrantfile(r: &mut Runner<'_>, out: &Path, scratch: &Path) -> Result<()> {
+    let vagrantfile = out.join(crate::render::packer::BOX_VAGRANTFILE);
+    if !vagrantfile.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&vagrantfile)
+        .with_context(|| format!("reading {}", vagrantfile.display()))?;
+    if text.contains("{{") {
+        let file = r.rel(&vagrantfile);
+        r.checks.push(Check {
+            check: "vagrant validate".into(),
+            file,
+            outcome: Outcome::Failed(
+                "holds `{{`, which Packer's vagrantfile_template would interpolate".into(),
+            ),
+        });
+        return Ok(());
+    }
+    let project = scratch.join("box-project");
+    std::fs::create_dir_all(&project).context("creating a Vagrant project dir")?;
+    std::fs::write(
+        project.join("Vagrantfile"),
+        format!("Vagrant.configure('2') {{ |config| config.vm.box = 'regbake-check' }}\n{text}"),
+    )
+    .context("writing the box Vagrantfile copy")?;
+    let home = scratch.join("vagrant-home");
+    std::fs::create_dir_all(&home).context("creating a VAGRANT_HOME")?;
+    r.run("vagrant validate", &vagrantfile, "vagrant", false, |t| {
+        Cmd::new(t)
+            .arg("validate")
+            .env("VAGRANT_HOME", &home)
+            .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+            .dir(&project)
     });
     Ok(())
 }

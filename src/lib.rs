@@ -188,7 +188,10 @@ fn init(opts: &Options, force: bool) -> Result<()> {
 pub fn prepare(config_path: Option<&Path>, out: &Path) -> Result<Appliance> {
     let (config, _) = config::load(config_path)?;
     let stored = secrets::Stored::load(out).context("reading stored secrets")?;
-    Appliance::resolve(&config, stored)
+    let mut app = Appliance::resolve(&config, stored)?;
+    // The box Packer builds names a generated user key by its absolute path.
+    app.packer.out_dir = Some(std::path::absolute(out).context("resolving the out dir")?);
+    Ok(app)
 }
 
 /// Render and write into `opts.out`. Nothing is written unless the whole

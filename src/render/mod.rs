@@ -47,6 +47,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "packer/variables.pkr.hcl",
     "packer/sources.pkr.hcl",
     "packer/build.pkr.hcl",
+    "packer/box/Vagrantfile",
     "packer/plugins.pkr.hcl",
     "packer/scripts/install.sh",
     "packer/scripts/firstboot.sh",

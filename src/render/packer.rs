@@ -4,6 +4,8 @@
 //! and the `vagrant` post-processor. Packer logs in with a per-build key pair
 //! kept in `out/secrets/packer/`.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 use handlebars::Handlebars;
 use serde::Serialize;
@@ -39,6 +41,14 @@ pub struct Settings {
     /// Why Packer cannot bake this config (the template is then not rendered).
     #[serde(skip)]
     pub problems: Vec<Problem>,
+    /// The private keys beside the `user.ssh_key_files` found at render time
+    /// (`.pub` stripped, `~` kept for Vagrant to expand).
+    #[serde(skip)]
+    pub key_files: Vec<String>,
+    /// The absolute out dir: the box Vagrantfile names a generated user key
+    /// by its absolute path. Set by [`crate::prepare`].
+    #[serde(skip)]
+    pub out_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -103,6 +113,15 @@ impl Settings {
             box_version: c.vagrant.box_version.clone(),
             qemu_disk_interface: qemu_disk_interface.into(),
             problems,
+            key_files: c
+                .user
+                .ssh_key_files
+                .iter()
+                .filter(|f| crate::appliance::expand_home(f).is_file())
+                .filter_map(|f| f.strip_suffix(".pub"))
+                .map(str::to_string)
+                .collect(),
+            out_dir: None,
         }
     }
 }
@@ -150,6 +169,49 @@ struct PackerContext<'a> {
     http_proxy: String,
     https_proxy: String,
     no_proxy: String,
+    /// Private keys the box Vagrantfile offers, in order of preference.
+    box_private_keys: Vec<String>,
+}
+
+/// The box Vagrantfile, relative to `out/`.
+pub const BOX_VAGRANTFILE: &str = "packer/box/Vagrantfile";
+
+/// OpenSSH's default identities, offered when the user's keys are literal
+/// `user.ssh_keys` whose private halves regbake cannot know.
+const DEFAULT_IDENTITIES: &[&str] = &["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"];
+
+/// The private keys a plain `vagrant up` of the box logs in with: the key
+/// regbake generated for the user (absolute: the box Vagrantfile is read from
+/// Vagrant's box store), else the ones beside the configured key files, else
+/// OpenSSH's defaults.
+fn box_private_keys(app: &Appliance) -> Result<Vec<String>> {
+    let s = &app.packer;
+    if app.material.generated_ssh.is_some() {
+        let out = s
+            .out_dir
+            .as_ref()
+            .context("the out dir of the generated ssh key is not known")?;
+        let key = out.join(secrets::SSH_KEY);
+        let key = key
+            .to_str()
+            .with_context(|| format!("{} is not a UTF-8 path", key.display()))?;
+        return Ok(vec![key.to_string()]);
+    }
+    if !s.key_files.is_empty() {
+        return Ok(s.key_files.clone());
+    }
+    Ok(DEFAULT_IDENTITIES.iter().map(|k| k.to_string()).collect())
+}
+
+/// Packer renders a `vagrantfile_template` as a Go template: two braces in a
+/// row, which only quoted values can bring in, are split into adjacent Ruby
+/// string literals (`'a{' '{b'` is `'a{{b'`).
+fn split_go_delimiters(ruby: &str) -> String {
+    let mut s = ruby.to_string();
+    while s.contains("{{") {
+        s = s.replace("{{", "{' '{");
+    }
+    s
 }
 
 /// Packer's build key: the stored one, or a new ed25519 pair.
@@ -232,6 +294,7 @@ pub fn render(
         http_proxy: proxy.map(|p| p.http.clone()).unwrap_or_default(),
         https_proxy: proxy.map(|p| p.https.clone()).unwrap_or_default(),
         no_proxy: proxy.map(|p| p.no_proxy.clone()).unwrap_or_default(),
+        box_private_keys: box_private_keys(app)?,
     };
     let mut json = serde_json::to_value(app).context("serializing the appliance")?;
     if let Some(map) = json.as_object_mut() {
@@ -260,6 +323,10 @@ pub fn render(
     }
     // The kickstart holds the appliance's secrets, like out/kickstart/ks.cfg.
     emit("http/ks.cfg", 0o600)?;
+    let vagrantfile = hb
+        .render(BOX_VAGRANTFILE, &json)
+        .with_context(|| format!("rendering {BOX_VAGRANTFILE}"))?;
+    tree.add(BOX_VAGRANTFILE, split_go_delimiters(&vagrantfile), 0o644);
     tree.add(secrets::PACKER_KEY, key.private_openssh.clone(), 0o600);
     tree.add(secrets::PACKER_PUB, format!("{}\n", key.public_line), 0o644);
     Ok(())

@@ -7,6 +7,7 @@ mod config;
 mod fleet;
 mod golden;
 mod packer;
+mod packer_box;
 mod probe;
 mod readme;
 mod registry;

@@ -131,7 +131,7 @@ compression_level = 9
     );
     assert!(vars.contains("default     = \"tcg\""), "{vars}");
     assert!(t.read("out/packer/build.pkr.hcl").contains(
-        "output            = \"${path.root}/../box/regbake-registry-1.0.0-{{.Provider}}.box\""
+        "output               = \"${path.root}/../box/regbake-registry-1.0.0-{{.Provider}}.box\""
     ));
     if require_tool("ksvalidator") {
         let out = Command::new("ksvalidator")
@@ -266,7 +266,10 @@ fn vda_disk_needs_qemu_only() {
 /// `packer/` in the repository is what `regbake render` makes of
 /// examples/regbake.toml, with the fixture key material of
 /// tests/fixtures/example-secrets/ and a `packer` 1.6.6 on PATH (so `auto`
-/// leaves plugins.pkr.hcl out, as for Debian's packer).
+/// leaves plugins.pkr.hcl out, as for Debian's packer). Its public key is
+/// also the user's `~/.ssh/id_ed25519.pub`, as the example expects, so the
+/// box Vagrantfile names `~/.ssh/id_ed25519` rather than a temp dir's
+/// generated key.
 #[test]
 fn committed_packer_dir_matches_render() {
     let state = fixture("example-secrets");
@@ -275,7 +278,10 @@ fn committed_packer_dir_matches_render() {
         "{} needs the packer build key",
         state.display()
     );
-    let t = Test::new().stub("packer", "#!/bin/sh\necho 'Packer v1.6.6'\n");
+    let public = std::fs::read_to_string(state.join("ssh/id_ed25519.pub")).expect("fixture key");
+    let t = Test::new()
+        .stub("packer", "#!/bin/sh\necho 'Packer v1.6.6'\n")
+        .file("home/.ssh/id_ed25519.pub", &public);
     copy_tree(&state, &t.path().join("out"));
     let example = repo().join("examples/regbake.toml");
     let t = t.args(&["-c", example.to_str().expect("utf-8 path"), "render"]);

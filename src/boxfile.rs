@@ -322,7 +322,8 @@ impl<W: Write> Write for HashWriter<W> {
 }
 
 /// Reads exactly `len` bytes: a file that shrinks while being packed is an
-/// error instead of a corrupt tar (the tar crate pads short entries).
+/// error instead of a corrupt tar (the tar crate pads short entries). Also
+/// where Ctrl-C stops a pack: the temp file is then dropped (removed).
 struct Exact<R> {
     inner: R,
     remaining: u64,
@@ -333,6 +334,10 @@ impl<R: Read> Read for Exact<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 {
             return Ok(0);
+        }
+        if crate::steps::interrupted() {
+            // Not ErrorKind::Interrupted: io::copy retries on that.
+            return Err(io::Error::other("interrupted (Ctrl-C)"));
         }
         let max = buf
             .len()
@@ -422,6 +427,7 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, out_dir: &Path) -> Result<Pack
     let sha256 = hex::encode(hashed.hasher.finalize());
     let size = hashed.count;
 
+    let compressed = started.elapsed();
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))
         .context("setting the box's permissions")?;
@@ -431,9 +437,10 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, out_dir: &Path) -> Result<Pack
     tmp.persist(&dest)
         .with_context(|| format!("moving the box into place at {}", dest.display()))?;
     crate::tools::log::debug(&format!(
-        "packed {} ({} bytes in, {size} out, {threads} threads) in {:.1}s",
+        "packed {} ({} bytes in, {size} out, {threads} threads): compressed in {:.1}s, on disk in {:.1}s",
         dest.display(),
         total,
+        compressed.as_secs_f64(),
         started.elapsed().as_secs_f64()
     ));
     Ok(Packed {
@@ -666,6 +673,7 @@ pub fn run_pack(opts: &crate::Options, args: &PackArgs) -> Result<()> {
         );
         return Ok(());
     }
+    crate::steps::catch_interrupts();
     let started = Instant::now();
     let packed = match &args.source {
         PackSource::Libvirt { disk } => pack_libvirt_box(disk, &meta, &opts.out)?,

@@ -24,6 +24,12 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// Catch Ctrl-C from now on: it only sets [`interrupted`], so long in-process
+/// work (box packing) can stop and clean up instead of dying mid-write.
+pub fn catch_interrupts() {
+    install_handler();
+}
+
 fn install_handler() {
     HANDLER.call_once(|| {
         // If a handler cannot be installed, Ctrl-C simply ends regbake.

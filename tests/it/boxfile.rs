@@ -397,11 +397,16 @@ fn names_in(dir: &Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn interrupted_pack_leaves_no_box_and_the_catalog_unchanged() {
-    if !tools() {
-        return;
-    }
+/// A small box packed and in the catalog, then a pack of a big disk started
+/// and caught once compressed data has reached its temp file.
+struct Interrupted {
+    t: Test,
+    child: std::process::Child,
+    catalog_before: String,
+    boxes_before: Vec<String>,
+}
+
+fn start_big_pack() -> Interrupted {
     let t = Test::new();
     ok(
         &t,
@@ -411,7 +416,6 @@ fn interrupted_pack_leaves_no_box_and_the_catalog_unchanged() {
     pack(&t, &["--provider", "libvirt", "--disk", "small.qcow2"]);
     let catalog_before = t.read(CATALOG);
     let boxes_before = names_in(&t.path().join("out/box"));
-
     // Metadata preallocation: a real qcow2 whose file spans the whole 16 GiB
     // (sparse on disk), so packing takes far longer than the test waits.
     ok(
@@ -440,9 +444,10 @@ fn interrupted_pack_leaves_no_box_and_the_catalog_unchanged() {
         ])
         .current_dir(t.path())
         .env("HOME", t.path().join("home"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn regbake");
-    // Kill once compressed data has reached the temp file.
     let deadline = Instant::now() + Duration::from_secs(60);
     let box_dir = t.path().join("out/box");
     loop {
@@ -463,19 +468,28 @@ fn interrupted_pack_leaves_no_box_and_the_catalog_unchanged() {
         assert!(Instant::now() < deadline, "no partial box appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SIGKILL: no handler runs, the worst case for atomicity.
-    child.kill().expect("kill");
-    let status = child.wait().expect("wait");
-    assert!(!status.success(), "the pack finished before the kill");
+    Interrupted {
+        t,
+        child,
+        catalog_before,
+        boxes_before,
+    }
+}
 
+/// No new box, no new visible file, the catalog byte for byte as before,
+/// and vagrant still imports it.
+fn assert_nothing_changed(t: &Test, catalog_before: &str, boxes_before: &[String]) {
     assert_eq!(t.read(CATALOG), catalog_before, "catalog changed");
+    let box_dir = t.path().join("out/box");
     let after = names_in(&box_dir);
-    let visible: Vec<&String> = after.iter().filter(|n| !n.starts_with('.')).collect();
-    let visible_before: Vec<&String> = boxes_before
-        .iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    assert_eq!(visible, visible_before, "a new file appeared in out/box");
+    let visible = |v: &[String]| -> Vec<String> {
+        v.iter().filter(|n| !n.starts_with('.')).cloned().collect()
+    };
+    assert_eq!(
+        visible(&after),
+        visible(boxes_before),
+        "a new file appeared in out/box"
+    );
     assert!(
         after
             .iter()
@@ -483,9 +497,48 @@ fn interrupted_pack_leaves_no_box_and_the_catalog_unchanged() {
         "{after:?}"
     );
     assert!(!box_dir.join("regbake-registry-9.0.0-libvirt.box").exists());
-    // The leftover temp file is hidden and not a .box, and vagrant still
-    // imports the catalog as it was.
-    ok(&t, "vagrant", &["box", "add", CATALOG]);
+    ok(t, "vagrant", &["box", "add", CATALOG]);
+}
+
+#[test]
+fn killed_pack_leaves_no_box_and_the_catalog_unchanged() {
+    if !tools() {
+        return;
+    }
+    let mut run = start_big_pack();
+    // SIGKILL: no handler runs, the worst case for atomicity. The temp file
+    // stays behind, hidden and not named *.box.
+    run.child.kill().expect("kill");
+    let status = run.child.wait().expect("wait");
+    assert!(!status.success(), "the pack finished before the kill");
+    assert_nothing_changed(&run.t, &run.catalog_before, &run.boxes_before);
+}
+
+#[test]
+fn ctrl_c_stops_the_pack_and_removes_its_temp_file() {
+    if !tools() {
+        return;
+    }
+    let run = start_big_pack();
+    let pid = i32::try_from(run.child.id()).expect("pid");
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let Interrupted {
+        t,
+        child,
+        catalog_before,
+        boxes_before,
+    } = run;
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let leftovers: Vec<String> = names_in(&t.path().join("out/box"))
+        .into_iter()
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    assert_nothing_changed(&t, &catalog_before, &boxes_before);
 }
 
 #[test]

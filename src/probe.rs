@@ -301,6 +301,12 @@ fn descriptor(media_type: &str, digest: &str, size: u64) -> serde_json::Value {
     serde_json::json!({ "mediaType": media_type, "digest": digest, "size": size })
 }
 
+/// The size of the layer tar for `content_size` bytes: one header block, the
+/// content padded to 512-byte blocks, and the two zero blocks that end a tar.
+pub fn layer_tar_size(content_size: u64) -> u64 {
+    512 + content_size.div_ceil(512) * 512 + 1024
+}
+
 /// Write the probe layer (one file of `content_size` deterministic bytes in
 /// a tar) to `sink` in one pass, hashing as it goes. Same size in, same
 /// bytes out.
@@ -748,6 +754,8 @@ impl Client {
         let sent = self
             .authed(self.agent.patch(upload.as_str()))
             .header("Content-Type", "application/octet-stream")
+            // Known up front: a plain body instead of chunked encoding.
+            .header("Content-Length", layer_tar_size(content_size).to_string())
             .send(ureq::SendBody::from_owned_reader(body));
         // The generator stops with BrokenPipe when the request gives up, so
         // this join does not hang; the HTTP error is the one worth showing.
@@ -1095,6 +1103,9 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(bytes_a, bytes_b);
         assert_eq!(a.size, bytes_a.len() as u64);
+        for n in [0, 1, 511, 512, 513, 10_000] {
+            assert_eq!(layer(n).0.size, layer_tar_size(n), "content size {n}");
+        }
         assert_eq!(a.digest, sha256_digest(&bytes_a));
         assert!(a.size > 10_000 && a.size < 13_000, "{}", a.size);
         assert_ne!(layer(10_001).0.digest, a.digest);

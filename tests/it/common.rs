@@ -21,6 +21,28 @@ pub fn require_tool(name: &str) -> bool {
     false
 }
 
+/// `regbake check` over a test dir, after making sure the core validators
+/// are there: with `REGBAKE_REQUIRE_TOOLS=1` (CI) also `--require-all`, so
+/// nothing is skipped.
+pub fn check_all(t: Test) -> Output {
+    for tool in [
+        "ksvalidator",
+        "visudo",
+        "sshd",
+        "shellcheck",
+        "systemd-analyze",
+    ] {
+        require_tool(tool);
+    }
+    let require = std::env::var("REGBAKE_REQUIRE_TOOLS").as_deref() == Ok("1");
+    let args: &[&str] = if require {
+        &["check", "--require-all"]
+    } else {
+        &["check"]
+    };
+    t.args(args).success()
+}
+
 /// The repository root (for fixtures and committed outputs).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::common::{repo, require_tool, Test};
+use crate::common::{check_all, repo, Test};
 
 pub fn bless() -> bool {
     std::env::var("REGBAKE_BLESS").as_deref() == Ok("1")
@@ -132,22 +132,7 @@ fn golden_case(case: &str) {
     let actual = snapshot(&t.path().join("out"), &["secrets", "ssh"]);
     assert_golden(&actual, &fixture(case).join("expected"));
     // And every file passes its real validator.
-    let require = std::env::var("REGBAKE_REQUIRE_TOOLS").as_deref() == Ok("1");
-    for tool in [
-        "ksvalidator",
-        "visudo",
-        "sshd",
-        "shellcheck",
-        "systemd-analyze",
-    ] {
-        require_tool(tool);
-    }
-    let args: &[&str] = if require {
-        &["check", "--require-all"]
-    } else {
-        &["check"]
-    };
-    let o = t.args(args).success();
+    let o = check_all(t);
     assert!(o.stdout.contains(" 0 failed"), "{}", o.stdout);
 }
 

@@ -1,6 +1,6 @@
 //! Rendering with the embedded defaults and the real validators.
 
-use crate::common::{require_tool, Test};
+use crate::common::{check_all, require_tool, Test};
 use crate::golden::snapshot;
 
 #[test]
@@ -17,22 +17,7 @@ fn fresh_render_with_embedded_defaults_generates_a_key() {
 
 #[test]
 fn check_passes_for_defaults() {
-    let require = std::env::var("REGBAKE_REQUIRE_TOOLS").as_deref() == Ok("1");
-    for tool in [
-        "ksvalidator",
-        "visudo",
-        "sshd",
-        "shellcheck",
-        "systemd-analyze",
-    ] {
-        require_tool(tool);
-    }
-    let args: &[&str] = if require {
-        &["check", "--require-all"]
-    } else {
-        &["check"]
-    };
-    Test::new().args(args).success();
+    check_all(Test::new());
 }
 
 #[test]

@@ -44,6 +44,21 @@ impl Problems {
         });
     }
 
+    /// A number that must lie in `allowed`.
+    fn range<T>(
+        &mut self,
+        path: &str,
+        value: T,
+        allowed: std::ops::RangeInclusive<T>,
+        expected: &str,
+    ) where
+        T: PartialOrd + std::fmt::Display,
+    {
+        if !allowed.contains(&value) {
+            self.push(path, value.to_string(), expected);
+        }
+    }
+
     fn check(&mut self, ok: bool, path: impl Into<String>, value: &str, expected: &str) {
         if !ok {
             self.push(path, value, expected);
@@ -243,10 +258,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         &c.storage.data_size_gb.to_string(),
         "expected a size in GiB up to 1048576, or 0 to grow the data volume to fill the disk",
     );
-    p.check(
-        (4..=1 << 20).contains(&c.storage.root_size_gb),
+    p.range(
         "storage.root_size_gb",
-        &c.storage.root_size_gb.to_string(),
+        c.storage.root_size_gb,
+        4..=1 << 20,
         "expected a size in GiB from 4 (CentOS 7 minimal plus docker) to 1048576",
     );
     p.check(
@@ -284,10 +299,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             "expected a DNS name or an IP address",
         );
     }
-    p.check(
-        (1..=3650).contains(&c.registry.tls.days),
+    p.range(
         "registry.tls.days",
-        &c.registry.tls.days.to_string(),
+        c.registry.tls.days,
+        1..=3650,
         "expected a number of days from 1 to 3650",
     );
 
@@ -310,18 +325,13 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         &c.vagrant.box_version,
         "expected a version of dot-separated numbers like 1.0.0",
     );
-    p.check(
-        (512..=1 << 20).contains(&c.vagrant.memory),
+    p.range(
         "vagrant.memory",
-        &c.vagrant.memory.to_string(),
+        c.vagrant.memory,
+        512..=1 << 20,
         "expected memory in MiB from 512 to 1048576",
     );
-    p.check(
-        (1..=256).contains(&c.vagrant.cpus),
-        "vagrant.cpus",
-        &c.vagrant.cpus.to_string(),
-        "expected 1 to 256",
-    );
+    p.range("vagrant.cpus", c.vagrant.cpus, 1..=256, "expected 1 to 256");
     p.check(
         c.vagrant.host_port <= 65535,
         "vagrant.host_port",
@@ -355,24 +365,19 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
     // Whether the kickstart's volumes fit is checked for `regbake packer`
     // only (render/packer.rs): it does not concern a bare-metal install.
-    p.check(
-        (1..=1 << 24).contains(&c.packer.disk_size_mb),
+    p.range(
         "packer.disk_size_mb",
-        &c.packer.disk_size_mb.to_string(),
+        c.packer.disk_size_mb,
+        1..=1 << 24,
         "expected a size in MiB from 1 to 16777216",
     );
-    p.check(
-        (1024..=1 << 20).contains(&c.packer.memory),
+    p.range(
         "packer.memory",
-        &c.packer.memory.to_string(),
+        c.packer.memory,
+        1024..=1 << 20,
         "expected memory in MiB from 1024 (the CentOS 7 installer's minimum) to 1048576",
     );
-    p.check(
-        (1..=256).contains(&c.packer.cpus),
-        "packer.cpus",
-        &c.packer.cpus.to_string(),
-        "expected 1 to 256",
-    );
+    p.range("packer.cpus", c.packer.cpus, 1..=256, "expected 1 to 256");
     p.check(
         ["kvm", "tcg", "hvf", "whpx", "none"].contains(&c.packer.accelerator.as_str()),
         "packer.accelerator",

@@ -735,15 +735,8 @@ fn typed_value(key: &str, v: &str) -> Result<Override, String> {
     })
 }
 
-/// `52:54:00:12:34:56` or `52-54-00-12-34-56`, any case → lowercase with colons.
-pub fn parse_mac(s: &str) -> Option<String> {
-    let parts: Vec<&str> = s.split([':', '-']).collect();
-    let ok = parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
-    ok.then(|| parts.join(":").to_ascii_lowercase())
-}
+/// Shared with the config's `network.device` check.
+pub use crate::config::parse_mac;
 
 fn parent_map(groups: &BTreeMap<String, Group>) -> HashMap<&str, Vec<&str>> {
     let mut parents: HashMap<&str, Vec<&str>> = HashMap::new();

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use validate::{check_ssh_public_key, is_box_name, is_version};
-pub use validate::{validate, Problem};
+pub use validate::{parse_mac, validate, Problem};
 
 /// The commented default config: what `regbake init` writes and what is used
 /// when no config file exists.

@@ -728,12 +728,19 @@ fn is_timezone(s: &str) -> bool {
         })
 }
 
-fn is_mac(s: &str) -> bool {
-    let parts: Vec<&str> = s.split(':').collect();
-    parts.len() == 6
+/// A MAC address as `aa:bb:…` or `aa-bb-…`, normalised to lowercase with colons.
+pub fn parse_mac(s: &str) -> Option<String> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    let ok = parts.len() == 6
         && parts
             .iter()
-            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    ok.then(|| parts.join(":").to_ascii_lowercase())
+}
+
+/// Anaconda's `network --device` takes a MAC in the colon form only.
+fn is_mac(s: &str) -> bool {
+    !s.contains('-') && parse_mac(s).is_some()
 }
 
 fn is_ifname(s: &str) -> bool {

@@ -4,7 +4,7 @@
 //! again when the registry allows it. One line per step with its timing.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::io::{Chain, Cursor, Read, Repeat, Take, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -191,6 +191,8 @@ fn probe(opts: &ProbeOptions, report: &mut Report) -> Result<()> {
         })?;
     }
     // The big download runs beside the small steps instead of after them.
+    // The manifest delete is among them: a blob stays fetchable by digest
+    // when the manifest naming it goes, and its line still prints last.
     std::thread::scope(|scope| -> Result<()> {
         let pull_layer = scope.spawn(|| {
             timed(|| {
@@ -199,19 +201,24 @@ fn probe(opts: &ProbeOptions, report: &mut Report) -> Result<()> {
             })
         });
         let small = small_steps(&client, report, opts, &image, &with_hint);
+        let deleted = small.as_ref().ok().map(|()| {
+            timed(|| {
+                if opts.keep {
+                    return Ok(((), Done::Skipped(format!("kept {repo}:{}", opts.tag))));
+                }
+                Ok(((), client.delete_manifest(repo, &image.manifest)?))
+            })
+        });
         let (ms, pulled) = pull_layer
             .join()
             .map_err(|_| anyhow!("the layer download panicked"))?;
         small?;
-        report.record("pull layer", ms, pulled)
-    })?;
-    report.step("delete manifest", || {
-        if opts.keep {
-            return Ok(((), Done::Skipped(format!("kept {repo}:{}", opts.tag))));
+        report.record("pull layer", ms, pulled)?;
+        if let Some((ms, deleted)) = deleted {
+            report.record("delete manifest", ms, deleted)?;
         }
-        Ok(((), client.delete_manifest(repo, &image.manifest)?))
-    })?;
-    Ok(())
+        Ok(())
+    })
 }
 
 fn small_steps(
@@ -307,32 +314,79 @@ pub fn layer_tar_size(content_size: u64) -> u64 {
     512 + content_size.div_ceil(512) * 512 + 1024
 }
 
-/// Write the probe layer (one file of `content_size` deterministic bytes in
-/// a tar) to `sink` in one pass, hashing as it goes. Same size in, same
-/// bytes out.
-pub fn write_layer<W: Write>(content_size: u64, sink: W) -> Result<(Layer, W)> {
-    let mut tar = tar::Builder::new(HashWriter::new(sink));
-    let mut header = tar::Header::new_ustar();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_size(content_size);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
-    let content = Pattern {
-        pos: 0,
-        size: content_size,
-    };
-    tar.append_data(&mut header, "regbake-probe/data", content)
-        .context("writing the layer tar")?;
-    let tar = tar.into_inner().context("finishing the layer tar")?;
-    let digest = format!("sha256:{}", hex::encode(tar.hasher.finalize()));
-    let layer = Layer {
-        diff_id: digest.clone(),
-        digest,
-        size: tar.len,
-    };
-    Ok((layer, tar.inner))
+/// The probe layer as a byte stream: one file of `content_size`
+/// deterministic bytes in a tar (header, content, padding, end blocks),
+/// generated as it is read and hashed on the way. The layer is never held,
+/// and the upload needs no second thread: on a small machine the registry
+/// keeps a core to itself. Same size in, same bytes out.
+pub struct LayerStream {
+    bytes: Chain<Chain<Cursor<[u8; 512]>, Pattern>, Take<Repeat>>,
+    hasher: Sha256,
+    len: u64,
+    size: u64,
+}
+
+impl LayerStream {
+    pub fn new(content_size: u64) -> Result<Self> {
+        let mut header = tar::Header::new_ustar();
+        header
+            .set_path("regbake-probe/data")
+            .context("the layer's tar header")?;
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(content_size);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_cksum();
+        let size = layer_tar_size(content_size);
+        let content = Pattern {
+            pos: 0,
+            size: content_size,
+        };
+        let bytes = Cursor::new(*header.as_bytes())
+            .chain(content)
+            .chain(std::io::repeat(0).take(size - 512 - content_size));
+        Ok(Self {
+            bytes,
+            hasher: Sha256::new(),
+            len: 0,
+            size,
+        })
+    }
+
+    /// The layer's digest and size, once it has been read to the end.
+    pub fn finish(self) -> Result<Layer> {
+        if self.len != self.size {
+            bail!(
+                "the layer stream stopped after {} of {} bytes",
+                self.len,
+                self.size
+            );
+        }
+        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        Ok(Layer {
+            diff_id: digest.clone(),
+            digest,
+            size: self.len,
+        })
+    }
+}
+
+impl Read for LayerStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.bytes.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// Write the probe layer to `sink` in one pass.
+pub fn write_layer<W: Write>(content_size: u64, mut sink: W) -> Result<(Layer, W)> {
+    let mut layer = LayerStream::new(content_size)?;
+    std::io::copy(&mut layer, &mut sink).context("writing the layer")?;
+    Ok((layer.finish()?, sink))
 }
 
 /// The probe image: the streamed layer's facts, its OCI config and manifest.
@@ -416,7 +470,7 @@ impl Image {
 
 /// Deterministic incompressible bytes: word `i` is splitmix64(i), so the
 /// content does not depend on how the reader is called.
-struct Pattern {
+pub struct Pattern {
     pos: u64,
     size: u64,
 }
@@ -428,112 +482,38 @@ fn splitmix64(i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+impl Pattern {
+    fn word(&self, index: u64) -> [u8; 8] {
+        splitmix64(index).to_le_bytes()
+    }
+}
+
 impl Read for Pattern {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let left = usize::try_from(self.size - self.pos).unwrap_or(usize::MAX);
         let n = buf.len().min(left);
-        let mut k = 0;
-        while k < n {
-            let p = self.pos + k as u64;
-            let word = splitmix64(p / 8).to_le_bytes();
-            let off = (p % 8) as usize;
-            let take = (8 - off).min(n - k);
-            buf[k..k + take].copy_from_slice(&word[off..off + take]);
-            k += take;
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-/// Hashes and counts what passes through.
-struct HashWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    len: u64,
-}
-
-impl<W> HashWriter<W> {
-    fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            len: 0,
-        }
-    }
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// The writing end of the generator → HTTP body stream: fills chunks and
-/// hands them over a bounded channel, so at most a few chunks are in flight.
-struct ChunkWriter {
-    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
-    chunk: Vec<u8>,
-}
-
-const CHUNK: usize = 256 * 1024;
-
-impl ChunkWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
-        self.tx
-            .send(full)
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
-    }
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let take = (CHUNK - self.chunk.len()).min(buf.len());
-        self.chunk.extend_from_slice(&buf[..take]);
-        if self.chunk.len() == CHUNK {
-            self.send()?;
-        }
-        Ok(take)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.chunk.is_empty() {
-            Ok(())
-        } else {
-            self.send()
-        }
-    }
-}
-
-/// The reading end: the HTTP request body. Ends when the writer is gone.
-struct ChunkReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    chunk: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(chunk) => {
-                    self.chunk = chunk;
-                    self.pos = 0;
+        let mut out = &mut buf[..n];
+        let mut pos = self.pos;
+        // A partial word first, then whole words, then a partial word.
+        while !out.is_empty() {
+            let off = (pos % 8) as usize;
+            if off == 0 && out.len() >= 8 {
+                let words = out.len() / 8;
+                let (whole, rest) = out.split_at_mut(words * 8);
+                for (i, w) in whole.chunks_exact_mut(8).enumerate() {
+                    w.copy_from_slice(&self.word(pos / 8 + i as u64));
                 }
-                Err(_) => return Ok(0),
+                pos += whole.len() as u64;
+                out = rest;
+                continue;
             }
+            let take = (8 - off).min(out.len());
+            let (part, rest) = out.split_at_mut(take);
+            part.copy_from_slice(&self.word(pos / 8)[off..off + take]);
+            pos += take as u64;
+            out = rest;
         }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
+        self.pos = pos;
         Ok(n)
     }
 }
@@ -731,42 +711,22 @@ impl Client {
         ))
     }
 
-    /// The layer, generated on a second thread and streamed in one PATCH
-    /// while the registry stores it; the digest is known at the end, so the
-    /// closing PUT carries it with an empty body.
+    /// The layer, generated while it streams in one PATCH; the digest is
+    /// known at the end, so the closing PUT carries it with an empty body.
     fn push_layer(&self, repo: &str, content_size: u64) -> Result<(Layer, String)> {
         let upload = self.start_upload(repo)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        let generator = std::thread::spawn(move || -> Result<Layer> {
-            let sink = ChunkWriter {
-                tx,
-                chunk: Vec::with_capacity(CHUNK),
-            };
-            let (layer, mut sink) = write_layer(content_size, sink)?;
-            sink.flush().context("streaming the layer")?;
-            Ok(layer)
-        });
-        let body = ChunkReader {
-            rx,
-            chunk: vec![],
-            pos: 0,
-        };
-        let sent = self
+        let mut body = LayerStream::new(content_size)?;
+        let mut resp = self
             .authed(self.agent.patch(upload.as_str()))
             .header("Content-Type", "application/octet-stream")
             // Known up front: a plain body instead of chunked encoding.
             .header("Content-Length", layer_tar_size(content_size).to_string())
-            .send(ureq::SendBody::from_owned_reader(body));
-        // The generator stops with BrokenPipe when the request gives up, so
-        // this join does not hang; the HTTP error is the one worth showing.
-        let generated = generator
-            .join()
-            .map_err(|_| anyhow!("the layer generator panicked"))?;
-        let mut resp = sent.map_err(|e| transport(e, &upload))?;
-        let layer = generated?;
+            .send(ureq::SendBody::from_reader(&mut body))
+            .map_err(|e| transport(e, &upload))?;
         if resp.status().as_u16() != 202 {
             return Err(unexpected(&mut resp, &upload).context("streaming the layer (PATCH)"));
         }
+        let layer = body.finish()?;
         let upload = upload_location(&resp, &upload)?;
         drain(&mut resp);
         self.finish_upload(repo, &upload, &layer.digest, layer.size, &[])?;
@@ -1138,45 +1098,35 @@ mod tests {
     }
 
     #[test]
-    fn chunk_stream_carries_the_layer_unchanged() {
-        let (tx, rx) = std::sync::mpsc::sync_channel(2);
-        let producer = std::thread::spawn(move || {
-            let sink = ChunkWriter {
-                tx,
-                chunk: Vec::with_capacity(CHUNK),
-            };
-            let (layer, mut sink) = write_layer(3 * CHUNK as u64 + 17, sink).unwrap();
-            sink.flush().unwrap();
-            layer
-        });
-        let mut streamed = vec![];
-        ChunkReader {
-            rx,
-            chunk: vec![],
-            pos: 0,
-        }
-        .read_to_end(&mut streamed)
-        .unwrap();
-        let layer = producer.join().unwrap();
-        assert_eq!(layer.digest, sha256_digest(&streamed));
-        assert_eq!(streamed, self::layer(3 * CHUNK as u64 + 17).1);
+    fn layer_stream_reports_a_short_read() {
+        let mut stream = LayerStream::new(10_000).unwrap();
+        let mut buf = [0u8; 4096];
+        stream.read_exact(&mut buf).unwrap();
+        let err = stream.finish().unwrap_err().to_string();
+        assert!(err.contains("after 4096 of 11776 bytes"), "{err}");
     }
 
     #[test]
     fn pattern_does_not_depend_on_read_sizes() {
         let mut one = vec![];
-        Pattern { pos: 0, size: 100 }.read_to_end(&mut one).unwrap();
-        let mut p = Pattern { pos: 0, size: 100 };
-        let mut two = vec![];
-        let mut buf = [0u8; 3];
-        loop {
-            let n = p.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
+        Pattern { pos: 0, size: 1000 }
+            .read_to_end(&mut one)
+            .unwrap();
+        assert_eq!(&one[..8], &splitmix64(0).to_le_bytes());
+        assert_eq!(&one[992..], &splitmix64(124).to_le_bytes());
+        for piece in [1, 3, 8, 13, 64, 999] {
+            let mut p = Pattern { pos: 0, size: 1000 };
+            let mut two = vec![];
+            let mut buf = vec![0u8; piece];
+            loop {
+                let n = p.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                two.extend_from_slice(&buf[..n]);
             }
-            two.extend_from_slice(&buf[..n]);
+            assert_eq!(one, two, "reads of {piece} bytes");
         }
-        assert_eq!(one, two);
     }
 
     #[test]

@@ -196,7 +196,7 @@ fn probe(opts: &ProbeOptions, report: &mut Report) -> Result<()> {
     std::thread::scope(|scope| -> Result<()> {
         let pull_layer = scope.spawn(|| {
             timed(|| {
-                let m = client.pull_blob(repo, "layer", &image.layer.digest, image.layer.size)?;
+                let m = client.pull_layer(repo, &image.layer, opts.layer_size)?;
                 Ok(((), Done::Passed(m)))
             })
         });
@@ -314,13 +314,39 @@ pub fn layer_tar_size(content_size: u64) -> u64 {
     512 + content_size.div_ceil(512) * 512 + 1024
 }
 
+type LayerBytes = Chain<Chain<Cursor<[u8; 512]>, Pattern>, Take<Repeat>>;
+
+/// The probe layer's bytes: a tar header, the content, the padding and the
+/// two end blocks.
+fn layer_bytes(content_size: u64) -> Result<LayerBytes> {
+    let mut header = tar::Header::new_ustar();
+    header
+        .set_path("regbake-probe/data")
+        .context("the layer's tar header")?;
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(content_size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_cksum();
+    let content = Pattern {
+        pos: 0,
+        size: content_size,
+    };
+    let padding = layer_tar_size(content_size) - 512 - content_size;
+    Ok(Cursor::new(*header.as_bytes())
+        .chain(content)
+        .chain(std::io::repeat(0).take(padding)))
+}
+
 /// The probe layer as a byte stream: one file of `content_size`
 /// deterministic bytes in a tar (header, content, padding, end blocks),
 /// generated as it is read and hashed on the way. The layer is never held,
 /// and the upload needs no second thread: on a small machine the registry
 /// keeps a core to itself. Same size in, same bytes out.
 pub struct LayerStream {
-    bytes: Chain<Chain<Cursor<[u8; 512]>, Pattern>, Take<Repeat>>,
+    bytes: LayerBytes,
     hasher: Sha256,
     len: u64,
     size: u64,
@@ -328,30 +354,11 @@ pub struct LayerStream {
 
 impl LayerStream {
     pub fn new(content_size: u64) -> Result<Self> {
-        let mut header = tar::Header::new_ustar();
-        header
-            .set_path("regbake-probe/data")
-            .context("the layer's tar header")?;
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_size(content_size);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_cksum();
-        let size = layer_tar_size(content_size);
-        let content = Pattern {
-            pos: 0,
-            size: content_size,
-        };
-        let bytes = Cursor::new(*header.as_bytes())
-            .chain(content)
-            .chain(std::io::repeat(0).take(size - 512 - content_size));
         Ok(Self {
-            bytes,
+            bytes: layer_bytes(content_size)?,
             hasher: Sha256::new(),
             len: 0,
-            size,
+            size: layer_tar_size(content_size),
         })
     }
 
@@ -468,11 +475,26 @@ impl Image {
     }
 }
 
-/// Deterministic incompressible bytes: word `i` is splitmix64(i), so the
-/// content does not depend on how the reader is called.
+/// Deterministic incompressible bytes, the same however the reader is
+/// called. Word `i` is `table[i % TABLE_WORDS] ^ key(i / TABLE_WORDS)`:
+/// a 1 MiB table of splitmix64 values, each copy of it masked with its own
+/// splitmix64 key, so no 8-byte word repeats within the layer. Generating
+/// it is an xor per word, which keeps it off the probe's critical path.
 pub struct Pattern {
     pos: u64,
     size: u64,
+}
+
+const TABLE_WORDS: usize = 1 << 17;
+
+fn table() -> &'static [u64] {
+    static TABLE: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| (0..TABLE_WORDS as u64).map(splitmix64).collect())
+}
+
+/// The mask of table copy `block`; drawn from indexes the table never uses.
+fn block_key(block: u64) -> u64 {
+    splitmix64((1 << 40) + block)
 }
 
 fn splitmix64(i: u64) -> u64 {
@@ -483,8 +505,25 @@ fn splitmix64(i: u64) -> u64 {
 }
 
 impl Pattern {
-    fn word(&self, index: u64) -> [u8; 8] {
-        splitmix64(index).to_le_bytes()
+    fn word(index: u64) -> [u8; 8] {
+        let slot = (index % TABLE_WORDS as u64) as usize;
+        (table()[slot] ^ block_key(index / TABLE_WORDS as u64)).to_le_bytes()
+    }
+
+    /// Whole words from word `index` on, one table copy (one key) at a time.
+    fn fill_words(mut index: u64, mut out: &mut [u8]) {
+        let table = table();
+        while !out.is_empty() {
+            let slot = (index % TABLE_WORDS as u64) as usize;
+            let key = block_key(index / TABLE_WORDS as u64);
+            let words = (out.len() / 8).min(TABLE_WORDS - slot);
+            let (run, rest) = out.split_at_mut(words * 8);
+            for (w, t) in run.chunks_exact_mut(8).zip(&table[slot..slot + words]) {
+                w.copy_from_slice(&(t ^ key).to_le_bytes());
+            }
+            index += words as u64;
+            out = rest;
+        }
     }
 }
 
@@ -498,18 +537,15 @@ impl Read for Pattern {
         while !out.is_empty() {
             let off = (pos % 8) as usize;
             if off == 0 && out.len() >= 8 {
-                let words = out.len() / 8;
-                let (whole, rest) = out.split_at_mut(words * 8);
-                for (i, w) in whole.chunks_exact_mut(8).enumerate() {
-                    w.copy_from_slice(&self.word(pos / 8 + i as u64));
-                }
+                let (whole, rest) = out.split_at_mut(out.len() / 8 * 8);
+                Self::fill_words(pos / 8, whole);
                 pos += whole.len() as u64;
                 out = rest;
                 continue;
             }
             let take = (8 - off).min(out.len());
             let (part, rest) = out.split_at_mut(take);
-            part.copy_from_slice(&self.word(pos / 8)[off..off + take]);
+            part.copy_from_slice(&Self::word(pos / 8)[off..off + take]);
             pos += take as u64;
             out = rest;
         }
@@ -823,6 +859,66 @@ impl Client {
         Ok(format!("{} ({}) verified", short(&got), human(size)))
     }
 
+    /// Pull the layer back and compare it byte for byte with the layer
+    /// generated again. The pushed bytes were hashed to `layer.digest` on
+    /// the way up, so equal bytes carry exactly that digest: the same proof
+    /// as hashing the download, for a fraction of the CPU on the probe's
+    /// critical path (hashing 64 MiB costs more than receiving it).
+    fn pull_layer(&self, repo: &str, layer: &Layer, content_size: u64) -> Result<String> {
+        let digest = &layer.digest;
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
+        let mut resp = self
+            .authed(self.agent.get(url.as_str()))
+            .call()
+            .map_err(|e| transport(e, &url))?;
+        if resp.status().as_u16() != 200 {
+            return Err(unexpected(&mut resp, &url));
+        }
+        let echoed = header(&resp, DIGEST_HEADER);
+        let mut reader = resp.body_mut().as_reader();
+        let mut pushed = layer_bytes(content_size)?;
+        let mut got = vec![0u8; 256 * 1024];
+        let mut want = vec![0u8; got.len()];
+        let mut offset = 0u64;
+        loop {
+            let n = reader
+                .read(&mut got)
+                .with_context(|| format!("reading GET {url}"))?;
+            if n == 0 {
+                break;
+            }
+            if offset + n as u64 > layer.size {
+                bail!(
+                    "layer digest mismatch: the registry sent more than the {} bytes of {digest}",
+                    layer.size
+                );
+            }
+            pushed
+                .read_exact(&mut want[..n])
+                .context("generating the layer again")?;
+            if got[..n] != want[..n] {
+                let i = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
+                bail!(
+                    "layer digest mismatch: the pulled bytes differ from the pushed {digest} at byte {}",
+                    offset + i as u64
+                );
+            }
+            offset += n as u64;
+        }
+        if offset != layer.size {
+            bail!(
+                "layer digest mismatch: the registry sent {offset} of the {} bytes of {digest}",
+                layer.size
+            );
+        }
+        same_digest(echoed.as_deref(), digest)?;
+        Ok(format!(
+            "{} ({}) verified byte for byte",
+            short(digest),
+            human(layer.size)
+        ))
+    }
+
     fn delete_manifest(&self, repo: &str, manifest: &Blob) -> Result<Done> {
         let url = self.url(&format!("/v2/{repo}/manifests/{}", manifest.digest))?;
         let mut resp = self
@@ -1107,13 +1203,43 @@ mod tests {
     }
 
     #[test]
+    fn pattern_crosses_table_copies() {
+        let edge = TABLE_WORDS as u64 * 8;
+        let mut whole = vec![];
+        Pattern {
+            pos: edge - 13,
+            size: edge + 29,
+        }
+        .read_to_end(&mut whole)
+        .unwrap();
+        let mut pieces = vec![];
+        let mut p = Pattern {
+            pos: edge - 13,
+            size: edge + 29,
+        };
+        let mut buf = [0u8; 5];
+        loop {
+            let n = p.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            pieces.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(whole, pieces);
+        assert_eq!(whole.len(), 42);
+        // Word TABLE_WORDS starts the second copy, under the second key.
+        assert_eq!(whole[13..21], (splitmix64(0) ^ block_key(1)).to_le_bytes());
+        assert_ne!(whole[13..21], (splitmix64(0) ^ block_key(0)).to_le_bytes());
+    }
+
+    #[test]
     fn pattern_does_not_depend_on_read_sizes() {
         let mut one = vec![];
         Pattern { pos: 0, size: 1000 }
             .read_to_end(&mut one)
             .unwrap();
-        assert_eq!(&one[..8], &splitmix64(0).to_le_bytes());
-        assert_eq!(&one[992..], &splitmix64(124).to_le_bytes());
+        assert_eq!(one[..8], (splitmix64(0) ^ block_key(0)).to_le_bytes());
+        assert_eq!(one[992..], (splitmix64(124) ^ block_key(0)).to_le_bytes());
         for piece in [1, 3, 8, 13, 64, 999] {
             let mut p = Pattern { pos: 0, size: 1000 };
             let mut two = vec![];

@@ -214,6 +214,82 @@ fn plain_http_push_deletes_when_enabled_and_skips_when_disabled() {
         .contains("delete disabled, skipped"));
 }
 
+/// A registry that hands back other bytes than it was given fails the
+/// probe at the layer pull, naming the first differing byte. The registry
+/// keeps a blob it already has when the same digest is uploaded again, so a
+/// byte flipped in its storage is what the second probe pulls.
+#[test]
+fn corrupted_layer_fails_the_pull() {
+    if !require_tool("docker-registry") {
+        return;
+    }
+    let reg = Registry::start(&Setup::default());
+    let url = format!("http://{}", reg.addr());
+    let probe = [
+        "probe",
+        &url,
+        "--push",
+        "--layer-size",
+        "100000",
+        "--format",
+        "json",
+    ];
+    let out = Test::new().args(&probe).success();
+    let s = steps(&out.stdout);
+    let pulled = step(&s, "pull layer");
+    assert_eq!(pulled["status"], "passed", "{s:?}");
+    let message = pulled["message"].as_str().unwrap();
+    assert!(message.contains("verified byte for byte"), "{message}");
+
+    // The layer is the biggest blob the registry holds.
+    let blobs = reg
+        ._dir
+        .path()
+        .join("storage/docker/registry/v2/blobs/sha256");
+    let layer = walkdir(&blobs)
+        .into_iter()
+        .filter(|p| p.ends_with("data"))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a layer in the registry's storage");
+    let digest = format!(
+        "sha256:{}",
+        layer
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+    );
+    let mut bytes = std::fs::read(&layer).unwrap();
+    bytes[4321] ^= 0x40;
+    std::fs::write(&layer, &bytes).unwrap();
+
+    let out = Test::new().args(&probe).failure(1);
+    let s = steps(&out.stdout);
+    let pulled = step(&s, "pull layer");
+    assert_eq!(pulled["status"], "failed", "{s:?}");
+    let message = pulled["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "layer digest mismatch: the pulled bytes differ from the pushed {digest} at byte 4321"
+        )),
+        "{message}"
+    );
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut found = vec![];
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walkdir(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
 #[test]
 fn skopeo_reads_back_what_probe_pushed() {
     if !require_tool("docker-registry") || !require_tool("skopeo") {

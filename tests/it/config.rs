@@ -263,3 +263,29 @@ fn hostile_strings_are_rejected_or_inert() {
         }
     }
 }
+
+/// A reader that goes away early (`regbake config | head`) ends regbake the
+/// way it ends other Unix tools, by SIGPIPE, never with a panic.
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::ExitStatusExt;
+
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills both descriptors; each is owned exactly once below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: fds[0] and fds[1] are fresh descriptors from pipe().
+    drop(unsafe { std::fs::File::from_raw_fd(fds[0]) });
+    let write_end = unsafe { std::fs::File::from_raw_fd(fds[1]) };
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::common::BIN)
+        .arg("config")
+        .current_dir(dir.path())
+        .stdout(write_end)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run regbake config");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+}

@@ -384,10 +384,33 @@ fn resolve_vagrant(c: &Config, registry_port: u16) -> Vagrant {
         memory: v.memory,
         cpus: v.cpus,
         host_port: match u16::try_from(v.host_port) {
+            // Binding a port below 1024 on the host needs root, which
+            // neither VirtualBox nor vagrant-libvirt has: 443 → 8443.
+            Ok(0) | Err(_) if registry_port < 1024 => registry_port + 8000,
             Ok(0) | Err(_) => registry_port,
             Ok(p) => p,
         },
         libvirt_domain: format!("{libvirt_prefix}default"),
         libvirt_prefix,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_port(toml: &str, registry_port: u16) -> u16 {
+        let c = crate::config::parse(&format!("version = 1\n{toml}")).expect("config");
+        resolve_vagrant(&c, registry_port).host_port
+    }
+
+    #[test]
+    fn forwarded_host_port_needs_no_root_by_default() {
+        assert_eq!(host_port("", 5000), 5000);
+        assert_eq!(host_port("", 443), 8443);
+        assert_eq!(host_port("", 80), 8080);
+        // Asked for by name: the user may well run Vagrant as root.
+        assert_eq!(host_port("[vagrant]\nhost_port = 443\n", 443), 443);
+        assert_eq!(host_port("[vagrant]\nhost_port = 9000\n", 443), 9000);
     }
 }

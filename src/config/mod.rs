@@ -380,7 +380,8 @@ pub struct VagrantSection {
     pub box_version: String,
     pub memory: u32,
     pub cpus: u32,
-    /// Host port forwarded to the registry port; 0 = the registry port.
+    /// Host port forwarded to the registry port; 0 = the registry port, or
+    /// 8000 plus it when it is below 1024 (no root needed: 443 → 8443).
     pub host_port: u32,
 }
 

@@ -584,6 +584,10 @@ impl Client {
             }
             // Trust only this CA, as a docker client with certs.d/ca.crt does.
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        } else {
+            // The machine's trust store (where an internal CA is installed),
+            // as curl and docker use; SSL_CERT_FILE and SSL_CERT_DIR apply.
+            tls = tls.root_certs(ureq::tls::RootCerts::PlatformVerifier);
         }
         if opts.insecure {
             tls = tls.disable_verification(true);
@@ -1067,8 +1071,9 @@ fn transport(err: ureq::Error, url: &Url) -> anyhow::Error {
         // rustls errors surface either directly or wrapped in an io::Error.
         if text.contains("certificate") || text.contains("Certificate") {
             return anyhow!(
-                "TLS verification of {at} failed ({text}): pass --ca with the registry's CA \
-                 certificate (or --insecure for a throwaway test registry)"
+                "TLS verification of {at} failed ({text}): the system trust store does not \
+                 vouch for it; pass --ca with the registry's CA certificate (or --insecure for \
+                 a throwaway test registry)"
             );
         }
         if text.contains("corrupt message") || text.contains("InvalidContentType") {

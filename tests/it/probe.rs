@@ -390,6 +390,15 @@ fn tls_registry_needs_the_ca_and_https() {
     );
     assert!(out.stdout.contains("FAILED"), "{}", out.stdout);
 
+    // Without --ca the system trust store decides: a CA installed there is
+    // trusted (SSL_CERT_FILE stands in for the distribution's bundle).
+    let out = Test::new()
+        .args(&["probe", &https, "--push"])
+        .env("SSL_CERT_FILE", ca)
+        .env("SSL_CERT_DIR", "/nonexistent")
+        .success();
+    assert!(out.stdout.contains("deleted"), "{}", out.stdout);
+
     // --insecure is explicit and does what it says (self-signed tests only).
     Test::new().args(&["probe", &https, "--insecure"]).success();
     let out = Test::new()

@@ -401,7 +401,7 @@ fn libvirt_bake_packs_the_flattened_disk() {
             "vagrant provision --provision-with regbake-clean",
             "vagrant halt",
             "virsh -c qemu:///system vol-path --pool default registry-bake-default.img",
-            "qemu-img convert -O qcow2 /var/lib/libvirt/images/registry-bake-default.img TMP/out/box/.regbake-registry-disk.qcow2",
+            "qemu-img convert -O qcow2 /var/lib/libvirt/images/registry-bake-default.img TMP/out/box/.regbake-registry-disk.qcow2.partial",
             "vagrant destroy -f",
         ]
     );
@@ -411,7 +411,7 @@ fn libvirt_bake_packs_the_flattened_disk() {
         .is_file());
     assert!(!t
         .path()
-        .join("out/box/.regbake-registry-disk.qcow2")
+        .join("out/box/.regbake-registry-disk.qcow2.partial")
         .exists());
     let catalog = t.read("out/box/regbake-registry.json");
     assert!(catalog.contains("\"libvirt\""), "{catalog}");
@@ -529,7 +529,7 @@ fn a_failure_in_the_libvirt_steps_destroys_the_vm() {
         );
         assert!(!t
             .path()
-            .join("out/box/.regbake-registry-disk.qcow2")
+            .join("out/box/.regbake-registry-disk.qcow2.partial")
             .exists());
     }
 }

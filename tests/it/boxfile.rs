@@ -606,11 +606,11 @@ fn bad_version_names_the_flag() {
 
 /// `out/box/.lock` held from the test with the same flock(2) regbake uses;
 /// released on drop (closing the file).
-struct HeldLock {
+pub struct HeldLock {
     _file: std::fs::File,
 }
 
-fn hold_lock(t: &Test) -> HeldLock {
+pub fn hold_lock(t: &Test) -> HeldLock {
     use std::os::fd::AsRawFd;
     let dir = t.path().join("out/box");
     std::fs::create_dir_all(&dir).expect("mkdir out/box");
@@ -699,7 +699,7 @@ impl Bg {
     }
 }
 
-const WAITING: &str = "waiting for another regbake in";
+pub const WAITING: &str = "waiting for another regbake in";
 
 #[test]
 fn concurrent_packs_of_two_versions_both_reach_the_catalog() {

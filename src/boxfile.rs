@@ -6,9 +6,12 @@
 //! parallel gzip writer into a hidden temp file in `out/box/`, hashed on the
 //! way out, and renamed into place only when complete; the catalog is
 //! rewritten the same way. An interrupted pack leaves no `.box` and the
-//! previous catalog.
+//! previous catalog. Both happen under the box directory's lock
+//! ([`BoxDirLock`]), so concurrent runs never lose a catalog entry and a
+//! temp file left by a killed run is removed by the next one.
 
 mod gz;
+mod lock;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -23,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{self, ConfigError, Problem, Provider};
 
 pub use gz::ParGzWriter;
+pub use lock::BoxDirLock;
 
 /// Which box to pack: its catalog name, version and provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,8 +360,9 @@ impl<R: Read> Read for Exact<R> {
 
 fn write_box(entries: Vec<Entry>, meta: &BoxMeta, out_dir: &Path) -> Result<Packed> {
     meta.check()?;
-    let box_dir = out_dir.join("box");
-    std::fs::create_dir_all(&box_dir).with_context(|| format!("creating {}", box_dir.display()))?;
+    // Re-entrant: callers packing and cataloguing hold it already.
+    let lock = BoxDirLock::acquire(out_dir)?;
+    let box_dir = lock.dir().to_path_buf();
     let dest = box_dir.join(meta.box_file_name());
     // Hidden, and not named *.box, so a killed pack leaves nothing that looks
     // like a box.
@@ -566,8 +571,9 @@ pub fn add_to_catalog_with_checksum(
     out_dir: &Path,
 ) -> Result<PathBuf> {
     meta.check()?;
-    let box_dir = out_dir.join("box");
-    std::fs::create_dir_all(&box_dir).with_context(|| format!("creating {}", box_dir.display()))?;
+    // Read, change, write: two unlocked runs would each drop the other's entry.
+    let lock = BoxDirLock::acquire(out_dir)?;
+    let box_dir = lock.dir().to_path_buf();
     let abs = std::path::absolute(box_path)
         .with_context(|| format!("resolving {}", box_path.display()))?;
     if !abs.is_file() {
@@ -673,7 +679,10 @@ pub fn run_pack(opts: &crate::Options, args: &PackArgs) -> Result<()> {
         );
         return Ok(());
     }
+    // Before the lock, so Ctrl-C also ends a wait for it.
     crate::steps::catch_interrupts();
+    // One lock over the pack and its catalog entry.
+    let _lock = BoxDirLock::acquire(&opts.out)?;
     let started = Instant::now();
     let packed = match &args.source {
         PackSource::Libvirt { disk } => pack_libvirt_box(disk, &meta, &opts.out)?,
@@ -772,7 +781,7 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(out.join("box"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with('.'))
+            .filter(|n| n.starts_with('.') && n != lock::LOCK_FILE)
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }

@@ -234,6 +234,7 @@ pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
                 box_path.display()
             );
         }
+        // Under out/box's lock, so concurrent runs keep each other's entries.
         let catalog = crate::boxfile::add_to_catalog(&box_path, &meta, out)
             .with_context(|| format!("adding {} to the catalog", box_path.display()))?;
         println!("{} (catalog {})", box_path.display(), catalog.display());

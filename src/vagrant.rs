@@ -160,6 +160,13 @@ impl Bake {
         let cmd = self.vagrant(&["provision", "--provision-with", "regbake-clean"]);
         self.steps.run("clean guest", &cmd)?;
 
+        // out/box is shared with other regbake runs: hold its lock from the
+        // first temp file written there until the catalog is updated.
+        let lock = if self.dry_run {
+            None
+        } else {
+            Some(boxfile::BoxDirLock::acquire(&self.out)?)
+        };
         let box_path = match self.meta.provider {
             Provider::Virtualbox => self.package_virtualbox()?,
             Provider::Libvirt => self.package_libvirt(app)?,
@@ -180,6 +187,7 @@ impl Bake {
             eprintln!("    catalog {}", c.display());
             c
         };
+        drop(lock);
 
         if !v.no_import {
             let catalog = catalog.display().to_string();
@@ -258,7 +266,8 @@ impl Bake {
         };
 
         let dir = self.out.join("box");
-        let flat = dir.join(format!(".{}-disk.qcow2", self.meta.file_stem()));
+        // Named *.partial so the next run removes it if this one is killed.
+        let flat = dir.join(format!(".{}-disk.qcow2.partial", self.meta.file_stem()));
         if !self.dry_run {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             remove_if_exists(&flat)?;

@@ -603,3 +603,317 @@ fn bad_version_names_the_flag() {
     let o = t.failure(2);
     assert!(o.stderr.contains("--version"), "{}", o.stderr);
 }
+
+/// `out/box/.lock` held from the test with the same flock(2) regbake uses;
+/// released on drop (closing the file).
+pub struct HeldLock {
+    _file: std::fs::File,
+}
+
+pub fn hold_lock(t: &Test) -> HeldLock {
+    use std::os::fd::AsRawFd;
+    let dir = t.path().join("out/box");
+    std::fs::create_dir_all(&dir).expect("mkdir out/box");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(".lock"))
+        .expect("open lock");
+    // SAFETY: flock(2) on a descriptor we own.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(r, 0, "lock already held");
+    HeldLock { _file: f }
+}
+
+/// A `regbake box pack` running in the background, its stderr collected.
+struct Bg {
+    child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+fn spawn_pack(t: &Test, args: &[&str]) -> Bg {
+    use std::io::Read;
+    let mut child = Command::new(BIN)
+        .args(["box", "pack"])
+        .args(args)
+        .current_dir(t.path())
+        .env("HOME", t.path().join("home"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn regbake");
+    let mut pipe = child.stderr.take().expect("stderr");
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = stderr.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .expect("stderr buffer")
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    Bg {
+        child,
+        stderr,
+        reader,
+    }
+}
+
+impl Bg {
+    fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr buffer").clone()
+    }
+
+    /// Wait until stderr contains `text` (the process must still run).
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.stderr().contains(text) {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                panic!(
+                    "regbake ended ({status}) before saying {text:?}:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "regbake did not say {text:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait for the end: exit code and all of stderr.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().expect("wait");
+        self.reader.join().expect("stderr reader");
+        let stderr = self.stderr.lock().expect("stderr buffer").clone();
+        (status.code(), stderr)
+    }
+}
+
+pub const WAITING: &str = "waiting for another regbake in";
+
+#[test]
+fn concurrent_packs_of_two_versions_both_reach_the_catalog() {
+    if !tools() {
+        return;
+    }
+    let t = Test::new();
+    ok(
+        &t,
+        "qemu-img",
+        &["create", "-f", "qcow2", "disk.qcow2", "1G"],
+    );
+    // Line both runs up behind a held lock so they really run at the same
+    // time, then let them race for it.
+    let held = hold_lock(&t);
+    let mut runs: Vec<Bg> = ["3.0.0", "3.1.0"]
+        .iter()
+        .map(|v| {
+            spawn_pack(
+                &t,
+                &[
+                    "--provider",
+                    "libvirt",
+                    "--disk",
+                    "disk.qcow2",
+                    "--version",
+                    v,
+                ],
+            )
+        })
+        .collect();
+    for r in &mut runs {
+        r.wait_for(WAITING);
+    }
+    drop(held);
+    for r in runs {
+        let (code, stderr) = r.finish();
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(stderr.matches(WAITING).count(), 1, "said once: {stderr}");
+    }
+    assert_eq!(
+        versions(&catalog(&t)),
+        [
+            ("3.0.0".to_string(), vec!["libvirt".to_string()]),
+            ("3.1.0".to_string(), vec!["libvirt".to_string()])
+        ]
+    );
+    for v in ["3.0.0", "3.1.0"] {
+        ok(&t, "vagrant", &["box", "add", "--box-version", v, CATALOG]);
+    }
+    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    assert!(list.contains("regbake/registry (libvirt, 3.0.0)"), "{list}");
+    assert!(list.contains("regbake/registry (libvirt, 3.1.0)"), "{list}");
+
+    // And without a lock to line them up: a virtualbox and a libvirt box of
+    // one version, started together, share one version entry.
+    let t = Test::new().file("box.ovf", &ovf("disk.vmdk"));
+    ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "16M"]);
+    ok(
+        &t,
+        "qemu-img",
+        &["convert", "-O", "vmdk", "disk.raw", "disk.vmdk"],
+    );
+    ok(
+        &t,
+        "qemu-img",
+        &["create", "-f", "qcow2", "disk.qcow2", "1G"],
+    );
+    let a = spawn_pack(&t, &["--provider", "virtualbox", "--ovf", "box.ovf"]);
+    let b = spawn_pack(&t, &["--provider", "libvirt", "--disk", "disk.qcow2"]);
+    for r in [a, b] {
+        let (code, stderr) = r.finish();
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    let mut providers = versions(&catalog(&t));
+    providers[0].1.sort();
+    assert_eq!(
+        providers,
+        [(
+            "1.0.0".to_string(),
+            vec!["libvirt".to_string(), "virtualbox".to_string()]
+        )]
+    );
+    ok(
+        &t,
+        "vagrant",
+        &["box", "add", "--provider", "libvirt", CATALOG],
+    );
+}
+
+#[test]
+fn a_pack_waits_for_the_lock_then_succeeds_and_cleans_up() {
+    if !tools() {
+        return;
+    }
+    let t = Test::new();
+    ok(
+        &t,
+        "qemu-img",
+        &["create", "-f", "qcow2", "disk.qcow2", "1G"],
+    );
+    let held = hold_lock(&t);
+    // As if the lock holder were writing it: it must survive the wait.
+    let partial = t
+        .path()
+        .join("out/box/.regbake-registry-4.0.0-libvirt.box.AbCd12.partial");
+    std::fs::write(&partial, vec![7u8; 3 << 20]).expect("plant partial");
+    let mut run = spawn_pack(
+        &t,
+        &[
+            "--provider",
+            "libvirt",
+            "--disk",
+            "disk.qcow2",
+            "--version",
+            "5.0.0",
+        ],
+    );
+    run.wait_for(WAITING);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        run.child.try_wait().expect("wait").is_none(),
+        "did not wait"
+    );
+    assert!(
+        partial.exists(),
+        "removed a temp file while the lock was held"
+    );
+    assert!(!t.path().join(CATALOG).exists());
+    drop(held);
+    let (code, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stderr.matches(WAITING).count(), 1, "said once: {stderr}");
+    assert!(!partial.exists(), "stale partial kept");
+    assert!(
+        stderr.contains(".regbake-registry-4.0.0-libvirt.box.AbCd12.partial")
+            && stderr.contains("MiB freed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        versions(&catalog(&t)),
+        [("5.0.0".to_string(), vec!["libvirt".to_string()])]
+    );
+    ok(&t, "vagrant", &["box", "add", CATALOG]);
+    // The lock file stays (deleting it could let two runs lock two files).
+    assert!(t.path().join("out/box/.lock").is_file());
+}
+
+#[test]
+fn ctrl_c_ends_a_wait_for_the_lock() {
+    if !require_tool("qemu-img") {
+        return;
+    }
+    let t = Test::new();
+    ok(
+        &t,
+        "qemu-img",
+        &["create", "-f", "qcow2", "disk.qcow2", "1G"],
+    );
+    let _held = hold_lock(&t);
+    let mut run = spawn_pack(&t, &["--provider", "libvirt", "--disk", "disk.qcow2"]);
+    run.wait_for(WAITING);
+    let pid = i32::try_from(run.child.id()).expect("pid");
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let (code, stderr) = run.finish();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(names_in(&t.path().join("out/box")), [".lock"]);
+}
+
+#[test]
+fn the_next_pack_removes_what_a_killed_pack_left() {
+    if !tools() {
+        return;
+    }
+    let mut run = start_big_pack();
+    run.child.kill().expect("kill");
+    run.child.wait().expect("wait");
+    let t = run.t;
+    let box_dir = t.path().join("out/box");
+    let left: Vec<String> = names_in(&box_dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    let o = pack(
+        &t,
+        &[
+            "--provider",
+            "libvirt",
+            "--disk",
+            "small.qcow2",
+            "--version",
+            "1.2.0",
+        ],
+    );
+    assert!(o.stderr.contains(&left[0]), "{}", o.stderr);
+    assert!(o.stderr.contains("freed"), "{}", o.stderr);
+    assert!(
+        names_in(&box_dir).iter().all(|n| !n.ends_with(".partial")),
+        "{:?}",
+        names_in(&box_dir)
+    );
+    assert_eq!(
+        versions(&catalog(&t)),
+        [
+            ("1.0.0".to_string(), vec!["libvirt".to_string()]),
+            ("1.2.0".to_string(), vec!["libvirt".to_string()])
+        ]
+    );
+    ok(
+        &t,
+        "vagrant",
+        &["box", "add", "--box-version", "1.2.0", CATALOG],
+    );
+}

@@ -401,7 +401,7 @@ fn libvirt_bake_packs_the_flattened_disk() {
             "vagrant provision --provision-with regbake-clean",
             "vagrant halt",
             "virsh -c qemu:///system vol-path --pool default registry-bake-default.img",
-            "qemu-img convert -O qcow2 /var/lib/libvirt/images/registry-bake-default.img TMP/out/box/.regbake-registry-disk.qcow2",
+            "qemu-img convert -O qcow2 /var/lib/libvirt/images/registry-bake-default.img TMP/out/box/.regbake-registry-disk.qcow2.partial",
             "vagrant destroy -f",
         ]
     );
@@ -411,7 +411,7 @@ fn libvirt_bake_packs_the_flattened_disk() {
         .is_file());
     assert!(!t
         .path()
-        .join("out/box/.regbake-registry-disk.qcow2")
+        .join("out/box/.regbake-registry-disk.qcow2.partial")
         .exists());
     let catalog = t.read("out/box/regbake-registry.json");
     assert!(catalog.contains("\"libvirt\""), "{catalog}");
@@ -529,7 +529,7 @@ fn a_failure_in_the_libvirt_steps_destroys_the_vm() {
         );
         assert!(!t
             .path()
-            .join("out/box/.regbake-registry-disk.qcow2")
+            .join("out/box/.regbake-registry-disk.qcow2.partial")
             .exists());
     }
 }
@@ -640,4 +640,96 @@ fn a_kept_vm_is_destroyed_before_the_next_bake() {
         .path()
         .join("out/logs/01-destroy-previous-build-vm.log")
         .is_file());
+}
+
+/// `regbake vagrant` with `out/box` locked by another run (the test): runs
+/// up to packaging, waits there with one message, and goes on once the lock
+/// is free, or cleans up on Ctrl-C.
+fn bake_behind_a_held_lock(ctrl_c: bool) -> (Test, i32, String) {
+    use crate::boxfile::{hold_lock, WAITING};
+    let t = stubbed("virtualbox");
+    let root = t.path().to_path_buf();
+    let held = hold_lock(&t);
+    let stderr_path = root.join("stderr.log");
+    let mut child = Command::new(crate::common::BIN)
+        .args(["vagrant", "--no-import"])
+        .current_dir(&root)
+        .env("HOME", root.join("home"))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                root.join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("STUB_DIR", &root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr.log"))
+        .spawn()
+        .expect("spawn regbake");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&stderr_path)
+        .unwrap_or_default()
+        .contains(WAITING)
+    {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "ended before waiting: {}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+        assert!(std::time::Instant::now() < deadline, "never waited");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Nothing written to out/box while another run holds it.
+    assert_eq!(
+        calls(&t).last().map(String::as_str),
+        Some("vagrant provision --provision-with regbake-clean")
+    );
+    if ctrl_c {
+        let pid = i32::try_from(child.id()).expect("pid");
+        // SAFETY: plain kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    } else {
+        drop(held);
+    }
+    let status = child.wait().expect("wait");
+    let stderr = std::fs::read_to_string(&stderr_path).expect("stderr.log");
+    assert_eq!(stderr.matches(WAITING).count(), 1, "said once: {stderr}");
+    (t, status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn bake_waits_for_the_box_dir_lock() {
+    let (t, code, stderr) = bake_behind_a_held_lock(false);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        calls(&t),
+        [
+            "vagrant up --provider virtualbox",
+            "vagrant ssh -c CURL",
+            "vagrant provision --provision-with regbake-clean",
+            "vagrant package --output TMP/out/box/.regbake-registry-1.0.0-virtualbox.box.partial",
+            "vagrant destroy -f",
+        ]
+    );
+    let catalog = t.read("out/box/regbake-registry.json");
+    assert!(catalog.contains("\"virtualbox\""), "{catalog}");
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_the_lock_destroys_the_vm() {
+    let (t, code, stderr) = bake_behind_a_held_lock(true);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(
+        calls(&t),
+        [
+            "vagrant up --provider virtualbox",
+            "vagrant ssh -c CURL",
+            "vagrant provision --provision-with regbake-clean",
+            "vagrant destroy -f",
+        ]
+    );
+    assert!(!t.path().join("out/box/regbake-registry.json").exists());
 }

@@ -25,7 +25,7 @@ build {
 
   # box/Vagrantfile makes a plain `vagrant up` log in as the admin user with its key.
   post-processor "vagrant" {
-    output               = "${path.root}/../box/regbake-registry-1.0.0-{{.Provider}}.box"
+    output               = "${path.root}/../box/.regbake-registry-1.0.0-{{.Provider}}.box.partial"
     compression_level    = 6
     vagrantfile_template = "${path.root}/box/Vagrantfile"
   }

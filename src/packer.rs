@@ -203,6 +203,14 @@ pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
             .arg(format!("-only={only}"))
             .arg("packer"),
     )?;
+    // out/box's lock for the whole build: Packer writes the box there (under
+    // a hidden .partial name), and a fresh lock would remove that file as
+    // left over by a dead run.
+    let _box_dir = if opts.dry_run {
+        None
+    } else {
+        Some(crate::boxfile::BoxDirLock::acquire(out)?)
+    };
     let mut progress = Progress::default();
     // -force: each builder's output directory is Packer's own, replaced per build.
     steps.run_with(
@@ -228,12 +236,17 @@ pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
             },
         };
         let box_path = out.join("box").join(meta.box_file_name());
-        if !box_path.is_file() {
+        let built = out
+            .join("box")
+            .join(render::packer::partial_box_file(&meta.box_file_name()));
+        if !built.is_file() {
             bail!(
                 "packer build finished but {} is missing (see out/logs/)",
-                box_path.display()
+                built.display()
             );
         }
+        std::fs::rename(&built, &box_path)
+            .with_context(|| format!("moving {} into place", built.display()))?;
         // Under out/box's lock, so concurrent runs keep each other's entries.
         let catalog = crate::boxfile::add_to_catalog(&box_path, &meta, out)
             .with_context(|| format!("adding {} to the catalog", box_path.display()))?;

@@ -31,8 +31,11 @@ pub struct Settings {
     pub compression_level: u32,
     pub ssh_timeout: String,
     pub required_plugins: RequiredPlugins,
-    /// `BOXNAME-VERSION-{{.Provider}}.box` (`/` in the box name becomes `-`);
-    /// the post-processor fills in the provider.
+    /// `.BOXNAME-VERSION-{{.Provider}}.box.partial` (`/` in the box name
+    /// becomes `-`); the post-processor fills in the provider. A hidden temp
+    /// name: regbake renames it into place under out/box's lock once the
+    /// build succeeded, so a killed build leaves only a `.partial`, which
+    /// the next run removes.
     pub box_file: String,
     pub box_name: String,
     pub box_version: String,
@@ -104,11 +107,11 @@ impl Settings {
             ssh_timeout: p.ssh_timeout.clone(),
             required_plugins: p.required_plugins,
             // The same name as crate::boxfile::BoxMeta::box_file_name.
-            box_file: box_file(
+            box_file: partial_box_file(&box_file(
                 &c.vagrant.box_name.replace('/', "-"),
                 &c.vagrant.box_version,
                 "{{.Provider}}",
-            ),
+            )),
             box_name: c.vagrant.box_name.clone(),
             box_version: c.vagrant.box_version.clone(),
             qemu_disk_interface: qemu_disk_interface.into(),
@@ -129,6 +132,11 @@ impl Settings {
 /// The box file name for a provider (`libvirt`, `virtualbox`).
 pub fn box_file(name: &str, version: &str, provider: &str) -> String {
     format!("{name}-{version}-{provider}.box")
+}
+
+/// The hidden name Packer writes box `file` under until regbake moves it.
+pub fn partial_box_file(file: &str) -> String {
+    format!(".{file}.partial")
 }
 
 /// The Vagrant provider of the box a builder makes.

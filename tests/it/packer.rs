@@ -131,7 +131,7 @@ compression_level = 9
     );
     assert!(vars.contains("default     = \"tcg\""), "{vars}");
     assert!(t.read("out/packer/build.pkr.hcl").contains(
-        "output               = \"${path.root}/../box/regbake-registry-1.0.0-{{.Provider}}.box\""
+        "output               = \"${path.root}/../box/.regbake-registry-1.0.0-{{.Provider}}.box.partial\""
     ));
     if require_tool("ksvalidator") {
         let out = Command::new("ksvalidator")
@@ -311,7 +311,7 @@ case "$1" in
   build)
     cat "$here/../build.log"
     mkdir -p box
-    printf 'not really a box\n' > box/regbake-registry-1.0.0-libvirt.box
+    printf 'not really a box\n' > box/.regbake-registry-1.0.0-libvirt.box.partial
     ;;
 esac
 exit 0
@@ -389,6 +389,12 @@ fn build_shows_phases_catalogs_and_imports_the_box() {
     assert!(t
         .read(&format!("out/logs/{build_log}"))
         .contains("Waiting for SSH to become available"));
+    // Packer wrote the box under a hidden temp name; it was moved into place.
+    let boxes = t.path().join("out/box");
+    assert!(boxes.join("regbake-registry-1.0.0-libvirt.box").is_file());
+    assert!(!boxes
+        .join(".regbake-registry-1.0.0-libvirt.box.partial")
+        .exists());
     // The catalog holds the box with its sha256.
     let catalog: serde_json::Value =
         serde_json::from_str(&t.read("out/box/regbake-registry.json")).expect("catalog json");

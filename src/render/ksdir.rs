@@ -77,6 +77,15 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
     Ok(m)
 }
 
+/// Every file name the manifest in `dir` records, or `None` without one
+/// (output of a regbake before the manifest).
+pub fn recorded(dir: &Path) -> Result<Option<BTreeSet<String>>> {
+    if !dir.join(MANIFEST).is_file() {
+        return Ok(None);
+    }
+    Ok(Some(read_manifest(dir)?.into_values().flatten().collect()))
+}
+
 fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
     let mut text = String::from(
         "# Files regbake wrote here, by the run that owns them. A run removes its own\n\

@@ -72,7 +72,8 @@ pub fn run(opts: &Options, ko: &KickstartOptions) -> Result<()> {
             let (config, _) = config::load(opts.config.as_deref())?;
             let inv = Inventory::load(path)?;
             let (tree, kickstarts) = render_fleet(&config, &inv, &opts.out, ko.oemdrv)?;
-            render::write(&tree, &opts.out).context("writing the output")?;
+            render::write_as(&tree, &opts.out, render::ksdir::Owner::Inventory)
+                .context("writing the output")?;
             println!(
                 "rendered {} kickstarts{} from {} into {} in {} ms",
                 kickstarts.len(),

@@ -3,6 +3,7 @@
 
 pub mod escape;
 pub mod kickstart;
+pub mod ksdir;
 pub mod overlay;
 pub mod packer;
 pub mod vagrant;
@@ -254,7 +255,7 @@ pub(crate) fn state_files(app: &Appliance, tree: &mut Tree) {
 
 /// Replace one file atomically (temp file beside it, then rename); its
 /// directory is created with `dir_mode` when missing.
-fn write_file(path: &Path, e: &Entry, dir_mode: u32) -> Result<()> {
+pub(crate) fn write_file(path: &Path, e: &Entry, dir_mode: u32) -> Result<()> {
     let dir = path.parent().context("file path has a parent")?;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -298,11 +299,18 @@ fn write_staged(path: &Path, e: &Entry) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Write the tree into `out` as the single-appliance render (see [`write_as`]).
+pub fn write(tree: &Tree, out: &Path) -> Result<()> {
+    write_as(tree, out, ksdir::Owner::Single)
+}
+
 /// Write the tree into `out`: rendered families are staged in a temp dir
 /// beside `out` and each moved into place with a rename, so a failed run
 /// leaves the previous output; state files are replaced one by one and never
-/// deleted; anything else in `out` (boxes, logs) is left alone.
-pub fn write(tree: &Tree, out: &Path) -> Result<()> {
+/// deleted; `kickstart/`, which two commands share, is written file by file
+/// as `owner`'s set (see [`ksdir`]); anything else in `out` (boxes, logs) is
+/// left alone.
+pub fn write_as(tree: &Tree, out: &Path, owner: ksdir::Owner) -> Result<()> {
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -314,7 +322,7 @@ pub fn write(tree: &Tree, out: &Path) -> Result<()> {
         .with_context(|| format!("creating a staging dir in {}", parent.display()))?;
     for (rel, e) in &tree.files {
         let top = rel.split('/').next().unwrap_or(rel);
-        if STATE_DIRS.contains(&top) {
+        if STATE_DIRS.contains(&top) || top == ksdir::DIR {
             continue;
         }
         write_staged(&staging.path().join(rel), e)?;
@@ -343,12 +351,22 @@ pub fn write(tree: &Tree, out: &Path) -> Result<()> {
             write_file(&path, e, 0o700)?;
         }
     }
+    let prefix = format!("{}/", ksdir::DIR);
+    let shared: BTreeMap<String, Entry> = tree
+        .files
+        .iter()
+        .filter_map(|(rel, e)| Some((rel.strip_prefix(&prefix)?.to_string(), e.clone())))
+        .collect();
+    if !shared.is_empty() {
+        ksdir::write(&out.join(ksdir::DIR), &shared, owner)
+            .with_context(|| format!("writing {}", out.join(ksdir::DIR).display()))?;
+    }
     let trash = tempfile::Builder::new()
         .prefix(".regbake-old-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
     for top in tree.top_level() {
-        if STATE_DIRS.contains(&top) {
+        if STATE_DIRS.contains(&top) || top == ksdir::DIR {
             continue;
         }
         let dest = out.join(top);

@@ -6,6 +6,7 @@ mod common;
 mod config;
 mod fleet;
 mod golden;
+mod ksdir;
 mod packer;
 mod packer_box;
 mod probe;

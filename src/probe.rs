@@ -832,8 +832,8 @@ impl Client {
         Ok(format!("{} verified", short(&got)))
     }
 
-    /// Stream the blob through sha256: nothing is kept.
-    fn pull_blob(&self, repo: &str, name: &str, digest: &str, size: u64) -> Result<String> {
+    /// GET /v2/<repo>/blobs/<digest>, which must answer 200.
+    fn get_blob(&self, repo: &str, digest: &str) -> Result<(Url, Response<Body>)> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
         let mut resp = self
             .authed(self.agent.get(url.as_str()))
@@ -842,6 +842,12 @@ impl Client {
         if resp.status().as_u16() != 200 {
             return Err(unexpected(&mut resp, &url));
         }
+        Ok((url, resp))
+    }
+
+    /// Stream the blob through sha256: nothing is kept.
+    fn pull_blob(&self, repo: &str, name: &str, digest: &str, size: u64) -> Result<String> {
+        let (url, mut resp) = self.get_blob(repo, digest)?;
         let mut reader = resp.body_mut().as_reader();
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
@@ -870,14 +876,7 @@ impl Client {
     /// critical path (hashing 64 MiB costs more than receiving it).
     fn pull_layer(&self, repo: &str, layer: &Layer, content_size: u64) -> Result<String> {
         let digest = &layer.digest;
-        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
-        let mut resp = self
-            .authed(self.agent.get(url.as_str()))
-            .call()
-            .map_err(|e| transport(e, &url))?;
-        if resp.status().as_u16() != 200 {
-            return Err(unexpected(&mut resp, &url));
-        }
+        let (url, mut resp) = self.get_blob(repo, digest)?;
         let echoed = header(&resp, DIGEST_HEADER);
         let mut reader = resp.body_mut().as_reader();
         let mut pushed = layer_bytes(content_size)?;

@@ -103,7 +103,7 @@ fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
         data: text.into_bytes(),
         mode: 0o644,
     };
-    write_file(&dir.join(MANIFEST), &e, 0o755)
+    write_file(&dir.join(MANIFEST), &e, 0o755, false)
 }
 
 /// The OEMDRV image that goes with a kickstart file name.
@@ -151,7 +151,7 @@ pub fn write(dir: &Path, files: &BTreeMap<String, Entry>, owner: Owner) -> Resul
     for (name, e) in &files {
         let path = dir.join(name);
         if !same_file(&path, e) {
-            write_file(&path, e, 0o755)?;
+            write_file(&path, e, 0o755, false)?;
         }
     }
     for name in old_own.difference(&new_own) {

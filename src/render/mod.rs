@@ -254,8 +254,10 @@ pub(crate) fn state_files(app: &Appliance, tree: &mut Tree) {
 }
 
 /// Replace one file atomically (temp file beside it, then rename); its
-/// directory is created with `dir_mode` when missing.
-pub(crate) fn write_file(path: &Path, e: &Entry, dir_mode: u32) -> Result<()> {
+/// directory is created with `dir_mode` when missing. `durable` also syncs
+/// the file and its directory to disk: for state that cannot be rendered
+/// again (a CA key lost to a power cut would rotate every client's trust).
+pub(crate) fn write_file(path: &Path, e: &Entry, dir_mode: u32, durable: bool) -> Result<()> {
     let dir = path.parent().context("file path has a parent")?;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -271,8 +273,18 @@ pub(crate) fn write_file(path: &Path, e: &Entry, dir_mode: u32) -> Result<()> {
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     tmp.write_all(&e.data)
         .with_context(|| format!("writing {}", path.display()))?;
+    if durable {
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("syncing {}", path.display()))?;
+    }
     tmp.persist(path)
         .with_context(|| format!("moving {} into place", path.display()))?;
+    if durable {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))?;
+    }
     Ok(())
 }
 
@@ -348,7 +360,11 @@ pub fn write_as(tree: &Tree, out: &Path, owner: ksdir::Owner) -> Result<()> {
             std::fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o7777 == e.mode);
         if !same_mode || std::fs::read(&path).ok().as_deref() != Some(&e.data[..]) {
             // State directories hold private keys: 0700 all the way down.
-            write_file(&path, e, 0o700)?;
+            // Per-host certificates are cheap to issue again from the kept
+            // CA (and a fleet has thousands): synced are the CA, keys and
+            // secrets that clients and appliances already trust.
+            let durable = !rel.starts_with("secrets/tls/hosts/");
+            write_file(&path, e, 0o700, durable)?;
         }
     }
     let prefix = format!("{}/", ksdir::DIR);

@@ -82,6 +82,10 @@ impl Runner<'_> {
                 Ok(_) => Outcome::Passed,
             },
         };
+        self.push(check, file, outcome);
+    }
+
+    fn push(&mut self, check: &str, file: &Path, outcome: Outcome) {
         let file = self.rel(file);
         self.checks.push(Check {
             check: check.to_string(),
@@ -103,6 +107,48 @@ impl Runner<'_> {
             shellcheck(t, strict).arg(s)
         });
     }
+}
+
+/// `packer validate` of the template directory. Packer 1.7 and later refuse
+/// a full validate until `packer init` has fetched the plugins the templates
+/// require, which needs the network: then the syntax is validated, and the
+/// full check is reported skipped with how to get it.
+fn packer_validate(r: &mut Runner, dir: &Path) {
+    let packer = match tool("packer") {
+        Ok(p) => p,
+        Err(why) => return r.push("packer validate", dir, Outcome::Skipped(why)),
+    };
+    let validate = |extra: &[&str]| {
+        tools::capture(
+            &crate::packer::packer_cmd(&packer)
+                .arg("validate")
+                .args(extra)
+                .arg(dir),
+        )
+    };
+    let full = match validate(&[]) {
+        Err(e) => Outcome::Failed(format!("{e:#}")),
+        Ok(c) if c.success => Outcome::Passed,
+        Ok(c) => {
+            let text = format!("{}{}", c.stdout, c.stderr);
+            if !(text.contains("Missing plugins") || text.contains("packer init")) {
+                Outcome::Failed(format!("{}: {}", c.status, c.message()))
+            } else {
+                let syntax = match validate(&["-syntax-only"]) {
+                    Err(e) => Outcome::Failed(format!("{e:#}")),
+                    Ok(s) if s.success => Outcome::Passed,
+                    Ok(s) => Outcome::Failed(format!("{}: {}", s.status, s.message())),
+                };
+                r.push("packer validate -syntax-only", dir, syntax);
+                Outcome::Skipped(format!(
+                    "the plugins the templates require are not installed; `packer init {}` \
+                     fetches them (network), then check again",
+                    dir.display()
+                ))
+            }
+        }
+    };
+    r.push("packer validate", dir, full);
 }
 
 fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -284,10 +330,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
     // kickstart it serves and the provisioner scripts.
     let packer_dir = out.join("packer");
     if packer_dir.join("build.pkr.hcl").is_file() {
-        let d = packer_dir.clone();
-        r.run("packer validate", &packer_dir, "packer", false, |t| {
-            crate::packer::packer_cmd(t).arg("validate").arg(d)
-        });
+        packer_validate(&mut r, &packer_dir);
         let ks = packer_dir.join("http/ks.cfg");
         if ks.is_file() {
             let k = ks.clone();

@@ -187,6 +187,64 @@ fn required_plugins_never_and_auto_with_a_new_packer() {
     assert!(t.path().join("out/packer/plugins.pkr.hcl").exists());
 }
 
+/// A Packer 1.7+ that has not fetched its plugins (`packer init`, network):
+/// it refuses a full validate with "Missing plugins", passes `-syntax-only`
+/// (recorded in calls.log); any other failure is a real one.
+const NEW_PACKER_WITHOUT_PLUGINS: &str = r#"#!/bin/sh
+echo "$*" >> "$(dirname "$0")/../calls.log"
+case "$1" in
+  version) echo 'Packer v1.11.2'; exit 0 ;;
+  validate)
+    if [ "$2" = "-syntax-only" ]; then echo 'The configuration is valid.'; exit 0; fi
+    if [ -n "$BROKEN" ]; then echo 'Error: Unsupported argument' >&2; exit 1; fi
+    printf 'Error: Missing plugins\n\nThe following plugins are required, but not installed:\n\n* github.com/hashicorp/qemu ~> 1\n\nDid you run packer init for this project ?\n' >&2
+    exit 1 ;;
+esac
+exit 0
+"#;
+
+fn check_entries(stdout: &str, name: &str) -> Vec<serde_json::Value> {
+    let all: Vec<serde_json::Value> =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("check JSON ({e}): {stdout}"));
+    all.into_iter().filter(|c| c["check"] == name).collect()
+}
+
+#[test]
+fn check_without_packer_plugins_validates_the_syntax_and_says_so() {
+    let t = Test::new()
+        .stub("packer", NEW_PACKER_WITHOUT_PLUGINS)
+        .args(&["check", "--format", "json"]);
+    let out = t.run();
+    let full = check_entries(&out.stdout, "packer validate");
+    assert_eq!(full.len(), 1, "{}", out.stdout);
+    assert_eq!(full[0]["status"], "skipped", "{:?}", full[0]);
+    let why = full[0]["message"].as_str().unwrap();
+    assert!(
+        why.contains("`packer init ") && why.contains("out/packer` fetches them"),
+        "{why}"
+    );
+    let syntax = check_entries(&out.stdout, "packer validate -syntax-only");
+    assert_eq!(syntax.len(), 1, "{}", out.stdout);
+    assert_eq!(syntax[0]["status"], "passed", "{:?}", syntax[0]);
+    let calls = t.read("calls.log");
+    assert!(calls.contains("validate -syntax-only /"), "{calls}");
+
+    // Any other validate failure is a failure, with Packer's message.
+    let t = Test::new()
+        .stub("packer", NEW_PACKER_WITHOUT_PLUGINS)
+        .env("BROKEN", "1")
+        .args(&["check", "--format", "json"]);
+    let out = t.run();
+    assert_ne!(out.code, 0);
+    let full = check_entries(&out.stdout, "packer validate");
+    assert_eq!(full[0]["status"], "failed", "{:?}", full[0]);
+    assert!(full[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Unsupported argument"));
+    assert!(check_entries(&out.stdout, "packer validate -syntax-only").is_empty());
+}
+
 #[test]
 fn served_kickstart_passes_ksvalidator() {
     if !require_tool("ksvalidator") {

@@ -344,7 +344,8 @@ pub struct TlsSection {
     pub sans: Vec<String>,
     /// Days the generated server certificate is valid.
     pub days: u32,
-    /// `files`: PEM certificate (chain), PKCS#8 key and optional CA, read at render time.
+    /// `files`: PEM certificate (chain), unencrypted key (PKCS#8, PKCS#1 RSA
+    /// or SEC1 EC) and optional CA, read at render time.
     pub cert: String,
     pub key: String,
     pub ca: String,

@@ -480,7 +480,7 @@ impl Image {
 /// a 1 MiB table of splitmix64 values, each copy of it masked with its own
 /// splitmix64 key, so no 8-byte word repeats within the layer. Generating
 /// it is an xor per word, which keeps it off the probe's critical path.
-pub struct Pattern {
+struct Pattern {
     pos: u64,
     size: u64,
 }

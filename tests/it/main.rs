@@ -13,5 +13,6 @@ mod probe;
 mod readme;
 mod registry;
 mod render;
+mod s3;
 mod scripts;
 mod vagrant;

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::common::{require_tool, Test};
 
-fn tools_present() -> bool {
+pub(crate) fn tools_present() -> bool {
     ["docker-registry", "skopeo", "unshare"]
         .iter()
         .all(|t| require_tool(t))
@@ -31,9 +31,9 @@ fn free_port() -> u16 {
 }
 
 /// A running `docker-registry serve`; killed on drop.
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     _data: tempfile::TempDir,
     log: PathBuf,
 }
@@ -52,7 +52,7 @@ impl Served {
 
     /// `filesystem`: override the storage dir (not for S3 configs, where a
     /// second driver would be an error).
-    fn start_with(out: &Path, config_rel: &str, filesystem: bool) -> Self {
+    pub(crate) fn start_with(out: &Path, config_rel: &str, filesystem: bool) -> Self {
         let port = free_port();
         let data = tempfile::tempdir().expect("data dir");
         let log = data.path().join("registry.log");
@@ -114,17 +114,17 @@ impl Served {
         s
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn docker_ref(&self, name: &str) -> String {
+    pub(crate) fn docker_ref(&self, name: &str) -> String {
         format!("docker://127.0.0.1:{}/{name}", self.port)
     }
 }
 
 /// A plain-HTTP `GET /v2/`: status code.
-fn get_v2_plain(port: u16) -> u16 {
+pub(crate) fn get_v2_plain(port: u16) -> u16 {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .expect("send");
@@ -141,7 +141,7 @@ fn sha(data: &[u8]) -> String {
 }
 
 /// A one-layer OCI image layout on disk, made here so no network is needed.
-fn oci_layout(dir: &Path) -> String {
+pub(crate) fn oci_layout(dir: &Path) -> String {
     let mut layer = Vec::new();
     {
         let gz = flate2::write::GzEncoder::new(&mut layer, flate2::Compression::default());
@@ -190,7 +190,7 @@ fn oci_layout(dir: &Path) -> String {
     format!("oci:{}:v1", dir.display())
 }
 
-fn skopeo(args: &[&str]) -> (bool, String) {
+pub(crate) fn skopeo(args: &[&str]) -> (bool, String) {
     let out = Command::new("skopeo")
         .arg("--insecure-policy")
         .args(args)
@@ -205,7 +205,7 @@ fn skopeo(args: &[&str]) -> (bool, String) {
 }
 
 /// `regbake probe ARGS` against the served registry; returns (exit code, stdout+stderr).
-fn probe(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+pub(crate) fn probe(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(crate::common::BIN);
     cmd.arg("probe").args(args);
     for (k, v) in env {
@@ -231,7 +231,7 @@ fn render(toml: &str) -> Test {
     t
 }
 
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101CMrByUTqJB3xXQmJd8eW fixture@regbake";
+pub(crate) const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101CMrByUTqJB3xXQmJd8eW fixture@regbake";
 
 #[test]
 fn plain_http_registry_serves_and_stores() {

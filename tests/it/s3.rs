@@ -262,6 +262,23 @@ fn serve(t: &Test) -> Served {
 
 const TEST_KEYS: (&str, &str) = ("AKIAREGBAKETEST00001", "s3/secret+key=with-yaml:chars");
 
+/// A moto server with `bucket`, and appliances A and B rendered for it
+/// with `http_secret` as their shared `http_secret_env`.
+fn two_appliances(bucket: &str, http_secret: &str) -> (Moto, Test, Test) {
+    let moto = Moto::start(None);
+    moto.create_bucket(bucket);
+    let extra = format!("http_secret_env = \"{HS}\"");
+    let [a, b] = ["registry-a", "registry-b"].map(|name| {
+        render(
+            s3_test(name, &moto.url(), bucket, &extra),
+            TEST_KEYS,
+            Some(http_secret),
+        )
+        .0
+    });
+    (moto, a, b)
+}
+
 /// Two appliances rendered with the same bucket, endpoint and http secret:
 /// an image pushed through A is pulled in full through B, and the probe's
 /// push/pull/delete passes on both.
@@ -270,21 +287,8 @@ fn appliances_share_one_bucket() {
     if !moto_present() {
         return;
     }
-    let moto = Moto::start(None);
-    let bucket = "regbake-shared";
-    moto.create_bucket(bucket);
-    let secret = "shared-http-secret-0123456789";
-    let extra = format!("http_secret_env = \"{HS}\"");
-    let (a, _) = render(
-        s3_test("registry-a", &moto.url(), bucket, &extra),
-        TEST_KEYS,
-        Some(secret),
-    );
-    let (b, _) = render(
-        s3_test("registry-b", &moto.url(), bucket, &extra),
-        TEST_KEYS,
-        Some(secret),
-    );
+    let (bucket, secret) = ("regbake-shared", "shared-http-secret-0123456789");
+    let (moto, a, b) = two_appliances(bucket, secret);
     assert_eq!(http_secret_of(&a), format!("{secret:?}"));
     assert_eq!(http_secret_of(&a), http_secret_of(&b));
     let ra = serve(&a);
@@ -362,21 +366,8 @@ fn blob_upload_moves_between_nodes_only_with_a_shared_secret() {
     if !moto_present() {
         return;
     }
-    let moto = Moto::start(None);
     let bucket = "regbake-uploads";
-    moto.create_bucket(bucket);
-    let extra = format!("http_secret_env = \"{HS}\"");
-    let secret = Some("shared-http-secret-abcdef");
-    let (a, _) = render(
-        s3_test("registry-a", &moto.url(), bucket, &extra),
-        TEST_KEYS,
-        secret,
-    );
-    let (b, _) = render(
-        s3_test("registry-b", &moto.url(), bucket, &extra),
-        TEST_KEYS,
-        secret,
-    );
+    let (moto, a, b) = two_appliances(bucket, "shared-http-secret-abcdef");
     let (ra, rb) = (serve(&a), serve(&b));
     let (first, second) = (
         b"first chunk of the blob, ".as_slice(),
@@ -471,21 +462,7 @@ fn a_delete_on_one_node_is_seen_by_the_others() {
     if !moto_present() {
         return;
     }
-    let moto = Moto::start(None);
-    let bucket = "regbake-delete";
-    moto.create_bucket(bucket);
-    let extra = format!("http_secret_env = \"{HS}\"");
-    let secret = Some("shared-http-secret-delete");
-    let (a, _) = render(
-        s3_test("registry-a", &moto.url(), bucket, &extra),
-        TEST_KEYS,
-        secret,
-    );
-    let (b, _) = render(
-        s3_test("registry-b", &moto.url(), bucket, &extra),
-        TEST_KEYS,
-        secret,
-    );
+    let (_moto, a, b) = two_appliances("regbake-delete", "shared-http-secret-delete");
     let cfg = a.read(&format!("out/overlay/{CONFIG}"));
     assert!(!cfg.contains("blobdescriptor"), "{cfg}");
     let (ra, rb) = (serve(&a), serve(&b));

@@ -41,6 +41,11 @@ fn ok(t: &Test, program: &str, args: &[&str]) -> Output {
     o
 }
 
+/// An empty qcow2 disk `name` of `size` in the test dir.
+fn qcow2(t: &Test, name: &str, size: &str) {
+    ok(t, "qemu-img", &["create", "-f", "qcow2", name, size]);
+}
+
 fn pack(t: &Test, args: &[&str]) -> Output {
     let mut all = vec!["box", "pack"];
     all.extend_from_slice(args);
@@ -131,11 +136,7 @@ fn libvirt_box_imports_at_its_version_and_versions_accumulate() {
         return;
     }
     let t = Test::new();
-    ok(
-        &t,
-        "qemu-img",
-        &["create", "-f", "qcow2", "disk.qcow2", "3G"],
-    );
+    qcow2(&t, "disk.qcow2", "3G");
     // Name and version come from the config's [vagrant] section.
     let o = pack(&t, &["--provider", "libvirt", "--disk", "disk.qcow2"]);
     assert!(
@@ -221,11 +222,7 @@ fn corrupted_box_fails_the_checksum() {
         return;
     }
     let t = Test::new();
-    ok(
-        &t,
-        "qemu-img",
-        &["create", "-f", "qcow2", "disk.qcow2", "1G"],
-    );
+    qcow2(&t, "disk.qcow2", "1G");
     pack(&t, &["--provider", "libvirt", "--disk", "disk.qcow2"]);
     let path = t.path().join("out/box/regbake-registry-1.0.0-libvirt.box");
     let mut bytes = std::fs::read(&path).expect("read box");
@@ -327,11 +324,7 @@ fn virtualbox_box_from_ovf_and_vmdk_imports() {
     );
 
     // A libvirt box of another version joins the same catalog.
-    ok(
-        &t,
-        "qemu-img",
-        &["create", "-f", "qcow2", "disk.qcow2", "1G"],
-    );
+    qcow2(&t, "disk.qcow2", "1G");
     pack(
         &t,
         &[
@@ -408,11 +401,7 @@ struct Interrupted {
 
 fn start_big_pack() -> Interrupted {
     let t = Test::new();
-    ok(
-        &t,
-        "qemu-img",
-        &["create", "-f", "qcow2", "small.qcow2", "1G"],
-    );
+    qcow2(&t, "small.qcow2", "1G");
     pack(&t, &["--provider", "libvirt", "--disk", "small.qcow2"]);
     let catalog_before = t.read(CATALOG);
     let boxes_before = names_in(&t.path().join("out/box"));
@@ -707,11 +696,7 @@ fn concurrent_packs_of_two_versions_both_reach_the_catalog() {
         return;
     }
     let t = Test::new();
-    ok(
-        &t,
-        "qemu-img",
-        &["create", "-f", "qcow2", "disk.qcow2", "1G"],
-    );
+    qcow2(&t, "disk.qcow2", "1G");
     // Line both runs up behind a held lock so they really run at the same
     // time, then let them race for it.
     let held = hold_lock(&t);
@@ -763,11 +748,7 @@ fn concurrent_packs_of_two_versions_both_reach_the_catalog() {
         "qemu-img",
         &["convert", "-O", "vmdk", "disk.raw", "disk.vmdk"],
     );
-    ok(
-        &t,
-        "qemu-img",
-        &["create", "-f", "qcow2", "disk.qcow2", "1G"],
-    );
+    qcow2(&t, "disk.qcow2", "1G");
     let a = spawn_pack(&t, &["--provider", "virtualbox", "--ovf", "box.ovf"]);
     let b = spawn_pack(&t, &["--provider", "libvirt", "--disk", "disk.qcow2"]);
     for r in [a, b] {
@@ -796,11 +777,7 @@ fn a_pack_waits_for_the_lock_then_succeeds_and_cleans_up() {
         return;
     }
     let t = Test::new();
-    ok(
-        &t,
-        "qemu-img",
-        &["create", "-f", "qcow2", "disk.qcow2", "1G"],
-    );
+    qcow2(&t, "disk.qcow2", "1G");
     let held = hold_lock(&t);
     // As if the lock holder were writing it: it must survive the wait.
     let partial = t
@@ -854,11 +831,7 @@ fn ctrl_c_ends_a_wait_for_the_lock() {
         return;
     }
     let t = Test::new();
-    ok(
-        &t,
-        "qemu-img",
-        &["create", "-f", "qcow2", "disk.qcow2", "1G"],
-    );
+    qcow2(&t, "disk.qcow2", "1G");
     let _held = hold_lock(&t);
     let mut run = spawn_pack(&t, &["--provider", "libvirt", "--disk", "disk.qcow2"]);
     run.wait_for(WAITING);

@@ -132,16 +132,16 @@ pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
         return Err(ConfigError::Invalid(settings.problems.clone()).into());
     }
     let builders: Vec<String> = match &p.only {
-        Some(b) if settings.builders.contains(b) => vec![b.clone()],
+        Some(b) if settings.section.builders.contains(b) => vec![b.clone()],
         Some(b) => {
             return Err(ConfigError::Invalid(vec![Problem {
                 path: "packer.builders".into(),
-                value: format!("{:?}", settings.builders),
+                value: format!("{:?}", settings.section.builders),
                 expected: format!("--only {b} needs {b:?} in packer.builders"),
             }])
             .into())
         }
-        None => settings.builders.clone(),
+        None => settings.section.builders.clone(),
     };
     let tree = render::render(&app, Scope::All)?;
     render::write(&tree, &opts.out).context("writing the output")?;

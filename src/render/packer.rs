@@ -12,25 +12,16 @@ use serde::Serialize;
 
 use super::Tree;
 use crate::appliance::Appliance;
-use crate::config::{Config, Problem, RequiredPlugins, Sudo};
+use crate::config::{Config, PackerSection, Problem, RequiredPlugins, Sudo};
 use crate::secrets::{self, SshKeyPair};
 use crate::tools::log;
 
 /// The `[packer]` settings plus what the templates derive from other sections.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
-    pub iso_url: String,
-    pub iso_checksum: String,
-    pub builders: Vec<String>,
-    pub disk_size_mb: u64,
-    pub memory: u32,
-    pub cpus: u32,
-    pub headless: bool,
-    pub accelerator: String,
-    pub output_dir: String,
-    pub compression_level: u32,
-    pub ssh_timeout: String,
-    pub required_plugins: RequiredPlugins,
+    /// `[packer]` as configured; the templates see its keys at the top level.
+    #[serde(flatten)]
+    pub section: PackerSection,
     /// `.BOXNAME-VERSION-{{.Provider}}.box.partial` (`/` in the box name
     /// becomes `-`); the post-processor fills in the provider. A hidden temp
     /// name: regbake renames it into place under out/box's lock once the
@@ -94,18 +85,7 @@ impl Settings {
             }
         };
         Self {
-            iso_url: p.iso_url.clone(),
-            iso_checksum: p.iso_checksum.clone(),
-            builders: p.builders.clone(),
-            disk_size_mb: p.disk_size_mb,
-            memory: p.memory,
-            cpus: p.cpus,
-            headless: p.headless,
-            accelerator: p.accelerator.clone(),
-            output_dir: p.output_dir.clone(),
-            compression_level: p.compression_level,
-            ssh_timeout: p.ssh_timeout.clone(),
-            required_plugins: p.required_plugins,
+            section: p.clone(),
             // The same name as crate::boxfile::BoxMeta::box_file_name.
             box_file: partial_box_file(&box_file(
                 &c.vagrant.box_name.replace('/', "-"),
@@ -267,8 +247,8 @@ pub fn render(
         return Ok(());
     }
     let key = build_key(app)?;
-    let qemu = s.builders.iter().any(|b| b == "qemu");
-    let virtualbox = s.builders.iter().any(|b| b == "virtualbox-iso");
+    let qemu = s.section.builders.iter().any(|b| b == "qemu");
+    let virtualbox = s.section.builders.iter().any(|b| b == "virtualbox-iso");
     let name = app.appliance.name.as_str();
     let mut scripts = vec!["install.sh"];
     if app.registry.preload {
@@ -283,6 +263,7 @@ pub fn render(
         source_name: name,
         vm_name: name,
         sources: s
+            .section
             .builders
             .iter()
             .map(|b| format!("source.{b}.{name}"))
@@ -323,7 +304,7 @@ pub fn render(
     emit("variables.pkr.hcl", 0o644)?;
     emit("sources.pkr.hcl", 0o644)?;
     emit("build.pkr.hcl", 0o644)?;
-    if wants_plugins_file(s.required_plugins) {
+    if wants_plugins_file(s.section.required_plugins) {
         emit("plugins.pkr.hcl", 0o644)?;
     }
     for script in &scripts {

@@ -372,14 +372,13 @@ fn check_vagrantfile(r: &mut Runner<'_>, out: &Path, scratch: &Path) -> Result<(
                     .dir(dir),
             )?;
             if !plugins.stdout.contains("vagrant-libvirt") {
-                let file = r.rel(&vagrantfile);
-                r.checks.push(Check {
-                    check: "vagrant validate".into(),
-                    file,
-                    outcome: Outcome::Skipped(
+                r.push(
+                    "vagrant validate",
+                    &vagrantfile,
+                    Outcome::Skipped(
                         "vagrant-libvirt not installed (apt-get install vagrant-libvirt)".into(),
                     ),
-                });
+                );
                 return Ok(());
             }
         }
@@ -405,14 +404,13 @@ fn check_box_vagrantfile(r: &mut Runner<'_>, out: &Path, scratch: &Path) -> Resu
     let text = std::fs::read_to_string(&vagrantfile)
         .with_context(|| format!("reading {}", vagrantfile.display()))?;
     if text.contains("{{") {
-        let file = r.rel(&vagrantfile);
-        r.checks.push(Check {
-            check: "vagrant validate".into(),
-            file,
-            outcome: Outcome::Failed(
+        r.push(
+            "vagrant validate",
+            &vagrantfile,
+            Outcome::Failed(
                 "holds `{{`, which Packer's vagrantfile_template would interpolate".into(),
             ),
-        });
+        );
         return Ok(());
     }
     let project = scratch.join("box-project");

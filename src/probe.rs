@@ -310,7 +310,7 @@ fn descriptor(media_type: &str, digest: &str, size: u64) -> serde_json::Value {
 
 /// The size of the layer tar for `content_size` bytes: one header block, the
 /// content padded to 512-byte blocks, and the two zero blocks that end a tar.
-pub fn layer_tar_size(content_size: u64) -> u64 {
+fn layer_tar_size(content_size: u64) -> u64 {
     512 + content_size.div_ceil(512) * 512 + 1024
 }
 
@@ -345,7 +345,7 @@ fn layer_bytes(content_size: u64) -> Result<LayerBytes> {
 /// generated as it is read and hashed on the way. The layer is never held,
 /// and the upload needs no second thread: on a small machine the registry
 /// keeps a core to itself. Same size in, same bytes out.
-pub struct LayerStream {
+struct LayerStream {
     bytes: LayerBytes,
     hasher: Sha256,
     len: u64,
@@ -390,7 +390,7 @@ impl Read for LayerStream {
 }
 
 /// Write the probe layer to `sink` in one pass.
-pub fn write_layer<W: Write>(content_size: u64, mut sink: W) -> Result<(Layer, W)> {
+fn write_layer<W: Write>(content_size: u64, mut sink: W) -> Result<(Layer, W)> {
     let mut layer = LayerStream::new(content_size)?;
     std::io::copy(&mut layer, &mut sink).context("writing the layer")?;
     Ok((layer.finish()?, sink))

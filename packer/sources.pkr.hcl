@@ -4,7 +4,7 @@
 # through its NAT gateway). Packer logs in as ansible with a per-build key
 # (never a password, never the insecure Vagrant key) and shuts down via sudo.
 
-# The kickstart installs on sda: disk_interface virtio-scsi names the disk so.
+# The kickstart installs on auto: disk_interface virtio-scsi names the disk so.
 source "qemu" "registry" {
   vm_name          = "registry"
   iso_url          = var.iso_url

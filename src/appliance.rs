@@ -23,7 +23,6 @@ pub const BASE_PACKAGES: &[&str] = &[
     "device-mapper-persistent-data",
     "container-selinux",
     "libcgroup",
-    "libtool",
     "docker-ce",
     "curl",
     "firewalld",
@@ -50,6 +49,9 @@ pub struct Appliance {
     pub secret_files: Vec<String>,
     /// Files `regbake-uninstall` removes besides the units and firstboot.
     pub uninstall_files: Vec<String>,
+    /// Host directories the registry container mounts: SELinux type
+    /// container_file_t, so the confined container (container_t) may use them.
+    pub selinux_container_dirs: Vec<String>,
     pub vagrant: Vagrant,
     /// `[packer]` and what the Packer templates derive from the rest.
     pub packer: crate::render::packer::Settings,
@@ -128,6 +130,8 @@ pub struct Storage {
     pub registry_dir: String,
     pub docker_dir: String,
     pub disk: String,
+    /// `storage.disk = "auto"`: the kickstart's %pre picks the disk.
+    pub auto_disk: bool,
     pub root_size_mb: u64,
     pub data_grow: bool,
     pub data_size_mb: u64,
@@ -309,6 +313,7 @@ impl Appliance {
             docker_dir: format!("{data_dir}/docker"),
             data_dir,
             disk: c.storage.disk.clone(),
+            auto_disk: c.storage.disk == crate::config::AUTO_DISK,
             root_size_mb: c.storage.root_size_gb * 1024,
             data_grow: c.storage.data_size_gb == 0,
             data_size_mb: c.storage.data_size_gb * 1024,
@@ -322,6 +327,8 @@ impl Appliance {
         )?;
         let secret_files = registry.secret_files();
         let uninstall_files = registry.uninstall_files();
+        let mut selinux_container_dirs = vec![storage.registry_dir.clone()];
+        selinux_container_dirs.extend(registry.mounted_dirs().map(str::to_string));
 
         let user_name = c.user.name.clone();
         Ok(Self {
@@ -360,6 +367,7 @@ impl Appliance {
             firstboot_marker: FIRSTBOOT_MARKER,
             secret_files,
             uninstall_files,
+            selinux_container_dirs,
             vagrant: resolve_vagrant(c, c.registry.effective_port()),
             packer: crate::render::packer::Settings::from_config(c),
             material: Material {

@@ -166,15 +166,30 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// The shell script inside the kickstart's `%post … %end`.
-pub fn kickstart_post(ks: &str) -> Option<String> {
-    let start = ks.lines().position(|l| l.starts_with("%post"))?;
-    let body: Vec<&str> = ks
-        .lines()
-        .skip(start + 1)
-        .take_while(|l| l.trim() != "%end")
-        .collect();
-    Some(format!("#!/bin/bash\n{}\n", body.join("\n")))
+/// The shell scripts inside the kickstart's `%pre`/`%post … %end`
+/// sections, in order, each with a name for its scratch file
+/// (`pre`, `post`, `post2`, …).
+pub fn kickstart_scripts(ks: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vec![];
+    let mut lines = ks.lines();
+    while let Some(line) = lines.next() {
+        let Some(kind) = ["%pre", "%post"]
+            .into_iter()
+            .find(|k| line.split_whitespace().next() == Some(*k))
+        else {
+            continue;
+        };
+        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "%end").collect();
+        let kind = &kind[1..];
+        let n = out.iter().filter(|(k, _)| k.starts_with(kind)).count();
+        let name = if n == 0 {
+            kind.to_string()
+        } else {
+            format!("{kind}{}", n + 1)
+        };
+        out.push((name, format!("#!/bin/bash\n{}\n", body.join("\n"))));
+    }
+    out
 }
 
 /// Run every check over `out`; prints the results and fails on any failure
@@ -246,21 +261,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
                 .is_none_or(|r| r.contains(n.to_string_lossy().as_ref()))
         });
         if ours && ks.extension().is_some_and(|e| e == "cfg" || e == "ks") {
-            let k = ks.clone();
-            r.run("ksvalidator", &ks, "ksvalidator", false, |t| {
-                Cmd::new(t).args(["-v", "RHEL7"]).arg(k)
-            });
-            let text = std::fs::read_to_string(&ks)
-                .with_context(|| format!("reading {}", ks.display()))?;
-            if let Some(post) = kickstart_post(&text) {
-                let name = ks
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let p = scratch.path().join(format!("{name}.post.sh"));
-                std::fs::write(&p, post).context("writing the %post script")?;
-                r.shell(&ks, &p);
-            }
+            check_kickstart(&mut r, &ks, scratch.path())?;
         }
     }
 
@@ -333,10 +334,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
         packer_validate(&mut r, &packer_dir);
         let ks = packer_dir.join("http/ks.cfg");
         if ks.is_file() {
-            let k = ks.clone();
-            r.run("ksvalidator", &ks, "ksvalidator", false, |t| {
-                Cmd::new(t).args(["-v", "RHEL7"]).arg(k)
-            });
+            check_kickstart(&mut r, &ks, scratch.path())?;
         }
         check_box_vagrantfile(&mut r, out, scratch.path())?;
         for script in files_under(&packer_dir.join("scripts"))? {
@@ -345,6 +343,31 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
     }
 
     Ok(r.checks)
+}
+
+/// `ksvalidator`, then `bash -n` and shellcheck on each of its %pre/%post
+/// scripts (shown as `ks.cfg:%pre`, `ks.cfg:%post`, …).
+fn check_kickstart(r: &mut Runner<'_>, ks: &Path, scratch: &Path) -> Result<()> {
+    let k = ks.to_path_buf();
+    r.run("ksvalidator", ks, "ksvalidator", false, |t| {
+        Cmd::new(t).args(["-v", "RHEL7"]).arg(k)
+    });
+    let text = std::fs::read_to_string(ks).with_context(|| format!("reading {}", ks.display()))?;
+    let name = ks
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = ks
+        .parent()
+        .map(|p| p.to_string_lossy().replace('/', "_"))
+        .unwrap_or_default();
+    for (kind, script) in kickstart_scripts(&text) {
+        // Two kickstarts may share a file name (kickstart/ and packer/http/).
+        let p = scratch.join(format!("{dir}_{name}.{kind}.sh"));
+        std::fs::write(&p, script).context("writing a kickstart script")?;
+        r.shell(&ks.with_file_name(format!("{name}:%{kind}")), &p);
+    }
+    Ok(())
 }
 
 /// `vagrant validate` in the Vagrantfile's own directory (it finds the
@@ -514,11 +537,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn post_is_extracted() {
-        let ks = "text\n%post --log=/x\necho hi\n%end\n";
-        assert_eq!(
-            kickstart_post(ks).as_deref(),
-            Some("#!/bin/bash\necho hi\n")
-        );
+    fn scripts_are_extracted_in_order() {
+        let ks = "text\n%pre --erroronfail\necho a\n%end\n%packages\n@core\n%end\n\
+                  %post --log=/x\necho hi\n%end\n%post\necho b\n%end\n%postfix\n";
+        let got = kickstart_scripts(ks);
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["pre", "post", "post2"]);
+        assert_eq!(got[1].1, "#!/bin/bash\necho hi\n");
     }
 }

@@ -409,6 +409,17 @@ impl Registry {
         v
     }
 
+    /// The host directories the container mounts besides its data.
+    pub fn mounted_dirs(&self) -> impl Iterator<Item = &'static str> {
+        [
+            Some(self.config_dir),
+            self.tls.then_some(self.certs_dir),
+            self.auth.then_some(self.auth_dir),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// Files `regbake-uninstall` removes besides the units and firstboot.
     pub fn uninstall_files(&self) -> Vec<String> {
         let mut v = vec![

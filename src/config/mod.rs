@@ -15,6 +15,9 @@ pub use validate::{parse_mac, validate, Problem};
 /// when no config file exists.
 pub const DEFAULT_TOML: &str = include_str!("../../examples/regbake.toml");
 
+/// `storage.disk`: let the kickstart find the one eligible disk.
+pub const AUTO_DISK: &str = "auto";
+
 /// Raised for anything wrong with the config itself; the CLI maps it to exit 2.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -202,7 +205,7 @@ impl Default for StorageSection {
             data_dir: "/data/docker-registry".into(),
             data_size_gb: 0,
             root_size_gb: 10,
-            disk: "sda".into(),
+            disk: AUTO_DISK.into(),
         }
     }
 }

@@ -268,7 +268,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         is_disk(&c.storage.disk),
         "storage.disk",
         &c.storage.disk,
-        "expected a disk name such as sda, vda or nvme0n1, or a /dev/disk/by-id/… (by-path, by-uuid) path",
+        "expected \"auto\" (the kickstart finds the one local, non-removable disk), a /dev/disk/by-id/… (by-path, by-uuid) path, or a disk name such as sda, vda or nvme0n1",
     );
 
     // [registry]

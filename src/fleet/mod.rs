@@ -121,6 +121,13 @@ pub fn host_config(base: &Config, host: &Host) -> Config {
     if let Some(d) = &o.disk {
         c.storage.disk = d.value.clone();
     }
+    // The machine's MAC names its NIC for anaconda (`network --device=MAC`):
+    // with several NICs up, "link" takes whichever has a link first.
+    if let Some(m) = &o.mac {
+        if c.network.device == "link" {
+            c.network.device = m.value.clone();
+        }
+    }
     if let Some(n) = &o.data_size_gb {
         c.storage.data_size_gb = n.value;
     }

@@ -73,13 +73,14 @@ impl Settings {
         }
         let vbox = p.builders.iter().any(|b| b == "virtualbox-iso");
         let qemu_disk_interface = match c.storage.disk.as_str() {
-            "sda" => "virtio-scsi",
+            // The VM's only disk: "auto" finds it, as sda.
+            "auto" | "sda" => "virtio-scsi",
             "vda" if !vbox => "virtio",
             disk => {
                 problems.push(Problem {
                     path: "storage.disk".into(),
                     value: format!("{disk:?}"),
-                    expected: "regbake packer installs on the VM's only disk: expected \"sda\" (QEMU virtio-scsi, VirtualBox SATA), or \"vda\" with packer.builders = [\"qemu\"]".into(),
+                    expected: "regbake packer installs on the VM's only disk: expected \"auto\" or \"sda\" (QEMU virtio-scsi, VirtualBox SATA), or \"vda\" with packer.builders = [\"qemu\"]".into(),
                 });
                 "virtio-scsi"
             }

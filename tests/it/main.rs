@@ -7,6 +7,7 @@ mod config;
 mod fleet;
 mod golden;
 mod ksdir;
+mod ksdisk;
 mod packer;
 mod packer_box;
 mod probe;

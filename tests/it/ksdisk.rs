@@ -1,0 +1,312 @@
+//! `storage.disk = "auto"`: the kickstart's %pre, run under CentOS 7's bash
+//! 4.2 against fake machines (a /sys, /proc/mounts and /dev tree under
+//! REGBAKE_ROOT, `blkid` stubbed), picks the one eligible disk and writes a
+//! partitioning that ksvalidator accepts once included, or stops naming the
+//! candidates. Never the install medium, the OEMDRV volume or a USB disk.
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{bash42, require_tool, Test};
+
+/// The body of the first `%SECTION` … `%end` of a kickstart.
+pub fn ks_section(ks: &str, section: &str) -> String {
+    let mut lines = ks
+        .lines()
+        .skip_while(|l| l.split_whitespace().next() != Some(section));
+    lines
+        .next()
+        .unwrap_or_else(|| panic!("no {section} in:\n{ks}"));
+    let body: Vec<&str> = lines.take_while(|l| l.trim() != "%end").collect();
+    body.join("\n") + "\n"
+}
+
+struct Disk {
+    name: &'static str,
+    bus: &'static str,
+    removable: bool,
+    gb: u64,
+    by_id: Option<&'static str>,
+}
+
+const fn disk(name: &'static str, bus: &'static str) -> Disk {
+    Disk {
+        name,
+        bus,
+        removable: false,
+        gb: 500,
+        by_id: None,
+    }
+}
+
+/// A fake machine: its disks in /sys, /dev and /dev/disk/by-id, what is
+/// mounted, and which device `blkid -L OEMDRV` names.
+fn machine(root: &Path, disks: &[Disk], mounts: &[&str], oemdrv: Option<&str>) {
+    let w = |p: &Path, s: &str| {
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, s).expect("write");
+    };
+    for d in disks {
+        let dev = root.join(format!("sys/devices/{}/block/{}", d.bus, d.name));
+        w(
+            &dev.join("removable"),
+            if d.removable { "1\n" } else { "0\n" },
+        );
+        w(&dev.join("ro"), "0\n");
+        w(
+            &dev.join("size"),
+            &format!("{}\n", d.gb * 1_000_000_000 / 512),
+        );
+        let part = dev.join(format!("{}1", d.name));
+        w(&part.join("partition"), "1\n");
+        for (link, target) in [
+            (format!("sys/block/{}", d.name), dev.clone()),
+            (format!("sys/class/block/{}", d.name), dev.clone()),
+            (format!("sys/class/block/{}1", d.name), part),
+        ] {
+            let l = root.join(link);
+            std::fs::create_dir_all(l.parent().expect("parent")).expect("mkdir");
+            symlink(target, l).expect("symlink");
+        }
+        w(&root.join("dev").join(d.name), "");
+        w(&root.join("dev").join(format!("{}1", d.name)), "");
+        if let Some(id) = d.by_id {
+            let l = root.join("dev/disk/by-id").join(id);
+            std::fs::create_dir_all(l.parent().expect("parent")).expect("mkdir");
+            symlink(format!("../../{}", d.name), l).expect("symlink");
+        }
+    }
+    let mut m = String::from("proc /proc proc rw 0 0\nrootfs / rootfs rw 0 0\n");
+    for dev in mounts {
+        m.push_str(&format!("{dev} /run/install/repo iso9660 ro 0 0\n"));
+    }
+    w(&root.join("proc/mounts"), &m);
+    std::fs::create_dir_all(root.join("tmp")).expect("tmp");
+    let blkid = root.join("stub/blkid");
+    w(
+        &blkid,
+        &match oemdrv {
+            Some(dev) => format!("#!/bin/sh\n[ \"$*\" = \"-L OEMDRV\" ] && echo {dev}\n"),
+            None => "#!/bin/sh\nexit 2\n".into(),
+        },
+    );
+    std::fs::set_permissions(&blkid, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+struct Run {
+    ok: bool,
+    stderr: String,
+    part: Option<String>,
+}
+
+fn run_pre(bash: &Path, ks: &str, root: &Path) -> Run {
+    let pre = root.join("pre.sh");
+    std::fs::write(&pre, ks_section(ks, "%pre")).expect("write %pre");
+    let path = format!(
+        "{}:{}",
+        root.join("stub").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(bash)
+        .arg(&pre)
+        .env("REGBAKE_ROOT", root)
+        .env("PATH", path)
+        .output()
+        .expect("run %pre");
+    Run {
+        ok: out.status.success(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        part: std::fs::read_to_string(root.join("tmp/regbake-disk.ks")).ok(),
+    }
+}
+
+#[test]
+fn auto_disk_picks_the_one_local_disk_and_never_the_installer_s() {
+    let Some(bash) = bash42() else { return };
+    let t = Test::new().args(&["kickstart"]);
+    t.success();
+    let ks = t.read("out/kickstart/ks.cfg");
+    assert!(ks.contains("%include /tmp/regbake-disk.ks"), "{ks}");
+
+    // A server with its disk, the USB stick it boots the installer from
+    // (mounted), an OEMDRV stick, a USB disk that claims to be fixed, a DVD.
+    let m = tempfile::tempdir().expect("tempdir");
+    let usb = "pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0";
+    machine(
+        m.path(),
+        &[
+            Disk {
+                by_id: Some("wwn-0x5000c500a1b2c3d4"),
+                ..disk(
+                    "sda",
+                    "pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0",
+                )
+            },
+            Disk {
+                removable: true,
+                gb: 16,
+                ..disk("sdb", usb)
+            },
+            Disk {
+                gb: 1,
+                ..disk(
+                    "sdc",
+                    "pci0000:00/0000:00:1f.2/ata3/host2/target2:0:0/2:0:0:0",
+                )
+            },
+            disk(
+                "sdd",
+                "pci0000:00/0000:00:14.0/usb3/3-2/3-2:1.0/host7/target7:0:0/7:0:0:0",
+            ),
+            Disk {
+                removable: true,
+                ..disk(
+                    "sr0",
+                    "pci0000:00/0000:00:1f.2/ata4/host3/target3:0:0/3:0:0:0",
+                )
+            },
+            disk("loop0", "virtual"),
+        ],
+        &["/dev/sdb1"],
+        Some("/dev/sdc1"),
+    );
+    let r = run_pre(&bash, &ks, m.path());
+    assert!(r.ok, "%pre failed:\n{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("installing on sda (500 GB, /dev/disk/by-id/wwn-0x5000c500a1b2c3d4)"),
+        "{}",
+        r.stderr
+    );
+    let part = r.part.expect("no /tmp/regbake-disk.ks");
+    assert!(part.contains("ignoredisk --only-use=sda\n"), "{part}");
+    assert!(part.contains("reqpart\n"), "{part}");
+    assert!(!part.contains("sdb") && !part.contains("sdc") && !part.contains("sdd"));
+
+    // What anaconda then parses: the kickstart with the partitioning included.
+    if require_tool("ksvalidator") {
+        let full = ks.replace("%include /tmp/regbake-disk.ks\n", &part);
+        let f = m.path().join("full.ks");
+        std::fs::write(&f, full).expect("write");
+        let out = Command::new("ksvalidator")
+            .args(["-v", "RHEL7"])
+            .arg(&f)
+            .output()
+            .expect("ksvalidator");
+        assert!(
+            out.status.success(),
+            "ksvalidator: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // An NVMe server installed from a DVD: the NVMe disk.
+    let m = tempfile::tempdir().expect("tempdir");
+    machine(
+        m.path(),
+        &[
+            disk("nvme0n1", "pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0"),
+            Disk {
+                removable: true,
+                ..disk(
+                    "sr0",
+                    "pci0000:00/0000:00:1f.2/ata4/host3/target3:0:0/3:0:0:0",
+                )
+            },
+        ],
+        &["/dev/sr0"],
+        None,
+    );
+    let r = run_pre(&bash, &ks, m.path());
+    assert!(r.ok, "%pre failed:\n{}", r.stderr);
+    assert!(r
+        .part
+        .expect("partitioning")
+        .contains("part pv.01 --size=1 --grow --ondisk=nvme0n1\n"));
+}
+
+#[test]
+fn auto_disk_stops_rather_than_guess() {
+    let Some(bash) = bash42() else { return };
+    let t = Test::new().args(&["kickstart"]);
+    t.success();
+    let ks = t.read("out/kickstart/ks.cfg");
+    let a1 = "pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0";
+    let a2 = "pci0000:00/0000:00:17.0/ata2/host1/target1:0:0/1:0:0:0";
+
+    // Two disks: which one holds the data that must not be erased?
+    let m = tempfile::tempdir().expect("tempdir");
+    machine(
+        m.path(),
+        &[
+            Disk {
+                by_id: Some("ata-ST500_A"),
+                ..disk("sda", a1)
+            },
+            Disk {
+                by_id: Some("ata-ST4000_B"),
+                gb: 4000,
+                ..disk("sdb", a2)
+            },
+        ],
+        &[],
+        None,
+    );
+    let r = run_pre(&bash, &ks, m.path());
+    assert!(!r.ok, "%pre picked a disk out of two:\n{}", r.stderr);
+    assert!(r.part.is_none());
+    for want in [
+        "found 2 disks that could be erased",
+        "sda (500 GB, /dev/disk/by-id/ata-ST500_A)",
+        "sdb (4000 GB, /dev/disk/by-id/ata-ST4000_B)",
+        "Set storage.disk",
+    ] {
+        assert!(r.stderr.contains(want), "{want:?} not in:\n{}", r.stderr);
+    }
+
+    // Only the installer's own media: nothing to install on.
+    let m = tempfile::tempdir().expect("tempdir");
+    machine(
+        m.path(),
+        &[
+            Disk {
+                removable: true,
+                ..disk(
+                    "sda",
+                    "pci0000:00/0000:00:14.0/usb1/1-1/1-1:1.0/host0/target0:0:0/0:0:0:0",
+                )
+            },
+            disk("vda", "pci0000:00/0000:00:05.0/virtio2"),
+        ],
+        &["/dev/sda"],
+        Some("/dev/vda"),
+    );
+    let r = run_pre(&bash, &ks, m.path());
+    assert!(!r.ok);
+    assert!(r.part.is_none());
+    assert!(
+        r.stderr.contains("found no disk to install on"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn an_explicit_disk_needs_no_pre() {
+    let t = Test::new()
+        .config("version = 1\n[storage]\ndisk = \"/dev/disk/by-id/wwn-0x5000c500a1b2c3d4\"\n")
+        .args(&["kickstart"]);
+    t.success();
+    let ks = t.read("out/kickstart/ks.cfg");
+    assert!(!ks.contains("%pre") && !ks.contains("%include"), "{ks}");
+    if require_tool("ksvalidator") {
+        let out = Command::new("ksvalidator")
+            .args(["-v", "RHEL7"])
+            .arg(t.path().join("out/kickstart/ks.cfg"))
+            .output()
+            .expect("ksvalidator");
+        assert!(out.status.success());
+    }
+}

@@ -16,4 +16,5 @@ mod registry;
 mod render;
 mod s3;
 mod scripts;
+mod testbed;
 mod vagrant;

@@ -141,15 +141,18 @@ fn validate_catches_a_missing_overlay() {
 }
 
 /// Ruby that loads a Vagrantfile with a recording stand-in for `Vagrant`:
-/// prints every `config.…= value` and the provisioner scripts as JSON.
+/// prints every `config.…= value`, the provisioners in order and the
+/// provisioner scripts as JSON.
 const RECORDER: &str = r#"
 require 'json'
 require 'pathname'
 $vals = {}
+$provs = []
 class Rec
   def initialize(path) @path = path end
   def method_missing(name, *args, **kw, &blk)
     n = name.to_s
+    $provs << kw.transform_keys(&:to_s).merge('name' => args[0]) if n == 'provision'
     if n.end_with?('=')
       $vals[(@path + [n.chomp('=')]).join('.')] = args[0]
       return nil
@@ -167,10 +170,10 @@ module Vagrant
   def self.configure(_v) yield Rec.new([]) end
 end
 load ARGV[0]
-print JSON.generate({ 'vals' => $vals, 'env' => PROVISION_ENV, 'install' => INSTALL, 'clean' => CLEAN })
+print JSON.generate({ 'vals' => $vals, 'provisioners' => $provs, 'env' => PROVISION_ENV, 'install' => INSTALL, 'clean' => CLEAN })
 "#;
 
-fn ruby_record(vagrantfile: &Path) -> serde_json::Value {
+pub(crate) fn record(vagrantfile: &Path) -> serde_json::Value {
     let out = Command::new("ruby")
         .arg("-e")
         .arg(RECORDER)
@@ -194,7 +197,7 @@ fn provisioner_scripts_pass_bash_and_shellcheck() {
         .config(&tls_proxy_config("libvirt"))
         .args(&["render"]);
     t.success();
-    let rec = ruby_record(&t.path().join("out/vagrant/Vagrantfile"));
+    let rec = record(&t.path().join("out/vagrant/Vagrantfile"));
     for name in ["install", "clean"] {
         let script = format!("#!/bin/bash\n{}", rec[name].as_str().expect("script text"));
         let p = t.path().join(format!("{name}.sh"));

@@ -1,0 +1,548 @@
+//! The appliance, run: each delivery's rendered files driven as that
+//! delivery drives them, in a testbed (see `mod.rs`), checked from the host
+//! through the network the way a user would (`regbake probe`, skopeo, ssh).
+
+use std::time::{Duration, Instant};
+
+use super::{env, probe, render, Admin, Env, Testbed};
+use crate::common::{require_tool, Test};
+use crate::registry::{oci_layout, skopeo};
+
+const DATA_DIR: &str = "/data/docker-registry";
+const IMAGE_TAR: &str = "/var/lib/regbake/registry-image.tar";
+
+fn config(admin: &Admin, extra: &str) -> String {
+    format!(
+        "version = 1\n[appliance]\nhostname = \"registry.test\"\n\
+         [user]\nssh_keys = [\"{}\"]\nssh_key_files = []\n{extra}",
+        admin.public
+    )
+}
+
+/// The header and body of each `%post` of a kickstart, in order.
+fn posts(ks: &str) -> Vec<(String, String)> {
+    let mut out = vec![];
+    let mut lines = ks.lines();
+    while let Some(line) = lines.next() {
+        if line.split_whitespace().next() == Some("%post") {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "%end").collect();
+            out.push((line.to_string(), body.join("\n") + "\n"));
+        }
+    }
+    out
+}
+
+/// A bare-metal install from `ks` (a kickstart under the test's out dir), as
+/// anaconda does it, then the reboot into the installed system:
+/// - the kickstart commands the appliance relies on before %post: the admin
+///   user (`user --lock`), `rootpw --lock`, `services --enabled`;
+/// - each %post in order, as anaconda runs it (anaconda 21.48
+///   `AnacondaKSScript.run`): the body in `/tmp/ks-script-XXXXXX` of the
+///   target, `/bin/sh` on it with the target as root, output to `--log`;
+///   no init and no docker daemon there;
+/// - then anaconda writes `/root/anaconda-ks.cfg` (after %post, with every
+///   script's text) and its `99-copy-logs.ks` `/root/original-ks.cfg`;
+/// - `preload`: the registry image's tar where firstboot loads it, standing
+///   in for the pull (the testbed has no way out).
+fn kickstart_install(env: &'static Env, t: &Test, ks_rel: &str, image: Option<&str>) -> Testbed {
+    let mut tb = Testbed::installer(env, DATA_DIR);
+    kickstart_into(&mut tb, env, t, ks_rel, image);
+    tb
+}
+
+/// [`kickstart_install`] into a given installer.
+fn kickstart_into(tb: &mut Testbed, env: &'static Env, t: &Test, ks_rel: &str, image: Option<&str>) {
+    let ks = t.read(ks_rel);
+    let user = "ansible";
+    tb.sh(&format!(
+        "useradd -m {user} && passwd -l {user} >/dev/null && passwd -l root >/dev/null && \
+         systemctl enable ssh.service docker.service firewalld.service 2>&1"
+    ));
+    for (i, (header, body)) in posts(&ks).into_iter().enumerate() {
+        let log = header
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("--log="))
+            .unwrap_or("/dev/null")
+            .to_string();
+        let script = format!("/tmp/ks-script-rbk{i:03}");
+        tb.write(&script, body.as_bytes(), 0o700);
+        let o = tb.try_sh(&format!("cd / && /bin/sh {script} >{log} 2>&1"));
+        assert!(
+            o.status.success(),
+            "%post {i} ({header}) failed; {log}:\n{}",
+            tb.sh(&format!("cat {log}"))
+        );
+    }
+    tb.write("/root/anaconda-ks.cfg", ks.as_bytes(), 0o600);
+    tb.write("/root/original-ks.cfg", ks.as_bytes(), 0o600);
+    if let Some(image) = image {
+        tb.sh("install -d -m 0755 /var/lib/regbake");
+        tb.put(env.registry_tar(image), IMAGE_TAR, "root:root", 0o600);
+    }
+    tb.reboot_installed();
+}
+
+fn journal(tb: &Testbed, unit: &str) -> String {
+    tb.sh(&format!("journalctl -b --no-pager -o cat -u {unit} || true"))
+}
+
+/// Firstboot ran at boot and the registry answers.
+fn assert_first_boot_ok(tb: &Testbed, port: u16) {
+    let state = tb.wait_unit("regbake-firstboot.service", Duration::from_secs(120));
+    assert_eq!(
+        state,
+        "active",
+        "regbake-firstboot:\n{}\nregistry:\n{}",
+        journal(tb, "regbake-firstboot"),
+        journal(tb, "regbake-registry")
+    );
+    tb.sh("test -s /var/lib/regbake/firstboot.done");
+    assert!(tb.wait_registry(port, Duration::from_secs(30)));
+}
+
+fn push_hello(t: &Test, url: &str, tls_verify: &[&str]) {
+    let src = oci_layout(&t.path().join("hello-image"));
+    let mut args = vec!["copy"];
+    args.extend_from_slice(tls_verify);
+    args.extend([src.as_str(), url]);
+    let (ok, out) = skopeo(&args);
+    assert!(ok, "skopeo copy {url}: {out}");
+}
+
+fn hello_present(url: &str, tls_verify: &[&str]) -> (bool, String) {
+    let mut args = vec!["inspect", "--raw"];
+    args.extend_from_slice(tls_verify);
+    args.push(url);
+    skopeo(&args)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if f() {
+            return t0.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("{what}: not within {timeout:?}");
+}
+
+/// Scenarios 1 (kickstart path) and 4 (restarts): install from `ks.cfg`,
+/// reboot; firstboot brings the registry up at boot; `probe --push` from the
+/// host; the admin logs in with the configured key and has `sudo -n`, while
+/// passwords are refused; no copy of a secret is left outside its file.
+/// Then: reboot keeps the pushed image, a killed registry container comes
+/// back, and so does the registry after docker is stopped and started.
+#[test]
+fn kickstart_install_boots_into_a_working_registry() {
+    let Some(env) = env() else { return };
+    if !require_tool("skopeo") {
+        return;
+    }
+    let admin = Admin::new();
+    let t = render(&config(&admin, ""), &[]);
+    let tb = kickstart_install(env, &t, "out/kickstart/ks.cfg", Some("registry:2"));
+    assert_first_boot_ok(&tb, 5000);
+    let log = journal(&tb, "regbake-firstboot");
+    assert!(log.contains("loading registry:2 from"), "{log}");
+    // The %post ran under the live path, not only the file layout.
+    let calls = tb.stub_calls();
+    assert!(calls.contains("restorecon -R"), "{calls}");
+    assert!(
+        calls.contains("semanage fcontext -a -t container_file_t /data/docker-registry/registry(/.*)?"),
+        "{calls}"
+    );
+
+    // Secrets: only in their 0600 files, nowhere anaconda left copies.
+    let secret = t.read("out/secrets/http_secret");
+    let secret = secret.trim();
+    let holders = tb.sh(&format!(
+        "grep -rlF -- '{secret}' /etc /root /tmp /var/tmp /var/log /var/lib/regbake /home /opt /usr/local 2>/dev/null || true"
+    ));
+    assert_eq!(
+        holders.trim(),
+        "/etc/docker/registry/config.yml",
+        "the http secret is also in other files"
+    );
+    assert_eq!(tb.sh("stat -c %a /etc/docker/registry/config.yml").trim(), "600");
+    assert!(tb.sh("grep -c '' /root/anaconda-ks.cfg").trim().parse::<u32>().unwrap_or(0) > 10);
+    assert!(journal(&tb, "regbake-firstboot").contains("removed the overlay's secrets from /root/anaconda-ks.cfg"));
+    assert_eq!(tb.sh("ls /tmp | grep -c ks-script || true").trim(), "0");
+
+    // From the host, as a client would.
+    let ip = tb.ip();
+    let url = format!("http://{ip}:5000/");
+    let (code, out) = probe(&[&url, "--push"], &[]);
+    assert_eq!(code, 0, "probe --push: {out}");
+
+    // The admin: key login, passwordless sudo; passwords are not offered.
+    let (code, out) = Admin::ssh(&admin.key, "ansible", &ip, &[], "sudo -n true && id -un");
+    assert_eq!(code, 0, "ssh as ansible: {out}");
+    assert!(out.contains("ansible"), "{out}");
+    let (code, out) = Admin::ssh(
+        &admin.key,
+        "ansible",
+        &ip,
+        &["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"],
+        "true",
+    );
+    assert_ne!(code, 0, "password login was possible: {out}");
+    assert!(out.contains("Permission denied (publickey"), "{out}");
+    assert!(!out.contains("password"), "sshd offers passwords: {out}");
+    let (code, out) = Admin::ssh(&admin.key, "root", &ip, &[], "true");
+    assert_ne!(code, 0, "root login: {out}");
+
+    // Scenario 4: restarts.
+    let no_tls = ["--dest-tls-verify=false"];
+    let hello = format!("docker://{ip}:5000/regbake/hello:v1");
+    push_hello(&t, &hello, &no_tls);
+    tb.reboot();
+    assert!(tb.wait_registry(5000, Duration::from_secs(60)), "{}", journal(&tb, "regbake-registry"));
+    // Firstboot does not run again: its marker is there.
+    assert_eq!(
+        tb.sh("systemctl show -p ConditionResult --value regbake-firstboot").trim(),
+        "no"
+    );
+    let (ok, out) = hello_present(&hello, &["--tls-verify=false"]);
+    assert!(ok, "image lost across a reboot: {out}");
+
+    tb.sh("docker kill registry");
+    let took = wait_until("registry back after docker kill", Duration::from_secs(15), || {
+        tb.wait_registry(5000, Duration::from_millis(500))
+    });
+    eprintln!("registry back {took:?} after docker kill");
+
+    tb.sh("systemctl stop docker.service docker.socket");
+    assert_eq!(
+        tb.sh("systemctl is-active regbake-registry || true").trim(),
+        "inactive",
+        "{}",
+        journal(&tb, "regbake-registry")
+    );
+    tb.sh("systemctl start docker.service");
+    assert!(
+        tb.wait_registry(5000, Duration::from_secs(60)),
+        "registry not back after docker start:\n{}",
+        journal(&tb, "regbake-registry")
+    );
+    let (ok, out) = hello_present(&hello, &["--tls-verify=false"]);
+    assert!(ok, "{out}");
+}
+
+/// What Vagrant's shell provisioner does with an `inline:` script: upload it
+/// as /tmp/vagrant-shell and run it as root (`privileged: true`) from a
+/// login bash, with the provisioner's `env:` exported.
+fn vagrant_shell(tb: &Testbed, inline: &str, env: &serde_json::Value) {
+    tb.write("/tmp/vagrant-shell", inline.as_bytes(), 0o755);
+    let vars: Vec<(String, String)> = env
+        .as_object()
+        .expect("env is a hash")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("env value").to_string()))
+        .collect();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let o = tb.exec_env(&["bash", "-l", "-c", "/tmp/vagrant-shell"], &vars);
+    assert!(
+        o.status.success(),
+        "provisioner failed:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Scenarios 2 (Vagrant provisioner path), 5 (idempotency) and 6
+/// (uninstall): a booted base box (its `vagrant` user with passwordless
+/// sudo, no docker running) gets the Vagrantfile's provisioners in order,
+/// with the preload tar in place and no network; then `regbake-install` and
+/// `regbake-firstboot` again change nothing; `regbake-uninstall` removes the
+/// registry and keeps its data, a reinstall serves the old image, `--purge`
+/// deletes it.
+#[test]
+fn vagrant_provisioners_bake_a_working_registry() {
+    let Some(env) = env() else { return };
+    if !(require_tool("ruby") && require_tool("skopeo")) {
+        return;
+    }
+    let admin = Admin::new();
+    let t = render(&config(&admin, "[packages]\nextra = [\"@development\", \"vim-enhanced\"]\n"), &[]);
+    let rec = crate::vagrant::record(&t.path().join("out/vagrant/Vagrantfile"));
+    let provs = rec["provisioners"].as_array().expect("provisioners");
+    let names: Vec<&str> = provs.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["regbake-overlay", "regbake-install", "regbake-firstboot", "regbake-clean"]
+    );
+
+    let tb = Testbed::boot(env, DATA_DIR);
+    // centos/7 as a base box: the vagrant user, its key, passwordless sudo.
+    tb.sh(
+        "useradd -m vagrant && install -d -m 700 -o vagrant -g vagrant ~vagrant/.ssh && \
+         echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN1YdxBpNlzxDqfJyw/QKow1F+wvG9hXGoqiysfJOn5Y vagrant' > ~vagrant/.ssh/authorized_keys && \
+         chown vagrant: ~vagrant/.ssh/authorized_keys && chmod 600 ~vagrant/.ssh/authorized_keys && \
+         echo 'vagrant ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/vagrant && chmod 440 /etc/sudoers.d/vagrant && \
+         install -d -m 0755 /var/lib/regbake",
+    );
+    tb.put(env.registry_tar("registry:2"), IMAGE_TAR, "root:root", 0o600);
+    for p in provs {
+        match p["name"].as_str() {
+            Some("regbake-overlay") => {
+                assert_eq!(p["type"], "file");
+                let dest = p["destination"].as_str().expect("destination");
+                tb.put(&t.path().join("out/overlay.tar.gz"), dest, "vagrant:vagrant", 0o644);
+            }
+            // regbake vagrant runs the cleaning itself, right before packaging.
+            Some("regbake-clean") => assert_eq!(p["run"], "never"),
+            _ => vagrant_shell(&tb, p["inline"].as_str().expect("inline"), &p["env"]),
+        }
+    }
+    tb.sh("test -s /var/lib/regbake/firstboot.done");
+    assert!(tb.wait_registry(5000, Duration::from_secs(30)));
+    assert_eq!(tb.sh("systemctl is-enabled regbake-registry").trim(), "enabled");
+    let calls = tb.stub_calls();
+    for want in [
+        "yum -y install lvm2 device-mapper-persistent-data container-selinux libcgroup docker-ce curl firewalld policycoreutils-python vim-enhanced",
+        "yum -y groupinstall development",
+        "hostnamectl set-hostname registry.test",
+    ] {
+        assert!(calls.contains(want), "{want:?} not asked:\n{calls}");
+    }
+    // The base box's user keeps its key and its sudo.
+    tb.sh("grep -q ' vagrant$' ~vagrant/.ssh/authorized_keys && sudo -n -u vagrant sudo -n true");
+    let ip = tb.ip();
+    let (code, out) = Admin::ssh(&admin.key, "ansible", &ip, &[], "sudo -n true");
+    assert_eq!(code, 0, "{out}");
+
+    // Scenario 5: a second install and first boot change nothing.
+    let hello = format!("docker://{ip}:5000/regbake/hello:v1");
+    push_hello(&t, &hello, &["--dest-tls-verify=false"]);
+    let before = tb.state();
+    let calls_before = tb.stub_calls();
+    tb.sh("/usr/local/sbin/regbake-install && /usr/local/sbin/regbake-firstboot");
+    assert_eq!(tb.state(), before, "a second install/firstboot changed the appliance");
+    assert!(tb.sh("docker ps --format '{{.Names}}'").contains("registry"));
+    let (ok, out) = hello_present(&hello, &["--tls-verify=false"]);
+    assert!(ok, "{out}");
+    let new_calls = tb.stub_calls()[calls_before.len()..].to_string();
+    // Groups are asked again (yum's groupinstall is a no-op then), packages not.
+    assert!(!new_calls.contains("yum -y install"), "packages installed again: {new_calls}");
+
+    // Scenario 6: uninstall keeps the data, asks for trust and firewall.
+    let calls_before = tb.stub_calls();
+    tb.sh("/usr/local/sbin/regbake-uninstall");
+    assert!(!tb.sh("docker ps -a --format '{{.Names}}'").contains("registry"));
+    for gone in [
+        "/etc/systemd/system/regbake-registry.service",
+        "/etc/systemd/system/multi-user.target.wants/regbake-registry.service",
+        "/etc/systemd/system/docker.service.wants/regbake-registry.service",
+        "/etc/docker/registry/config.yml",
+        "/var/lib/regbake/firstboot.done",
+    ] {
+        tb.sh(&format!("! test -e {gone}"));
+    }
+    let blobs = "/data/docker-registry/registry/docker/registry/v2/repositories/regbake/hello";
+    tb.sh(&format!("test -d {blobs}"));
+    let new_calls = tb.stub_calls()[calls_before.len()..].to_string();
+    assert!(new_calls.contains("update-ca-trust extract"), "{new_calls}");
+    assert!(new_calls.contains("firewall-cmd --reload"), "{new_calls}");
+    let after = tb.state();
+    tb.sh("/usr/local/sbin/regbake-uninstall");
+    assert_eq!(tb.state(), after, "a second uninstall changed the appliance");
+
+    // Reinstall: the old image is served again.
+    tb.put(&t.path().join("out/overlay.tar.gz"), "/tmp/regbake-overlay.tar.gz", "root:root", 0o600);
+    tb.sh(
+        "tar -xzf /tmp/regbake-overlay.tar.gz -C / --no-overwrite-dir -m && \
+         /usr/local/sbin/regbake-install && /usr/local/sbin/regbake-firstboot",
+    );
+    assert!(tb.wait_registry(5000, Duration::from_secs(30)));
+    let (ok, out) = hello_present(&hello, &["--tls-verify=false"]);
+    assert!(ok, "reinstall lost the image: {out}");
+
+    tb.sh("/usr/local/sbin/regbake-uninstall --purge");
+    tb.sh("! test -e /data/docker-registry/registry && test -d /data/docker-registry/docker");
+}
+
+/// Scenario 2, Packer's path: the installer runs `packer/http/ks.cfg`
+/// (both %post), the machine boots, and Packer logs in as the admin with its
+/// per-build key, uploads the overlay and runs `scripts/*.sh` in order with
+/// the template's `execute_command` (`sudo -n env VARS bash SCRIPT`). The
+/// registry image comes from the preload tar: the testbed has no network.
+/// cleanup.sh's zero-fill would fill this machine's disk, so only there `dd`
+/// is a shell function (BASH_ENV) that records its call. Then the box's
+/// first boot: the registry comes up from the image inside it.
+#[test]
+fn packer_provisioners_bake_a_working_registry() {
+    let Some(env) = env() else { return };
+    let admin = Admin::new();
+    let t = render(&config(&admin, ""), &[]);
+    let tb = kickstart_install(env, &t, "out/packer/http/ks.cfg", Some("registry:2"));
+    let ip = tb.ip();
+    let build_key = t.path().join("out/secrets/packer/id_ed25519");
+    let build = |script: &str, vars: &str| {
+        let (code, out) = Admin::ssh(
+            &build_key,
+            "ansible",
+            &ip,
+            &[],
+            &format!("sudo -n env {vars} bash {script}"),
+        );
+        assert_eq!(code, 0, "{script}: {out}");
+        out
+    };
+    // The file provisioner uploads as the SSH user.
+    tb.put(&t.path().join("out/overlay.tar.gz"), "/tmp/regbake-overlay.tar.gz", "ansible:ansible", 0o644);
+    tb.write("/tmp/regbake-nodd", b"dd() { echo \"dd $*\" >> /var/log/regbake-stubs.log; }\n", 0o644);
+    let vars = "http_proxy= https_proxy= no_proxy=";
+    for (i, name) in ["install.sh", "firstboot.sh", "cleanup.sh"].iter().enumerate() {
+        let script = format!("/tmp/script_{i}.sh");
+        tb.put(&t.path().join("out/packer/scripts").join(name), &script, "ansible:ansible", 0o755);
+        if *name == "cleanup.sh" {
+            build(&script, &format!("{vars} BASH_ENV=/tmp/regbake-nodd"));
+        } else {
+            build(&script, vars);
+        }
+    }
+    tb.sh("test -s /var/lib/regbake/firstboot.done");
+    assert!(tb.wait_registry(5000, Duration::from_secs(30)));
+    let keys = tb.sh("cat /home/ansible/.ssh/authorized_keys");
+    assert!(keys.contains(&admin.public), "{keys}");
+    let build_pub = t.read("out/secrets/packer/id_ed25519.pub");
+    assert!(!keys.contains(build_pub.trim()), "build key left in the box:\n{keys}");
+    tb.sh("! test -e /root/anaconda-ks.cfg && ! ls /etc/ssh/ssh_host_* 2>/dev/null");
+    assert!(tb.stub_calls().contains("dd if=/dev/zero"));
+
+    // The box's first boot, offline: the registry from the image inside it.
+    tb.reboot();
+    assert!(
+        tb.wait_registry(5000, Duration::from_secs(60)),
+        "{}",
+        journal(&tb, "regbake-registry")
+    );
+}
+
+/// Scenario 3: TLS (a generated CA) and two htpasswd users. The testbed has
+/// the static address the certificate names.
+#[test]
+fn tls_and_auth_serve_only_trusted_authenticated_clients() {
+    let Some(env) = env() else { return };
+    if !require_tool("curl") {
+        return;
+    }
+    let admin = Admin::new();
+    let ip = super::static_ip(20);
+    let t = render(
+        &config(
+            &admin,
+            &format!(
+                "[network]\nmode = \"static\"\naddress = \"{ip}/24\"\ngateway = \"{}\"\n\
+                 [registry.tls]\nmode = \"generate\"\n\
+                 [[registry.auth.users]]\nname = \"alice\"\npassword_env = \"ALICE_PW\"\n\
+                 [[registry.auth.users]]\nname = \"bob\"\npassword_env = \"BOB_PW\"\n",
+                super::static_ip(1)
+            ),
+        ),
+        &[("ALICE_PW", "alice-secret-1"), ("BOB_PW", "bob-secret-2")],
+    );
+    let mut tb = Testbed::installer_at(env, DATA_DIR, &ip);
+    kickstart_into(&mut tb, env, &t, "out/kickstart/ks.cfg", Some("registry:2"));
+    assert_first_boot_ok(&tb, 443);
+    let ca = t.path().join(format!("out/client/certs.d/registry.test:443/ca.crt"));
+    assert!(ca.is_file(), "no client CA at {}", ca.display());
+    let ca_s = ca.display().to_string();
+    let url = format!("https://{ip}/");
+    for (user, pw) in [("alice", "alice-secret-1"), ("bob", "bob-secret-2")] {
+        let (code, out) = probe(
+            &[&url, "--ca", &ca_s, "--username", user, "--password-env", "PW", "--push"],
+            &[("PW", pw)],
+        );
+        assert_eq!(code, 0, "probe --push as {user}: {out}");
+    }
+    let curl = |args: &[&str]| -> String {
+        let o = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .arg(format!("{url}v2/_catalog"))
+            .output()
+            .expect("curl");
+        format!("{} {}", o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout))
+    };
+    assert_eq!(curl(&["--cacert", &ca_s]), "0 401", "anonymous");
+    assert_eq!(curl(&["--cacert", &ca_s, "-u", "alice:wrong"]), "0 401", "wrong password");
+    assert_eq!(curl(&["--cacert", &ca_s, "-u", "alice:alice-secret-1"]), "0 200");
+    // Not trusting the appliance's CA: the TLS handshake fails (curl 60).
+    assert!(curl(&["-u", "alice:alice-secret-1"]).starts_with("60 "));
+    let (code, out) = probe(&[&url], &[]);
+    assert_ne!(code, 0, "an untrusted client was served: {out}");
+    // The appliance trusts its own CA (the anchor, update-ca-trust asked).
+    tb.sh("test -s /etc/pki/ca-trust/source/anchors/regbake-ca.crt");
+    assert!(tb.stub_calls().contains("update-ca-trust extract"));
+    for f in ["/opt/docker/certs/registry.key", "/opt/docker/auth/htpasswd"] {
+        assert_eq!(tb.sh(&format!("stat -c %a {f}")).trim(), "600", "{f}");
+    }
+}
+
+/// Scenario 7: no image and no way to pull one. Firstboot fails, writes no
+/// marker, says why in its journal, and the next boot tries again. (A
+/// drop-in makes it try the pull once instead of five times, for time.)
+#[test]
+fn a_first_boot_that_cannot_get_the_image_fails_loudly_and_retries() {
+    let Some(env) = env() else { return };
+    let admin = Admin::new();
+    let t = render(&config(&admin, ""), &[]);
+    let mut tb = Testbed::installer(env, DATA_DIR);
+    tb.sh(
+        "install -d /etc/systemd/system/regbake-firstboot.service.d && \
+         printf '[Service]\\nEnvironment=REGBAKE_PULL_ATTEMPTS=1\\n' \
+         > /etc/systemd/system/regbake-firstboot.service.d/test.conf",
+    );
+    kickstart_into(&mut tb, env, &t, "out/kickstart/ks.cfg", None);
+    for boot in 1..=2 {
+        let state = tb.wait_unit("regbake-firstboot.service", Duration::from_secs(120));
+        assert_eq!(state, "failed", "boot {boot}");
+        tb.sh("! test -e /var/lib/regbake/firstboot.done");
+        let log = journal(&tb, "regbake-firstboot");
+        assert!(log.contains("could not pull registry:2"), "boot {boot}:\n{log}");
+        assert!(log.contains("The next boot tries again"), "{log}");
+        if boot == 1 {
+            tb.reboot();
+        }
+    }
+}
+
+/// Scenario 8: with `[proxy]`, docker's environment has the proxies, the
+/// registry still comes up, and docker reaches 127.0.0.1 directly. Also the
+/// `registry:3` config path.
+#[test]
+fn proxy_drop_ins_reach_docker_and_spare_localhost() {
+    let Some(env) = env() else { return };
+    let admin = Admin::new();
+    let proxy = "http://proxy.invalid:3128";
+    let t = render(
+        &config(
+            &admin,
+            &format!(
+                "[proxy]\nhttp = \"{proxy}\"\nhttps = \"{proxy}\"\nno_proxy = [\"localhost\"]\n\
+                 [registry]\nimage = \"registry:3\"\n"
+            ),
+        ),
+        &[],
+    );
+    let tb = kickstart_install(env, &t, "out/kickstart/ks.cfg", Some("registry:3"));
+    assert_first_boot_ok(&tb, 5000);
+    tb.sh("test -s /etc/distribution/config.yml");
+    let environment = tb.sh("systemctl show docker -p Environment");
+    for want in [
+        format!("HTTP_PROXY={proxy}"),
+        format!("HTTPS_PROXY={proxy}"),
+        "NO_PROXY=localhost,127.0.0.1,registry.test".to_string(),
+    ] {
+        assert!(environment.contains(&want), "{want} not in {environment}");
+    }
+    // Through 127.0.0.1 docker goes direct (a push through the dead proxy
+    // would fail); anywhere else it goes to the proxy.
+    tb.sh("docker tag registry:3 127.0.0.1:5000/local/registry:3 && docker push 127.0.0.1:5000/local/registry:3");
+    let o = tb.try_sh("docker pull registry.example.org/some/image:1 2>&1");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success());
+    assert!(out.contains("proxy"), "pull did not go to the proxy: {out}");
+}

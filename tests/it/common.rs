@@ -176,34 +176,22 @@ impl Test {
     }
 }
 
-/// CentOS 7's bash (4.2), built once by `build-bash-4.2` (cached in
-/// `~/.cache/regbake-test`): `REGBAKE_BASH42` names a built binary, else
-/// `REGBAKE_BUILD_BASH42` or `../shared/tools/build-bash-4.2` beside the
-/// repository builds it. Missing: a failure under `REGBAKE_REQUIRE_TOOLS=1`,
-/// else a skip.
+/// CentOS 7's bash (4.2), built once by `tests/testbed/bash42` (cached in
+/// `~/.cache/regbake-test`), or the binary `REGBAKE_BASH42` names. Missing: a
+/// failure under `REGBAKE_REQUIRE_TOOLS=1`, else a skip.
 pub fn bash42() -> Option<PathBuf> {
     static BASH: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     let found = BASH.get_or_init(|| {
         if let Some(p) = std::env::var_os("REGBAKE_BASH42") {
             return Ok(PathBuf::from(p));
         }
-        let builder = std::env::var_os("REGBAKE_BUILD_BASH42")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo().join("../shared/tools/build-bash-4.2"));
-        if !builder.is_file() {
-            return Err(format!(
-                "bash 4.2: no builder at {} (set REGBAKE_BUILD_BASH42)",
-                builder.display()
-            ));
-        }
-        let out = Command::new(&builder)
+        let out = Command::new(repo().join("tests/testbed/bash42"))
             .output()
-            .map_err(|e| format!("bash 4.2: running {}: {e}", builder.display()))?;
+            .map_err(|e| format!("bash 4.2: running tests/testbed/bash42: {e}"))?;
         if !out.status.success() {
             return Err(format!(
-                "bash 4.2: {} failed: {}",
-                builder.display(),
-                String::from_utf8_lossy(&out.stderr)
+                "bash 4.2: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
         Ok(PathBuf::from(

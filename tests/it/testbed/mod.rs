@@ -53,7 +53,13 @@ fn text(o: &Output) -> String {
 pub fn env() -> Option<&'static Env> {
     static ENV: OnceLock<Result<Env, String>> = OnceLock::new();
     let found = ENV.get_or_init(|| {
-        for tool in ["docker", "debootstrap", "docker-registry", "ssh", "ssh-keygen"] {
+        for tool in [
+            "docker",
+            "debootstrap",
+            "docker-registry",
+            "ssh",
+            "ssh-keygen",
+        ] {
             if !require_tool(tool) {
                 return Err(format!("{tool} is not installed"));
             }
@@ -81,10 +87,7 @@ pub fn env() -> Option<&'static Env> {
         if !build.status.success() {
             return Err(format!("tests/testbed/build failed:\n{}", text(&build)));
         }
-        eprintln!(
-            "testbed images ready in {:.1}s",
-            t0.elapsed().as_secs_f64()
-        );
+        eprintln!("testbed images ready in {:.1}s", t0.elapsed().as_secs_f64());
         let vars = String::from_utf8_lossy(&build.stdout).into_owned();
         let var = |name: &str| {
             vars.lines()
@@ -101,7 +104,11 @@ pub fn env() -> Option<&'static Env> {
         };
         // No route out: a pull fails at once, as on a machine without network.
         // Addresses below .128 are free for machines with a static address.
-        if !env.docker(&["network", "inspect", &env.network]).status.success() {
+        if !env
+            .docker(&["network", "inspect", &env.network])
+            .status
+            .success()
+        {
             let o = env.docker(&[
                 "network",
                 "create",
@@ -365,9 +372,14 @@ impl Testbed {
 
     /// Copy a host file in, with the given owner and mode.
     pub fn put(&self, host: &Path, dest: &str, owner: &str, mode: u32) {
-        self.env
-            .docker_ok(&["cp", &host.display().to_string(), &format!("{}:{dest}", self.name)]);
-        self.sh(&format!("chown {owner} '{dest}' && chmod {mode:o} '{dest}'"));
+        self.env.docker_ok(&[
+            "cp",
+            &host.display().to_string(),
+            &format!("{}:{dest}", self.name),
+        ]);
+        self.sh(&format!(
+            "chown {owner} '{dest}' && chmod {mode:o} '{dest}'"
+        ));
     }
 
     pub fn write(&self, dest: &str, data: &[u8], mode: u32) {
@@ -454,7 +466,16 @@ impl Admin {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("id_ed25519");
         let o = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "admin@regbake-test", "-f"])
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "admin@regbake-test",
+                "-f",
+            ])
             .arg(&key)
             .output()
             .expect("ssh-keygen");

@@ -51,7 +51,13 @@ fn kickstart_install(env: &'static Env, t: &Test, ks_rel: &str, image: Option<&s
 }
 
 /// [`kickstart_install`] into a given installer.
-fn kickstart_into(tb: &mut Testbed, env: &'static Env, t: &Test, ks_rel: &str, image: Option<&str>) {
+fn kickstart_into(
+    tb: &mut Testbed,
+    env: &'static Env,
+    t: &Test,
+    ks_rel: &str,
+    image: Option<&str>,
+) {
     let ks = t.read(ks_rel);
     let user = "ansible";
     tb.sh(&format!(
@@ -83,7 +89,9 @@ fn kickstart_into(tb: &mut Testbed, env: &'static Env, t: &Test, ks_rel: &str, i
 }
 
 fn journal(tb: &Testbed, unit: &str) -> String {
-    tb.sh(&format!("journalctl -b --no-pager -o cat -u {unit} || true"))
+    tb.sh(&format!(
+        "journalctl -b --no-pager -o cat -u {unit} || true"
+    ))
 }
 
 /// Firstboot ran at boot and the registry answers.
@@ -149,7 +157,9 @@ fn kickstart_install_boots_into_a_working_registry() {
     let calls = tb.stub_calls();
     assert!(calls.contains("restorecon -R"), "{calls}");
     assert!(
-        calls.contains("semanage fcontext -a -t container_file_t /data/docker-registry/registry(/.*)?"),
+        calls.contains(
+            "semanage fcontext -a -t container_file_t /data/docker-registry/registry(/.*)?"
+        ),
         "{calls}"
     );
 
@@ -164,9 +174,19 @@ fn kickstart_install_boots_into_a_working_registry() {
         "/etc/docker/registry/config.yml",
         "the http secret is also in other files"
     );
-    assert_eq!(tb.sh("stat -c %a /etc/docker/registry/config.yml").trim(), "600");
-    assert!(tb.sh("grep -c '' /root/anaconda-ks.cfg").trim().parse::<u32>().unwrap_or(0) > 10);
-    assert!(journal(&tb, "regbake-firstboot").contains("removed the overlay's secrets from /root/anaconda-ks.cfg"));
+    assert_eq!(
+        tb.sh("stat -c %a /etc/docker/registry/config.yml").trim(),
+        "600"
+    );
+    assert!(
+        tb.sh("grep -c '' /root/anaconda-ks.cfg")
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+            > 10
+    );
+    assert!(journal(&tb, "regbake-firstboot")
+        .contains("removed the overlay's secrets from /root/anaconda-ks.cfg"));
     assert_eq!(tb.sh("ls /tmp | grep -c ks-script || true").trim(), "0");
 
     // From the host, as a client would.
@@ -183,7 +203,12 @@ fn kickstart_install_boots_into_a_working_registry() {
         &admin.key,
         "ansible",
         &ip,
-        &["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"],
+        &[
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+        ],
         "true",
     );
     assert_ne!(code, 0, "password login was possible: {out}");
@@ -197,19 +222,26 @@ fn kickstart_install_boots_into_a_working_registry() {
     let hello = format!("docker://{ip}:5000/regbake/hello:v1");
     push_hello(&t, &hello, &no_tls);
     tb.reboot();
-    assert!(tb.wait_registry(5000, Duration::from_secs(60)), "{}", journal(&tb, "regbake-registry"));
+    assert!(
+        tb.wait_registry(5000, Duration::from_secs(60)),
+        "{}",
+        journal(&tb, "regbake-registry")
+    );
     // Firstboot does not run again: its marker is there.
     assert_eq!(
-        tb.sh("systemctl show -p ConditionResult --value regbake-firstboot").trim(),
+        tb.sh("systemctl show -p ConditionResult --value regbake-firstboot")
+            .trim(),
         "no"
     );
     let (ok, out) = hello_present(&hello, &["--tls-verify=false"]);
     assert!(ok, "image lost across a reboot: {out}");
 
     tb.sh("docker kill registry");
-    let took = wait_until("registry back after docker kill", Duration::from_secs(15), || {
-        tb.wait_registry(5000, Duration::from_millis(500))
-    });
+    let took = wait_until(
+        "registry back after docker kill",
+        Duration::from_secs(15),
+        || tb.wait_registry(5000, Duration::from_millis(500)),
+    );
     eprintln!("registry back {took:?} after docker kill");
 
     tb.sh("systemctl stop docker.service docker.socket");
@@ -264,13 +296,24 @@ fn vagrant_provisioners_bake_a_working_registry() {
         return;
     }
     let admin = Admin::new();
-    let t = render(&config(&admin, "[packages]\nextra = [\"@development\", \"vim-enhanced\"]\n"), &[]);
+    let t = render(
+        &config(
+            &admin,
+            "[packages]\nextra = [\"@development\", \"vim-enhanced\"]\n",
+        ),
+        &[],
+    );
     let rec = crate::vagrant::record(&t.path().join("out/vagrant/Vagrantfile"));
     let provs = rec["provisioners"].as_array().expect("provisioners");
     let names: Vec<&str> = provs.iter().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(
         names,
-        ["regbake-overlay", "regbake-install", "regbake-firstboot", "regbake-clean"]
+        [
+            "regbake-overlay",
+            "regbake-install",
+            "regbake-firstboot",
+            "regbake-clean"
+        ]
     );
 
     let tb = Testbed::boot(env, DATA_DIR);
@@ -282,13 +325,23 @@ fn vagrant_provisioners_bake_a_working_registry() {
          echo 'vagrant ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/vagrant && chmod 440 /etc/sudoers.d/vagrant && \
          install -d -m 0755 /var/lib/regbake",
     );
-    tb.put(env.registry_tar("registry:2"), IMAGE_TAR, "root:root", 0o600);
+    tb.put(
+        env.registry_tar("registry:2"),
+        IMAGE_TAR,
+        "root:root",
+        0o600,
+    );
     for p in provs {
         match p["name"].as_str() {
             Some("regbake-overlay") => {
                 assert_eq!(p["type"], "file");
                 let dest = p["destination"].as_str().expect("destination");
-                tb.put(&t.path().join("out/overlay.tar.gz"), dest, "vagrant:vagrant", 0o644);
+                tb.put(
+                    &t.path().join("out/overlay.tar.gz"),
+                    dest,
+                    "vagrant:vagrant",
+                    0o644,
+                );
             }
             // regbake vagrant runs the cleaning itself, right before packaging.
             Some("regbake-clean") => assert_eq!(p["run"], "never"),
@@ -297,7 +350,10 @@ fn vagrant_provisioners_bake_a_working_registry() {
     }
     tb.sh("test -s /var/lib/regbake/firstboot.done");
     assert!(tb.wait_registry(5000, Duration::from_secs(30)));
-    assert_eq!(tb.sh("systemctl is-enabled regbake-registry").trim(), "enabled");
+    assert_eq!(
+        tb.sh("systemctl is-enabled regbake-registry").trim(),
+        "enabled"
+    );
     let calls = tb.stub_calls();
     for want in [
         "yum -y install lvm2 device-mapper-persistent-data container-selinux libcgroup docker-ce curl firewalld policycoreutils-python vim-enhanced",
@@ -318,18 +374,29 @@ fn vagrant_provisioners_bake_a_working_registry() {
     let before = tb.state();
     let calls_before = tb.stub_calls();
     tb.sh("/usr/local/sbin/regbake-install && /usr/local/sbin/regbake-firstboot");
-    assert_eq!(tb.state(), before, "a second install/firstboot changed the appliance");
-    assert!(tb.sh("docker ps --format '{{.Names}}'").contains("registry"));
+    assert_eq!(
+        tb.state(),
+        before,
+        "a second install/firstboot changed the appliance"
+    );
+    assert!(tb
+        .sh("docker ps --format '{{.Names}}'")
+        .contains("registry"));
     let (ok, out) = hello_present(&hello, &["--tls-verify=false"]);
     assert!(ok, "{out}");
     let new_calls = tb.stub_calls()[calls_before.len()..].to_string();
     // Groups are asked again (yum's groupinstall is a no-op then), packages not.
-    assert!(!new_calls.contains("yum -y install"), "packages installed again: {new_calls}");
+    assert!(
+        !new_calls.contains("yum -y install"),
+        "packages installed again: {new_calls}"
+    );
 
     // Scenario 6: uninstall keeps the data, asks for trust and firewall.
     let calls_before = tb.stub_calls();
     tb.sh("/usr/local/sbin/regbake-uninstall");
-    assert!(!tb.sh("docker ps -a --format '{{.Names}}'").contains("registry"));
+    assert!(!tb
+        .sh("docker ps -a --format '{{.Names}}'")
+        .contains("registry"));
     for gone in [
         "/etc/systemd/system/regbake-registry.service",
         "/etc/systemd/system/multi-user.target.wants/regbake-registry.service",
@@ -346,10 +413,19 @@ fn vagrant_provisioners_bake_a_working_registry() {
     assert!(new_calls.contains("firewall-cmd --reload"), "{new_calls}");
     let after = tb.state();
     tb.sh("/usr/local/sbin/regbake-uninstall");
-    assert_eq!(tb.state(), after, "a second uninstall changed the appliance");
+    assert_eq!(
+        tb.state(),
+        after,
+        "a second uninstall changed the appliance"
+    );
 
     // Reinstall: the old image is served again.
-    tb.put(&t.path().join("out/overlay.tar.gz"), "/tmp/regbake-overlay.tar.gz", "root:root", 0o600);
+    tb.put(
+        &t.path().join("out/overlay.tar.gz"),
+        "/tmp/regbake-overlay.tar.gz",
+        "root:root",
+        0o600,
+    );
     tb.sh(
         "tar -xzf /tmp/regbake-overlay.tar.gz -C / --no-overwrite-dir -m && \
          /usr/local/sbin/regbake-install && /usr/local/sbin/regbake-firstboot",
@@ -390,12 +466,29 @@ fn packer_provisioners_bake_a_working_registry() {
         out
     };
     // The file provisioner uploads as the SSH user.
-    tb.put(&t.path().join("out/overlay.tar.gz"), "/tmp/regbake-overlay.tar.gz", "ansible:ansible", 0o644);
-    tb.write("/tmp/regbake-nodd", b"dd() { echo \"dd $*\" >> /var/log/regbake-stubs.log; }\n", 0o644);
+    tb.put(
+        &t.path().join("out/overlay.tar.gz"),
+        "/tmp/regbake-overlay.tar.gz",
+        "ansible:ansible",
+        0o644,
+    );
+    tb.write(
+        "/tmp/regbake-nodd",
+        b"dd() { echo \"dd $*\" >> /var/log/regbake-stubs.log; }\n",
+        0o644,
+    );
     let vars = "http_proxy= https_proxy= no_proxy=";
-    for (i, name) in ["install.sh", "firstboot.sh", "cleanup.sh"].iter().enumerate() {
+    for (i, name) in ["install.sh", "firstboot.sh", "cleanup.sh"]
+        .iter()
+        .enumerate()
+    {
         let script = format!("/tmp/script_{i}.sh");
-        tb.put(&t.path().join("out/packer/scripts").join(name), &script, "ansible:ansible", 0o755);
+        tb.put(
+            &t.path().join("out/packer/scripts").join(name),
+            &script,
+            "ansible:ansible",
+            0o755,
+        );
         if *name == "cleanup.sh" {
             build(&script, &format!("{vars} BASH_ENV=/tmp/regbake-nodd"));
         } else {
@@ -407,7 +500,10 @@ fn packer_provisioners_bake_a_working_registry() {
     let keys = tb.sh("cat /home/ansible/.ssh/authorized_keys");
     assert!(keys.contains(&admin.public), "{keys}");
     let build_pub = t.read("out/secrets/packer/id_ed25519.pub");
-    assert!(!keys.contains(build_pub.trim()), "build key left in the box:\n{keys}");
+    assert!(
+        !keys.contains(build_pub.trim()),
+        "build key left in the box:\n{keys}"
+    );
     tb.sh("! test -e /root/anaconda-ks.cfg && ! ls /etc/ssh/ssh_host_* 2>/dev/null");
     assert!(tb.stub_calls().contains("dd if=/dev/zero"));
 
@@ -446,13 +542,22 @@ fn tls_and_auth_serve_only_trusted_authenticated_clients() {
     let mut tb = Testbed::installer_at(env, DATA_DIR, &ip);
     kickstart_into(&mut tb, env, &t, "out/kickstart/ks.cfg", Some("registry:2"));
     assert_first_boot_ok(&tb, 443);
-    let ca = t.path().join(format!("out/client/certs.d/registry.test:443/ca.crt"));
+    let ca = t.path().join("out/client/certs.d/registry.test:443/ca.crt");
     assert!(ca.is_file(), "no client CA at {}", ca.display());
     let ca_s = ca.display().to_string();
     let url = format!("https://{ip}/");
     for (user, pw) in [("alice", "alice-secret-1"), ("bob", "bob-secret-2")] {
         let (code, out) = probe(
-            &[&url, "--ca", &ca_s, "--username", user, "--password-env", "PW", "--push"],
+            &[
+                &url,
+                "--ca",
+                &ca_s,
+                "--username",
+                user,
+                "--password-env",
+                "PW",
+                "--push",
+            ],
             &[("PW", pw)],
         );
         assert_eq!(code, 0, "probe --push as {user}: {out}");
@@ -464,11 +569,22 @@ fn tls_and_auth_serve_only_trusted_authenticated_clients() {
             .arg(format!("{url}v2/_catalog"))
             .output()
             .expect("curl");
-        format!("{} {}", o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout))
+        format!(
+            "{} {}",
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout)
+        )
     };
     assert_eq!(curl(&["--cacert", &ca_s]), "0 401", "anonymous");
-    assert_eq!(curl(&["--cacert", &ca_s, "-u", "alice:wrong"]), "0 401", "wrong password");
-    assert_eq!(curl(&["--cacert", &ca_s, "-u", "alice:alice-secret-1"]), "0 200");
+    assert_eq!(
+        curl(&["--cacert", &ca_s, "-u", "alice:wrong"]),
+        "0 401",
+        "wrong password"
+    );
+    assert_eq!(
+        curl(&["--cacert", &ca_s, "-u", "alice:alice-secret-1"]),
+        "0 200"
+    );
     // Not trusting the appliance's CA: the TLS handshake fails (curl 60).
     assert!(curl(&["-u", "alice:alice-secret-1"]).starts_with("60 "));
     let (code, out) = probe(&[&url], &[]);
@@ -476,7 +592,10 @@ fn tls_and_auth_serve_only_trusted_authenticated_clients() {
     // The appliance trusts its own CA (the anchor, update-ca-trust asked).
     tb.sh("test -s /etc/pki/ca-trust/source/anchors/regbake-ca.crt");
     assert!(tb.stub_calls().contains("update-ca-trust extract"));
-    for f in ["/opt/docker/certs/registry.key", "/opt/docker/auth/htpasswd"] {
+    for f in [
+        "/opt/docker/certs/registry.key",
+        "/opt/docker/auth/htpasswd",
+    ] {
         assert_eq!(tb.sh(&format!("stat -c %a {f}")).trim(), "600", "{f}");
     }
 }
@@ -501,7 +620,10 @@ fn a_first_boot_that_cannot_get_the_image_fails_loudly_and_retries() {
         assert_eq!(state, "failed", "boot {boot}");
         tb.sh("! test -e /var/lib/regbake/firstboot.done");
         let log = journal(&tb, "regbake-firstboot");
-        assert!(log.contains("could not pull registry:2"), "boot {boot}:\n{log}");
+        assert!(
+            log.contains("could not pull registry:2"),
+            "boot {boot}:\n{log}"
+        );
         assert!(log.contains("The next boot tries again"), "{log}");
         if boot == 1 {
             tb.reboot();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::tools::{self, Cmd};
+use crate::bake::tools::{self, Cmd};
 
 pub struct CheckOptions {
     pub strict: bool,
@@ -120,7 +120,7 @@ fn packer_validate(r: &mut Runner, dir: &Path) {
     };
     let validate = |extra: &[&str]| {
         tools::capture(
-            &crate::packer::packer_cmd(&packer)
+            &crate::bake::packer::packer_cmd(&packer)
                 .arg("validate")
                 .args(extra)
                 .arg(dir),
@@ -253,7 +253,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
 
     // Kickstart, and the shell script in its %post.
     // Only the kickstarts regbake wrote: a user's own files may sit beside them.
-    let recorded = crate::render::ksdir::recorded(&out.join("kickstart"))?;
+    let recorded = crate::out::ksdir::recorded(&out.join("kickstart"))?;
     for ks in files_under(&out.join("kickstart"))? {
         let ours = ks.file_name().is_some_and(|n| {
             recorded
@@ -277,7 +277,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
     let sshd_config = overlay.join("etc/ssh/sshd_config");
     if sshd_config.is_file() {
         let key = scratch.path().join("ssh_host_ed25519_key");
-        let pair = crate::secrets::generate_ssh_key("regbake-check")?;
+        let pair = crate::model::secrets::generate_ssh_key("regbake-check")?;
         write_private(&key, pair.private_openssh.as_bytes())?;
         // sshd -t refuses to run without it; harmless to create.
         let _ = std::fs::create_dir_all("/run/sshd");
@@ -492,7 +492,7 @@ struct UnitStubs {
 
 impl UnitStubs {
     fn rewrite(&self, unit: &str) -> String {
-        unit.replace(crate::appliance::DOCKER, &self.docker.display().to_string())
+        unit.replace(crate::model::DOCKER, &self.docker.display().to_string())
             .replace(
                 "/usr/local/sbin/",
                 &format!("{}/usr/local/sbin/", self.overlay.display()),

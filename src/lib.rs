@@ -4,30 +4,28 @@
 //! (resolved, with secrets from [`secrets`]) → [`render`] (an in-memory tree)
 //! → atomic write into `out/` → [`check`] (real validators).
 
-pub mod appliance;
-pub mod boxfile;
+pub mod bake;
+pub mod boxes;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod fleet;
-pub mod inventory;
-pub mod packer;
+pub mod model;
+pub mod out;
 pub mod probe;
-pub mod registry;
 pub mod render;
-pub mod secrets;
-pub mod steps;
-pub mod tools;
-pub mod vagrant;
+pub mod tree;
+pub mod util;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::appliance::Appliance;
+use crate::model::Appliance;
 use crate::cli::{Cli, Command};
-use crate::render::{Scope, Tree};
+use crate::render::Scope;
+use crate::tree::Tree;
 
 /// Options shared by every command.
 #[derive(Debug, Clone)]
@@ -48,7 +46,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
-    tools::log::set_verbose(cli.verbose);
+    util::log::set_verbose(cli.verbose);
     let opts = Options {
         config: cli.config,
         out: cli.out,
@@ -99,9 +97,9 @@ pub fn run(cli: Cli) -> Result<()> {
             only,
             render_only,
             no_import,
-        } => packer::run(
+        } => bake::packer::run(
             &opts,
-            &packer::PackerOptions {
+            &bake::packer::PackerOptions {
                 only,
                 render_only,
                 no_import,
@@ -115,16 +113,16 @@ pub fn run(cli: Cli) -> Result<()> {
             version,
         }) => {
             let source = match (provider, disk, ovf) {
-                (cli::BoxProvider::Libvirt, Some(disk), _) => boxfile::PackSource::Libvirt { disk },
+                (cli::BoxProvider::Libvirt, Some(disk), _) => boxes::PackSource::Libvirt { disk },
                 (cli::BoxProvider::Virtualbox, _, Some(ovf)) => {
-                    boxfile::PackSource::Virtualbox { ovf }
+                    boxes::PackSource::Virtualbox { ovf }
                 }
                 // clap requires the matching flag for each provider.
                 _ => bail!("--provider libvirt needs --disk, --provider virtualbox needs --ovf"),
             };
-            boxfile::run_pack(
+            boxes::run_pack(
                 &opts,
-                &boxfile::PackArgs {
+                &boxes::PackArgs {
                     source,
                     name,
                     version,
@@ -135,9 +133,9 @@ pub fn run(cli: Cli) -> Result<()> {
             render_only,
             no_import,
             keep_vm,
-        } => vagrant::run(
+        } => bake::vagrant::run(
             &opts,
-            &vagrant::VagrantOptions {
+            &bake::vagrant::VagrantOptions {
                 render_only,
                 no_import,
                 keep_vm,
@@ -187,7 +185,7 @@ fn init(opts: &Options, force: bool) -> Result<()> {
 /// secrets a previous render left in `out`.
 pub fn prepare(config_path: Option<&Path>, out: &Path) -> Result<Appliance> {
     let (config, _) = config::load(config_path)?;
-    let stored = secrets::Stored::load(out).context("reading stored secrets")?;
+    let stored = model::secrets::Stored::load(out).context("reading stored secrets")?;
     let mut app = Appliance::resolve(&config, stored)?;
     // The box Packer builds names a generated user key by its absolute path.
     app.packer.out_dir = Some(std::path::absolute(out).context("resolving the out dir")?);
@@ -199,6 +197,6 @@ pub fn prepare(config_path: Option<&Path>, out: &Path) -> Result<Appliance> {
 pub fn render_to(opts: &Options, scope: Scope) -> Result<(Appliance, Tree)> {
     let app = prepare(opts.config.as_deref(), &opts.out)?;
     let tree = render::render(&app, scope)?;
-    render::write(&tree, &opts.out).context("writing the output")?;
+    out::write(&tree, &opts.out).context("writing the output")?;
     Ok((app, tree))
 }

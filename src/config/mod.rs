@@ -1,6 +1,7 @@
 //! The typed `regbake.toml` (version 1): serde types with defaults, loading,
 //! and the separate validation pass in [`validate`].
 
+pub mod inventory;
 mod validate;
 
 use std::path::{Path, PathBuf};

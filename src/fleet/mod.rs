@@ -18,12 +18,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::appliance::{Appliance, Material};
+use crate::model::{Appliance, Material};
 use crate::config::{self, Config, ConfigError, NetworkMode, Problem, TlsMode};
-use crate::inventory::{Host, Inventory, Ip};
-use crate::registry::RegistryMaterial;
+use crate::config::inventory::{Host, Inventory, Ip};
+use crate::model::registry::RegistryMaterial;
 use crate::render::{self, Scope, Tree};
-use crate::secrets::{self, Stored};
+use crate::model::secrets::{self, Stored};
 use crate::Options;
 
 /// What `regbake kickstart` was asked for.
@@ -57,7 +57,7 @@ pub fn run(opts: &Options, ko: &KickstartOptions) -> Result<()> {
             if ko.oemdrv {
                 tree.add("kickstart/oemdrv.img", oemdrv::image(&ks)?, 0o600);
             }
-            render::write(&tree, &opts.out).context("writing the output")?;
+            crate::out::write(&tree, &opts.out).context("writing the output")?;
             println!("{}", opts.out.join("kickstart/ks.cfg").display());
             if ko.oemdrv {
                 println!("{}", opts.out.join("kickstart/oemdrv.img").display());
@@ -72,7 +72,7 @@ pub fn run(opts: &Options, ko: &KickstartOptions) -> Result<()> {
             let (config, _) = config::load(opts.config.as_deref())?;
             let inv = Inventory::load(path)?;
             let (tree, kickstarts) = render_fleet(&config, &inv, &opts.out, ko.oemdrv)?;
-            render::write_as(&tree, &opts.out, render::ksdir::Owner::Inventory)
+            crate::out::write_as(&tree, &opts.out, crate::out::ksdir::Owner::Inventory)
                 .context("writing the output")?;
             println!(
                 "rendered {} kickstarts{} from {} into {} in {} ms",

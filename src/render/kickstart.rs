@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use handlebars::Handlebars;
 
-use crate::appliance::Appliance;
+use crate::model::Appliance;
 
 /// Base64 wrapped at 76 columns, as `base64 -d` reads it.
 fn wrapped_base64(data: &[u8]) -> String {

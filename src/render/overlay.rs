@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use handlebars::Handlebars;
 
 use super::Tree;
-use crate::appliance::{Appliance, CA_ANCHOR, CERTS_DIR};
+use crate::model::{Appliance, CA_ANCHOR, CERTS_DIR};
 
 /// (template, target path, mode); `USER` in a path is the admin user's name.
 const FILES: &[(&str, &str, u32)] = &[

@@ -11,10 +11,10 @@ use handlebars::Handlebars;
 use serde::Serialize;
 
 use super::Tree;
-use crate::appliance::Appliance;
+use crate::model::Appliance;
 use crate::config::{Config, PackerSection, Problem, RequiredPlugins, Sudo};
-use crate::secrets::{self, SshKeyPair};
-use crate::tools::log;
+use crate::model::secrets::{self, SshKeyPair};
+use crate::util::log;
 
 /// The `[packer]` settings plus what the templates derive from other sections.
 #[derive(Debug, Clone, Serialize)]
@@ -87,7 +87,7 @@ impl Settings {
         };
         Self {
             section: p.clone(),
-            // The same name as crate::boxfile::BoxMeta::box_file_name.
+            // The same name as crate::boxes::BoxMeta::box_file_name.
             box_file: partial_box_file(&box_file(
                 &c.vagrant.box_name.replace('/', "-"),
                 &c.vagrant.box_version,
@@ -101,7 +101,7 @@ impl Settings {
                 .user
                 .ssh_key_files
                 .iter()
-                .filter(|f| crate::appliance::expand_home(f).is_file())
+                .filter(|f| crate::model::expand_home(f).is_file())
                 .filter_map(|f| f.strip_suffix(".pub"))
                 .map(str::to_string)
                 .collect(),
@@ -216,7 +216,7 @@ pub fn wants_plugins_file(setting: RequiredPlugins) -> bool {
     match setting {
         RequiredPlugins::Always => true,
         RequiredPlugins::Never => false,
-        RequiredPlugins::Auto => match crate::packer::installed_version() {
+        RequiredPlugins::Auto => match crate::bake::packer::installed_version() {
             Some(v) => v.needs_plugins_block(),
             // Nothing to ask: render for the Packer one would install today.
             None => true,

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use handlebars::Handlebars;
 
-use crate::appliance::Appliance;
+use crate::model::Appliance;
 
 /// Where it lands under `out/`.
 pub const PATH: &str = "vagrant/Vagrantfile";
@@ -75,7 +75,7 @@ print JSON.generate({ 'vals' => $vals, 'env' => PROVISION_ENV })
         ];
         c.user.ssh_key_files = vec![];
         c.proxy = Some(config::ProxySection::default());
-        let mut app = Appliance::resolve(&c, crate::secrets::Stored::default()).expect("app");
+        let mut app = Appliance::resolve(&c, crate::model::secrets::Stored::default()).expect("app");
         let hb = crate::render::handlebars().expect("handlebars");
         for p in &payloads {
             app.vagrant.base_box = p.clone();

@@ -7,35 +7,14 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::tools::Cmd;
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-static HANDLER: std::sync::Once = std::sync::Once::new();
-
-/// Whether Ctrl-C was pressed since the steps started.
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
-/// Catch Ctrl-C from now on: it only sets [`interrupted`], so long in-process
-/// work (box packing) can stop and clean up instead of dying mid-write.
-pub fn catch_interrupts() {
-    install_handler();
-}
-
-fn install_handler() {
-    HANDLER.call_once(|| {
-        // If a handler cannot be installed, Ctrl-C simply ends regbake.
-        let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
-    });
-}
+use super::tools::Cmd;
+use crate::util::interrupt::{catch_interrupts, interrupted};
 
 pub struct Steps {
     log_dir: PathBuf,
@@ -64,7 +43,7 @@ impl Steps {
                 .with_context(|| format!("creating {}", log_dir.display()))?;
             keep_previous_logs(&log_dir)?;
         }
-        install_handler();
+        catch_interrupts();
         Ok(Self {
             log_dir,
             dry_run,

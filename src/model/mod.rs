@@ -2,16 +2,19 @@
 //! from it (paths, URLs, package list, SSH keys, secrets). Templates see only
 //! this, serialized; they never compute anything themselves.
 
+pub mod registry;
+pub mod secrets;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::{Config, ConfigError, NetworkMode, Problem, Sudo};
-use crate::registry::RegistryMaterial;
-pub use crate::registry::{Registry, CA_ANCHOR, CERTS_DIR};
-use crate::secrets::{SshKeyPair, Stored};
-use crate::tools::log;
+use crate::model::registry::RegistryMaterial;
+pub use crate::model::registry::{Registry, CA_ANCHOR, CERTS_DIR};
+use crate::model::secrets::{SshKeyPair, Stored};
+use crate::util::log;
 
 pub const DOCKER: &str = "/usr/bin/docker";
 pub const FIRSTBOOT_MARKER: &str = "/var/lib/regbake/firstboot.done";
@@ -220,7 +223,7 @@ impl Appliance {
             let pair = stored.ssh_key(&format!("regbake@{}", c.appliance.name))?;
             log::note(&format!(
                 "no SSH public key configured or found: using the generated key out/{} for user {}",
-                crate::secrets::SSH_KEY,
+                crate::model::secrets::SSH_KEY,
                 c.user.name
             ));
             keys.push(pair.public_line.clone());
@@ -319,7 +322,7 @@ impl Appliance {
             data_size_mb: c.storage.data_size_gb * 1024,
         };
 
-        let (registry, reg_material) = crate::registry::resolve(
+        let (registry, reg_material) = crate::model::registry::resolve(
             c,
             &hostname,
             network.is_static.then_some(network.ip.as_str()),

@@ -52,7 +52,7 @@ impl std::fmt::Debug for BoxDirLock {
 impl BoxDirLock {
     /// Lock `out_dir/box` (created if missing), waiting for another regbake
     /// that holds it (said once on stderr; Ctrl-C ends the wait when
-    /// [`crate::steps::catch_interrupts`] is on, else it ends regbake). A
+    /// [`crate::util::interrupt::catch_interrupts`] is on, else it ends regbake). A
     /// fresh lock first removes stale `.partial` files.
     pub fn acquire(out_dir: &Path) -> Result<Self> {
         let dir = out_dir.join("box");
@@ -172,7 +172,7 @@ fn wait_for(file: &Arc<File>, dir: &Path) -> Result<()> {
         if let Wait::Done(r) = std::mem::replace(&mut *st, Wait::Waiting) {
             return r.with_context(|| format!("locking {}", dir.join(LOCK_FILE).display()));
         }
-        if crate::steps::interrupted() {
+        if crate::util::interrupt::interrupted() {
             *st = Wait::Abandoned;
             bail!(
                 "interrupted (Ctrl-C) while waiting for the lock on {}",

@@ -51,8 +51,8 @@ pub struct Packed {
 /// gzip level, as `gzip`'s default, so boxes are as small as `tar -czf` ones.
 const LEVEL: u32 = 6;
 
-const VAGRANTFILE_LIBVIRT: &str = include_str!("../templates/box/libvirt/Vagrantfile");
-const VAGRANTFILE_VIRTUALBOX: &str = include_str!("../templates/box/virtualbox/Vagrantfile");
+const VAGRANTFILE_LIBVIRT: &str = include_str!("../../templates/box/libvirt/Vagrantfile");
+const VAGRANTFILE_VIRTUALBOX: &str = include_str!("../../templates/box/virtualbox/Vagrantfile");
 
 impl BoxMeta {
     /// `NAME` with '/' replaced by '-', as used in file names.
@@ -339,7 +339,7 @@ impl<R: Read> Read for Exact<R> {
         if self.remaining == 0 {
             return Ok(0);
         }
-        if crate::steps::interrupted() {
+        if crate::util::interrupt::interrupted() {
             // Not ErrorKind::Interrupted: io::copy retries on that.
             return Err(io::Error::other("interrupted (Ctrl-C)"));
         }
@@ -441,7 +441,7 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, out_dir: &Path) -> Result<Pack
         .with_context(|| format!("syncing {}", tmp.path().display()))?;
     tmp.persist(&dest)
         .with_context(|| format!("moving the box into place at {}", dest.display()))?;
-    crate::tools::log::debug(&format!(
+    crate::util::log::debug(&format!(
         "packed {} ({} bytes in, {size} out, {threads} threads): compressed in {:.1}s, on disk in {:.1}s",
         dest.display(),
         total,
@@ -680,7 +680,7 @@ pub fn run_pack(opts: &crate::Options, args: &PackArgs) -> Result<()> {
         return Ok(());
     }
     // Before the lock, so Ctrl-C also ends a wait for it.
-    crate::steps::catch_interrupts();
+    crate::util::interrupt::catch_interrupts();
     // One lock over the pack and its catalog entry.
     let _lock = BoxDirLock::acquire(&opts.out)?;
     let started = Instant::now();

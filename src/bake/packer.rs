@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::{ConfigError, Problem};
 use crate::render::{self, Scope};
-use crate::steps::Steps;
-use crate::tools::{self, Cmd};
+use crate::bake::steps::Steps;
+use crate::bake::tools::{self, Cmd};
 use crate::Options;
 
 /// `packer version`'s version.
@@ -144,7 +144,7 @@ pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
         None => settings.section.builders.clone(),
     };
     let tree = render::render(&app, Scope::All)?;
-    render::write(&tree, &opts.out).context("writing the output")?;
+    crate::out::write(&tree, &opts.out).context("writing the output")?;
     let dir = opts.out.join("packer");
     if p.render_only {
         println!("{}", dir.display());
@@ -209,7 +209,7 @@ pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
     let _box_dir = if opts.dry_run {
         None
     } else {
-        Some(crate::boxfile::BoxDirLock::acquire(out)?)
+        Some(crate::boxes::BoxDirLock::acquire(out)?)
     };
     let mut progress = Progress::default();
     // -force: each builder's output directory is Packer's own, replaced per build.
@@ -227,7 +227,7 @@ pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
 
     for b in &builders {
         let provider = render::packer::provider_of(b);
-        let meta = crate::boxfile::BoxMeta {
+        let meta = crate::boxes::BoxMeta {
             name: settings.box_name.clone(),
             version: settings.box_version.clone(),
             provider: match provider {
@@ -248,7 +248,7 @@ pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
         std::fs::rename(&built, &box_path)
             .with_context(|| format!("moving {} into place", built.display()))?;
         // Under out/box's lock, so concurrent runs keep each other's entries.
-        let catalog = crate::boxfile::add_to_catalog(&box_path, &meta, out)
+        let catalog = crate::boxes::add_to_catalog(&box_path, &meta, out)
             .with_context(|| format!("adding {} to the catalog", box_path.display()))?;
         println!("{} (catalog {})", box_path.display(), catalog.display());
         if let Some(vagrant) = &vagrant {

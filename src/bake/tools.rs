@@ -119,7 +119,7 @@ pub fn tail(text: &str, n: usize) -> String {
 
 /// Run to completion with output captured, whatever the exit status.
 pub fn capture(cmd: &Cmd) -> Result<Captured> {
-    log::debug(&format!("running: {cmd}"));
+    crate::util::log::debug(&format!("running: {cmd}"));
     let out = cmd
         .to_command()
         .stdin(Stdio::null())
@@ -148,27 +148,6 @@ pub fn run(cmd: &Cmd, log: Option<&Path>) -> Result<Captured> {
         bail!("command failed ({}): {cmd}\n{}", c.status, c.message());
     }
     Ok(c)
-}
-
-/// Diagnostics to stderr; `-v` turns on the debug lines.
-pub mod log {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    static VERBOSE: AtomicBool = AtomicBool::new(false);
-
-    pub fn set_verbose(v: bool) {
-        VERBOSE.store(v, Ordering::Relaxed);
-    }
-
-    pub fn debug(msg: &str) {
-        if VERBOSE.load(Ordering::Relaxed) {
-            eprintln!("regbake: {msg}");
-        }
-    }
-
-    pub fn note(msg: &str) {
-        eprintln!("regbake: {msg}");
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::{Backend, Config, ConfigError, LogFormat, LogLevel, Problem, TlsMode};
-use crate::secrets::{Stored, Tls};
+use crate::model::secrets::{Stored, Tls};
 
 pub const CERTS_DIR: &str = "/opt/docker/certs";
 pub const AUTH_DIR: &str = "/opt/docker/auth";
@@ -118,7 +118,7 @@ fn env_secret(field: &str, var: &str) -> Result<String> {
 }
 
 fn read_pem(field: &str, path: &str) -> Result<String> {
-    let p = crate::appliance::expand_home(path);
+    let p = crate::model::expand_home(path);
     let text = std::fs::read_to_string(&p)
         .map_err(|e| problem(field, path, format!("cannot read {}: {e}", p.display())))?;
     if !text.contains("-----BEGIN ") {

@@ -1,6 +1,6 @@
 //! `regbake vagrant`: bake the appliance on a base box with Vagrant, package
 //! the VM as a box, catalog it and import it. A straight list of named steps
-//! (see [`crate::steps`]); any failure, Ctrl-C included, destroys the build VM
+//! (see [`crate::bake::steps`]); any failure, Ctrl-C included, destroys the build VM
 //! unless `--keep-vm`.
 
 use std::path::{Path, PathBuf};
@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::appliance::Appliance;
-use crate::boxfile::{self, BoxMeta};
+use crate::model::Appliance;
+use crate::boxes::BoxMeta;
 use crate::config::Provider;
 use crate::render::{self, escape, Scope};
-use crate::steps::Steps;
-use crate::tools::{self, Cmd};
+use crate::bake::steps::Steps;
+use crate::bake::tools::{self, Cmd};
 use crate::Options;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -79,12 +79,12 @@ pub fn run(opts: &Options, v: &VagrantOptions) -> Result<()> {
         Err(err) => {
             if bake.vm_may_exist {
                 if v.keep_vm {
-                    tools::log::note(&format!(
+                    crate::util::log::note(&format!(
                         "kept the build VM (--keep-vm); remove it with: {}",
                         bake.vagrant(&["destroy", "-f"])
                     ));
                 } else if let Err(e) = bake.destroy_after_failure() {
-                    tools::log::note(&format!("could not destroy the build VM: {e:#}"));
+                    crate::util::log::note(&format!("could not destroy the build VM: {e:#}"));
                 }
             }
             Err(err)
@@ -133,7 +133,7 @@ impl Bake {
     }
 
     fn provider(&self) -> &'static str {
-        boxfile::provider_name(self.meta.provider)
+        crate::boxes::provider_name(self.meta.provider)
     }
 
     fn run(&mut self, app: &Appliance, v: &VagrantOptions) -> Result<()> {
@@ -165,7 +165,7 @@ impl Bake {
         let lock = if self.dry_run {
             None
         } else {
-            Some(boxfile::BoxDirLock::acquire(&self.out)?)
+            Some(crate::boxes::BoxDirLock::acquire(&self.out)?)
         };
         let box_path = match self.meta.provider {
             Provider::Virtualbox => self.package_virtualbox()?,
@@ -182,7 +182,7 @@ impl Bake {
             );
             self.out.join("box").join(self.meta.catalog_file_name())
         } else {
-            let c = boxfile::add_to_catalog(&box_path, &self.meta, &self.out)
+            let c = crate::boxes::add_to_catalog(&box_path, &self.meta, &self.out)
                 .context("writing the box catalog")?;
             eprintln!("    catalog {}", c.display());
             c
@@ -292,7 +292,7 @@ impl Bake {
         }
         let started = Instant::now();
         eprintln!("==> pack box: {}", flat.display());
-        let packed = boxfile::pack_libvirt(&flat, &self.meta, &self.out);
+        let packed = crate::boxes::pack_libvirt(&flat, &self.meta, &self.out);
         let _ = std::fs::remove_file(&flat);
         let packed = packed.context("packing the libvirt box")?;
         eprintln!(

@@ -1,0 +1,160 @@
+//! Writing a rendered [`Tree`] into `out/`: staged families swapped in by
+//! rename, state files replaced one by one, `kickstart/` shared file by file.
+
+pub mod ksdir;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::tree::{Entry, Tree};
+
+/// Directories of `out/` that hold state kept across renders; they are
+/// written file by file and never swapped out.
+const STATE_DIRS: &[&str] = &["secrets", "ssh"];
+
+/// Replace one file atomically (temp file beside it, then rename); its
+/// directory is created with `dir_mode` when missing. `durable` also syncs
+/// the file and its directory to disk: for state that cannot be rendered
+/// again (a CA key lost to a power cut would rotate every client's trust).
+pub(crate) fn write_file(path: &Path, e: &Entry, dir_mode: u32, durable: bool) -> Result<()> {
+    let dir = path.parent().context("file path has a parent")?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(dir_mode)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".regbake-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(e.mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    tmp.write_all(&e.data)
+        .with_context(|| format!("writing {}", path.display()))?;
+    if durable {
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("syncing {}", path.display()))?;
+    }
+    tmp.persist(path)
+        .with_context(|| format!("moving {} into place", path.display()))?;
+    if durable {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Write a file into the staging dir, which is private until it is renamed
+/// into place: no temp file needed.
+fn write_staged(path: &Path, e: &Entry) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().context("file path has a parent")?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(e.mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    // The umask may have narrowed the mode given to open.
+    f.set_permissions(std::fs::Permissions::from_mode(e.mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    f.write_all(&e.data)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Write the tree into `out` as the single-appliance render (see [`write_as`]).
+pub fn write(tree: &Tree, out: &Path) -> Result<()> {
+    write_as(tree, out, ksdir::Owner::Single)
+}
+
+/// Write the tree into `out`: rendered families are staged in a temp dir
+/// beside `out` and each moved into place with a rename, so a failed run
+/// leaves the previous output; state files are replaced one by one and never
+/// deleted; `kickstart/`, which two commands share, is written file by file
+/// as `owner`'s set (see [`ksdir`]); anything else in `out` (boxes, logs) is
+/// left alone.
+pub fn write_as(tree: &Tree, out: &Path, owner: ksdir::Owner) -> Result<()> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".regbake-staging-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a staging dir in {}", parent.display()))?;
+    for (rel, e) in &tree.files {
+        let top = rel.split('/').next().unwrap_or(rel);
+        if STATE_DIRS.contains(&top) || top == ksdir::DIR {
+            continue;
+        }
+        write_staged(&staging.path().join(rel), e)?;
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for dir in STATE_DIRS {
+        if tree.files.keys().any(|k| k.starts_with(&format!("{dir}/"))) {
+            let d = out.join(dir);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&d)
+                .with_context(|| format!("creating {}", d.display()))?;
+        }
+    }
+    for (rel, e) in &tree.files {
+        let top = rel.split('/').next().unwrap_or(rel);
+        if !STATE_DIRS.contains(&top) {
+            continue;
+        }
+        let path = out.join(rel);
+        let same_mode =
+            std::fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o7777 == e.mode);
+        if !same_mode || std::fs::read(&path).ok().as_deref() != Some(&e.data[..]) {
+            // State directories hold private keys: 0700 all the way down.
+            // Per-host certificates are cheap to issue again from the kept
+            // CA (and a fleet has thousands): synced are the CA, keys and
+            // secrets that clients and appliances already trust.
+            let durable = !rel.starts_with("secrets/tls/hosts/");
+            write_file(&path, e, 0o700, durable)?;
+        }
+    }
+    let prefix = format!("{}/", ksdir::DIR);
+    let shared: BTreeMap<String, Entry> = tree
+        .files
+        .iter()
+        .filter_map(|(rel, e)| Some((rel.strip_prefix(&prefix)?.to_string(), e.clone())))
+        .collect();
+    if !shared.is_empty() {
+        ksdir::write(&out.join(ksdir::DIR), &shared, owner)
+            .with_context(|| format!("writing {}", out.join(ksdir::DIR).display()))?;
+    }
+    let trash = tempfile::Builder::new()
+        .prefix(".regbake-old-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
+    for top in tree.top_level() {
+        if STATE_DIRS.contains(&top) || top == ksdir::DIR {
+            continue;
+        }
+        let dest = out.join(top);
+        if dest.symlink_metadata().is_ok() {
+            std::fs::rename(&dest, trash.path().join(top))
+                .with_context(|| format!("moving the old {} aside", dest.display()))?;
+        }
+        std::fs::rename(staging.path().join(top), &dest)
+            .with_context(|| format!("moving {} into place", dest.display()))?;
+    }
+    Ok(())
+}

@@ -7,11 +7,28 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::bake::tools::{self, Cmd};
+use crate::out::Global;
+use crate::render::Scope;
+use crate::util::Format;
 
-pub struct CheckOptions {
+/// `regbake check`
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Also fail on warnings (shellcheck style hints, sshd warnings)
+    #[arg(long)]
     pub strict: bool,
+    /// Fail when a validator is not installed instead of skipping it
+    #[arg(long)]
     pub require_all: bool,
-    pub json: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `regbake check`: render, then check everything rendered.
+pub fn command(g: &Global, args: &Args) -> Result<()> {
+    crate::out::render_to(g, Scope::All, crate::bake::packer::installed_version())?;
+    run(&g.out, args)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -194,9 +211,9 @@ pub fn kickstart_scripts(ks: &str) -> Vec<(String, String)> {
 
 /// Run every check over `out`; prints the results and fails on any failure
 /// (and on any skip when `require_all`).
-pub fn run(out: &Path, opts: &CheckOptions) -> Result<()> {
+pub fn run(out: &Path, opts: &Args) -> Result<()> {
     let checks = run_checks(out, opts.strict)?;
-    if opts.json {
+    if opts.format == Format::Json {
         println!(
             "{}",
             serde_json::to_string_pretty(&checks).context("printing checks")?
@@ -224,7 +241,7 @@ pub fn run(out: &Path, opts: &CheckOptions) -> Result<()> {
         .filter(|c| matches!(c.outcome, Outcome::Skipped(_)))
         .count();
     let passed = checks.len() - failed - skipped;
-    if !opts.json {
+    if !(opts.format == Format::Json) {
         println!("{passed} passed, {failed} failed, {skipped} skipped");
     }
     if failed > 0 {

@@ -1,4 +1,6 @@
 use clap::Parser;
+use regbake::cli::{Cli, Command};
+use regbake::{bake, boxes, check, commands, config, fleet, probe, util};
 
 fn main() {
     // Like other Unix tools, end quietly when the reader of stdout goes away
@@ -9,9 +11,22 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = regbake::cli::Cli::parse();
-    if let Err(err) = regbake::run(cli) {
+    let cli = Cli::parse();
+    util::log::set_verbose(cli.global.verbose);
+    let g = &cli.global;
+    let result = match &cli.command {
+        Command::Init(a) => commands::init(g, a),
+        Command::Render => commands::render(g),
+        Command::Check(a) => check::command(g, a),
+        Command::Kickstart(a) => fleet::run(g, a),
+        Command::Config => commands::show_config(g),
+        Command::Vagrant(a) => bake::vagrant::run(g, a),
+        Command::Packer(a) => bake::packer::run(g, a),
+        Command::Box(c) => boxes::run(g, c),
+        Command::Probe(a) => probe::run(a),
+    };
+    if let Err(err) = result {
         eprintln!("error: {err:#}");
-        std::process::exit(regbake::exit_code(&err));
+        std::process::exit(config::exit_code(&err));
     }
 }

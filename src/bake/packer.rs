@@ -8,44 +8,12 @@ use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::{ConfigError, Problem};
-use crate::render::{self, Scope};
 use crate::bake::steps::Steps;
 use crate::bake::tools::{self, Cmd};
-use crate::Options;
-
-/// `packer version`'s version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u32, pub u32, pub u32);
-
-impl Version {
-    /// Packer 1.7 introduced `required_plugins` (and `packer init`); 1.6
-    /// rejects the block.
-    pub fn needs_plugins_block(self) -> bool {
-        self >= Version(1, 7, 0)
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
-
-/// The first `vX.Y.Z` (or `X.Y.Z`) in `packer version`'s output.
-pub fn parse_version(text: &str) -> Option<Version> {
-    text.split_whitespace().find_map(|word| {
-        let w = word.strip_prefix('v').unwrap_or(word);
-        let mut parts = w.split('.').map(|p| {
-            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<u32>().ok()
-        });
-        match (parts.next()?, parts.next()?, parts.next().flatten()) {
-            (Some(a), Some(b), c) => Some(Version(a, b, c.unwrap_or(0))),
-            _ => None,
-        }
-    })
-}
+use crate::config::{ConfigError, Problem};
+pub use crate::model::packer::{parse_version, Version};
+use crate::out::Global;
+use crate::render::{self, Scope};
 
 /// Packer without its update check (a network call) on every command.
 pub fn packer_cmd(program: impl Into<std::ffi::OsString>) -> Cmd {
@@ -108,11 +76,17 @@ fn cache_file() -> Option<PathBuf> {
     Some(base.join("regbake/packer-version"))
 }
 
-/// Options of `regbake packer`.
-#[derive(Debug, Clone, Default)]
-pub struct PackerOptions {
+/// `regbake packer`
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Args {
+    /// Build with this builder only
+    #[arg(long, value_name = "BUILDER", value_parser = ["qemu", "virtualbox-iso"])]
     pub only: Option<String>,
+    /// Render out/packer/ and stop
+    #[arg(long)]
     pub render_only: bool,
+    /// Do not `vagrant box add` the built box
+    #[arg(long)]
     pub no_import: bool,
 }
 
@@ -125,8 +99,8 @@ fn need(program: &str, install: &str, missing: &mut Vec<String>) -> Option<PathB
     found
 }
 
-pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
-    let app = crate::prepare(opts.config.as_deref(), &opts.out)?;
+pub fn run(opts: &Global, p: &Args) -> Result<()> {
+    let (app, store) = crate::out::prepare(opts, installed_version())?;
     let settings = &app.packer;
     if !settings.problems.is_empty() {
         return Err(ConfigError::Invalid(settings.problems.clone()).into());
@@ -143,7 +117,8 @@ pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
         }
         None => settings.section.builders.clone(),
     };
-    let tree = render::render(&app, Scope::All)?;
+    let mut tree = render::render(&app, Scope::All)?;
+    store.write_into(&mut tree);
     crate::out::write(&tree, &opts.out).context("writing the output")?;
     let dir = opts.out.join("packer");
     if p.render_only {
@@ -226,19 +201,16 @@ pub fn run(opts: &Options, p: &PackerOptions) -> Result<()> {
     }
 
     for b in &builders {
-        let provider = render::packer::provider_of(b);
+        let provider = crate::boxes::provider_name(crate::config::boxes::provider_of_builder(b));
         let meta = crate::boxes::BoxMeta {
             name: settings.box_name.clone(),
             version: settings.box_version.clone(),
-            provider: match provider {
-                "libvirt" => crate::config::Provider::Libvirt,
-                _ => crate::config::Provider::Virtualbox,
-            },
+            provider: crate::config::boxes::provider_of_builder(b),
         };
         let box_path = out.join("box").join(meta.box_file_name());
         let built = out
             .join("box")
-            .join(render::packer::partial_box_file(&meta.box_file_name()));
+            .join(crate::config::boxes::partial(&meta.box_file_name()));
         if !built.is_file() {
             bail!(
                 "packer build finished but {} is missing (see out/logs/)",

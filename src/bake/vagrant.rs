@@ -8,18 +8,25 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::model::Appliance;
-use crate::boxes::BoxMeta;
-use crate::config::Provider;
-use crate::render::{self, escape, Scope};
 use crate::bake::steps::Steps;
 use crate::bake::tools::{self, Cmd};
-use crate::Options;
+use crate::boxes::BoxMeta;
+use crate::config::Provider;
+use crate::model::Appliance;
+use crate::out::Global;
+use crate::render::{self, escape, Scope};
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct VagrantOptions {
+/// `regbake vagrant`
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct Args {
+    /// Only render out/vagrant/Vagrantfile (and the overlay it installs)
+    #[arg(long)]
     pub render_only: bool,
+    /// Do not `vagrant box add` the baked box
+    #[arg(long)]
     pub no_import: bool,
+    /// Keep the build VM (also after a failure)
+    #[arg(long)]
     pub keep_vm: bool,
 }
 
@@ -31,8 +38,8 @@ pub const DOTFILE_DIR: &str = ".vagrant";
 const LIBVIRT_URI: &str = "qemu:///system";
 const LIBVIRT_POOL: &str = "default";
 
-pub fn run(opts: &Options, v: &VagrantOptions) -> Result<()> {
-    let (app, _) = crate::render_to(opts, Scope::All)?;
+pub fn run(opts: &Global, v: &Args) -> Result<()> {
+    let (app, _) = crate::out::render_to(opts, Scope::All, super::packer::installed_version())?;
     let vagrantfile = opts.out.join(render::vagrant::PATH);
     if v.render_only {
         println!("{}", vagrantfile.display());
@@ -136,7 +143,7 @@ impl Bake {
         crate::boxes::provider_name(self.meta.provider)
     }
 
-    fn run(&mut self, app: &Appliance, v: &VagrantOptions) -> Result<()> {
+    fn run(&mut self, app: &Appliance, v: &Args) -> Result<()> {
         // A VM left by an earlier bake would be reused without provisioning.
         let id = self
             .dotfile_dir()
@@ -217,7 +224,7 @@ impl Bake {
     fn package_virtualbox(&mut self) -> Result<PathBuf> {
         let dir = self.out.join("box");
         let dest = dir.join(self.meta.box_file_name());
-        let partial = dir.join(format!(".{}.partial", self.meta.box_file_name()));
+        let partial = dir.join(crate::config::boxes::partial(&self.meta.box_file_name()));
         if !self.dry_run {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             // vagrant package refuses to overwrite its output.
@@ -267,7 +274,10 @@ impl Bake {
 
         let dir = self.out.join("box");
         // Named *.partial so the next run removes it if this one is killed.
-        let flat = dir.join(format!(".{}-disk.qcow2.partial", self.meta.file_stem()));
+        let flat = dir.join(crate::config::boxes::partial(&format!(
+            "{}-disk.qcow2",
+            self.meta.file_stem()
+        )));
         if !self.dry_run {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             remove_if_exists(&flat)?;

@@ -23,19 +23,12 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{self, ConfigError, Problem, Provider};
+pub use crate::config::boxes::{provider_name, BoxMeta};
+use crate::config::{ConfigError, Provider};
+use crate::out::Global;
 
 pub use gz::ParGzWriter;
 pub use lock::BoxDirLock;
-
-/// Which box to pack: its catalog name, version and provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BoxMeta {
-    /// e.g. `regbake/registry`
-    pub name: String,
-    pub version: String,
-    pub provider: Provider,
-}
 
 /// A packed box: where it is and its sha256 (computed while writing).
 #[derive(Debug, Clone)]
@@ -53,64 +46,6 @@ const LEVEL: u32 = 6;
 
 const VAGRANTFILE_LIBVIRT: &str = include_str!("../../templates/box/libvirt/Vagrantfile");
 const VAGRANTFILE_VIRTUALBOX: &str = include_str!("../../templates/box/virtualbox/Vagrantfile");
-
-impl BoxMeta {
-    /// `NAME` with '/' replaced by '-', as used in file names.
-    pub fn file_stem(&self) -> String {
-        self.name.replace('/', "-")
-    }
-
-    /// `NAME-VERSION-PROVIDER.box`
-    pub fn box_file_name(&self) -> String {
-        format!(
-            "{}-{}-{}.box",
-            self.file_stem(),
-            self.version,
-            provider_name(self.provider)
-        )
-    }
-
-    /// `NAME.json`
-    pub fn catalog_file_name(&self) -> String {
-        format!("{}.json", self.file_stem())
-    }
-
-    /// Problems with the name and version (they become file names and catalog
-    /// keys), reported against `name_path` / `version_path`.
-    pub fn problems(&self, name_path: &str, version_path: &str) -> Vec<Problem> {
-        let mut problems = vec![];
-        if !config::is_box_name(&self.name) {
-            problems.push(Problem {
-                path: name_path.into(),
-                value: format!("{:?}", self.name),
-                expected: "expected NAME or ORG/NAME, each part [A-Za-z0-9][A-Za-z0-9._-]*".into(),
-            });
-        }
-        if !config::is_version(&self.version) {
-            problems.push(Problem {
-                path: version_path.into(),
-                value: format!("{:?}", self.version),
-                expected: "expected a version of dot-separated numbers, e.g. 1.0.0".into(),
-            });
-        }
-        problems
-    }
-
-    fn check(&self) -> Result<()> {
-        let problems = self.problems("box name", "box version");
-        if !problems.is_empty() {
-            return Err(ConfigError::Invalid(problems).into());
-        }
-        Ok(())
-    }
-}
-
-pub fn provider_name(p: Provider) -> &'static str {
-    match p {
-        Provider::Libvirt => "libvirt",
-        Provider::Virtualbox => "virtualbox",
-    }
-}
 
 /// Format and virtual size of a qcow2 image, read from its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -619,17 +554,61 @@ pub enum PackSource {
     Virtualbox { ovf: PathBuf },
 }
 
+/// `regbake box`: Vagrant box files.
+#[derive(Debug, clap::Subcommand)]
+pub enum BoxCommand {
+    /// Pack a VM disk into out/box/NAME-VERSION-PROVIDER.box and add it to out/box/NAME.json
+    Pack(PackArgs),
+}
+
 /// `regbake box pack`: name and version default to the config's `[vagrant]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct PackArgs {
-    pub source: PackSource,
+    /// Box provider
+    #[arg(long, value_enum)]
+    pub provider: Provider,
+    /// qcow2 disk image (libvirt)
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        required_if_eq("provider", "libvirt"),
+        conflicts_with = "ovf"
+    )]
+    pub disk: Option<PathBuf>,
+    /// OVF descriptor; the disks it references are packed too (virtualbox)
+    #[arg(long, value_name = "OVF", required_if_eq("provider", "virtualbox"))]
+    pub ovf: Option<PathBuf>,
+    /// Box name [default: vagrant.box_name]
+    #[arg(long)]
     pub name: Option<String>,
+    /// Box version [default: vagrant.box_version]
+    #[arg(long)]
     pub version: Option<String>,
 }
 
+impl PackArgs {
+    fn source(&self) -> Result<PackSource> {
+        match (self.provider, &self.disk, &self.ovf) {
+            (Provider::Libvirt, Some(disk), _) => Ok(PackSource::Libvirt { disk: disk.clone() }),
+            (Provider::Virtualbox, _, Some(ovf)) => Ok(PackSource::Virtualbox { ovf: ovf.clone() }),
+            // clap requires the matching flag for each provider.
+            _ => {
+                anyhow::bail!("--provider libvirt needs --disk, --provider virtualbox needs --ovf")
+            }
+        }
+    }
+}
+
+/// `regbake box …`
+pub fn run(opts: &Global, cmd: &BoxCommand) -> Result<()> {
+    match cmd {
+        BoxCommand::Pack(args) => run_pack(opts, args),
+    }
+}
+
 fn usage(flag: &str, message: String) -> anyhow::Error {
-    ConfigError::Parse {
-        path: flag.into(),
+    ConfigError::Usage {
+        flag: flag.into(),
         message,
     }
     .into()
@@ -637,12 +616,10 @@ fn usage(flag: &str, message: String) -> anyhow::Error {
 
 /// Run `regbake box pack`: bad arguments (missing or non-qcow2 disk, bad
 /// name) exit 2 like config errors; I/O failures exit 1.
-pub fn run_pack(opts: &crate::Options, args: &PackArgs) -> Result<()> {
-    let (config, _) = config::load(opts.config.as_deref())?;
-    let provider = match args.source {
-        PackSource::Libvirt { .. } => Provider::Libvirt,
-        PackSource::Virtualbox { .. } => Provider::Virtualbox,
-    };
+pub fn run_pack(opts: &Global, args: &PackArgs) -> Result<()> {
+    let (config, _) = crate::config::load(opts.config.as_deref())?;
+    let source = args.source()?;
+    let provider = args.provider;
     let meta = BoxMeta {
         name: args.name.clone().unwrap_or(config.vagrant.box_name),
         version: args.version.clone().unwrap_or(config.vagrant.box_version),
@@ -652,14 +629,14 @@ pub fn run_pack(opts: &crate::Options, args: &PackArgs) -> Result<()> {
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(problems).into());
     }
-    let (flag, input) = match &args.source {
+    let (flag, input) = match &source {
         PackSource::Libvirt { disk } => ("--disk", disk),
         PackSource::Virtualbox { ovf } => ("--ovf", ovf),
     };
     if !input.is_file() {
         return Err(usage(flag, format!("{} is not a file", input.display())));
     }
-    match &args.source {
+    match &source {
         PackSource::Libvirt { disk } => {
             qcow2_info(disk).map_err(|e| usage(flag, format!("{e:#}")))?;
         }
@@ -684,7 +661,7 @@ pub fn run_pack(opts: &crate::Options, args: &PackArgs) -> Result<()> {
     // One lock over the pack and its catalog entry.
     let _lock = BoxDirLock::acquire(&opts.out)?;
     let started = Instant::now();
-    let packed = match &args.source {
+    let packed = match &source {
         PackSource::Libvirt { disk } => pack_libvirt_box(disk, &meta, &opts.out)?,
         PackSource::Virtualbox { ovf } => pack_virtualbox_box(ovf, &meta, &opts.out)?,
     };

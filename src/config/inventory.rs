@@ -169,8 +169,8 @@ impl Problems<'_> {
         }
         self.list.sort_by_key(|(l, _)| *l);
         if let [(line, msg)] = &self.list[..] {
-            return Err(ConfigError::Parse {
-                path: format!("{}:{line}", self.file),
+            return Err(ConfigError::Inventory {
+                at: format!("{}:{line}", self.file),
                 message: msg.clone(),
             });
         }
@@ -178,8 +178,8 @@ impl Problems<'_> {
         for (line, msg) in &self.list {
             let _ = write!(message, "\n  {}:{line}: {msg}", self.file);
         }
-        Err(ConfigError::Parse {
-            path: self.file.to_string(),
+        Err(ConfigError::Inventory {
+            at: self.file.to_string(),
             message,
         })
     }
@@ -466,8 +466,8 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
     }
     p.into_result()?;
     if out.is_empty() {
-        return Err(ConfigError::Parse {
-            path: file.to_string(),
+        return Err(ConfigError::Inventory {
+            at: file.to_string(),
             message: "the inventory lists no hosts".into(),
         });
     }

@@ -1,6 +1,7 @@
 //! The typed `regbake.toml` (version 1): serde types with defaults, loading,
 //! and the separate validation pass in [`validate`].
 
+pub mod boxes;
 pub mod inventory;
 mod validate;
 
@@ -16,16 +17,43 @@ pub use validate::{parse_mac, validate, Problem};
 /// when no config file exists.
 pub const DEFAULT_TOML: &str = include_str!("../../examples/regbake.toml");
 
+/// A config path with `~/` expanded (key files, TLS files).
+pub fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
 /// `storage.disk`: let the kickstart find the one eligible disk.
 pub const AUTO_DISK: &str = "auto";
 
-/// Raised for anything wrong with the config itself; the CLI maps it to exit 2.
+/// Bad input, the user's to fix: a bad config, inventory or command-line
+/// argument. Exit status 2 ([`exit_code`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The TOML does not parse into the config's types: `path` is the dotted
+    /// field path.
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
+    /// The inventory: `at` is `FILE:LINE` (or `FILE` for several problems).
+    #[error("{at}: {message}")]
+    Inventory { at: String, message: String },
+    /// A command-line argument: `flag` is the flag (`--disk`).
+    #[error("{flag}: {message}")]
+    Usage { flag: String, message: String },
     #[error("invalid config ({} problem{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, format_problems(.0))]
     Invalid(Vec<Problem>),
+}
+
+/// The exit status for an error: 2 for bad input ([`ConfigError`]), 1 for
+/// everything else (a tool failed, I/O).
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if err.downcast_ref::<ConfigError>().is_some() {
+        2
+    } else {
+        1
+    }
 }
 
 fn format_problems(problems: &[Problem]) -> String {
@@ -404,7 +432,7 @@ impl Default for VagrantSection {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Virtualbox,

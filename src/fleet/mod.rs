@@ -8,29 +8,34 @@
 //! load balancer need it), the SSH key and the CA; each gets its own server
 //! certificate (`out/secrets/tls/hosts/HOST.*`, reused across renders).
 
-pub mod oemdrv;
 pub mod serve;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::model::{Appliance, Material};
-use crate::config::{self, Config, ConfigError, NetworkMode, Problem, TlsMode};
 use crate::config::inventory::{Host, Inventory, Ip};
-use crate::model::registry::RegistryMaterial;
-use crate::render::{self, Scope, Tree};
-use crate::model::secrets::{self, Stored};
-use crate::Options;
+use crate::config::{self, Config, ConfigError, NetworkMode, Problem, TlsMode};
+use crate::model::secrets::{SecretStore, Slot};
+use crate::model::{Appliance, Facts};
+use crate::out::Global;
+use crate::render::{self, Scope};
+use crate::tree::Tree;
 
-/// What `regbake kickstart` was asked for.
-#[derive(Debug, Clone, Default)]
-pub struct KickstartOptions {
+/// `regbake kickstart`
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Args {
+    /// Ansible INI inventory: one kickstart per host, with per-host overrides from host vars
+    #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
+    /// Serve the kickstarts over HTTP for inst.ks= on ADDR (e.g. 0.0.0.0:8080) until Ctrl-C
+    #[arg(long, value_name = "ADDR")]
     pub serve: Option<String>,
+    /// Also write FAT images labelled OEMDRV holding ks.cfg (oemdrv.img, or HOST-oemdrv.img)
+    #[arg(long)]
     pub oemdrv: bool,
 }
 
@@ -43,19 +48,21 @@ pub struct Kickstart {
     pub data: Arc<[u8]>,
 }
 
-pub fn run(opts: &Options, ko: &KickstartOptions) -> Result<()> {
+pub fn run(opts: &Global, ko: &Args) -> Result<()> {
     let started = Instant::now();
     let kickstarts = match &ko.inventory {
         None => {
-            let app = crate::prepare(opts.config.as_deref(), &opts.out)?;
+            // Only the kickstart: Packer's needs do not matter.
+            let (app, store) = crate::out::prepare(opts, None)?;
             let mut tree = render::render(&app, Scope::Kickstart)?;
+            store.write_into(&mut tree);
             let ks = tree
                 .get("kickstart/ks.cfg")
                 .context("the render has a kickstart")?
                 .data
                 .clone();
             if ko.oemdrv {
-                tree.add("kickstart/oemdrv.img", oemdrv::image(&ks)?, 0o600);
+                tree.add("kickstart/oemdrv.img", render::oemdrv::image(&ks)?, 0o600);
             }
             crate::out::write(&tree, &opts.out).context("writing the output")?;
             println!("{}", opts.out.join("kickstart/ks.cfg").display());
@@ -211,43 +218,26 @@ pub fn render_fleet(
     oemdrv: bool,
 ) -> Result<(Tree, Vec<Kickstart>)> {
     let configs = validate_hosts(base, inv)?;
-    let stored = Stored::load(out).context("reading stored secrets")?;
-    let hb = render::handlebars()?;
-
-    // The first host settles what all share: SSH keys, http secret, CA.
-    let mut shared = stored.clone();
-    let first_host = &inv.hosts[0];
-    // Only hosts with a stored certificate are looked up (not 3 misses each).
-    let with_certs = if base.registry.tls.mode == TlsMode::Off {
-        BTreeSet::new()
-    } else {
-        secrets::hosts_with_certs(out).context("listing stored host certificates")?
+    let mut store = SecretStore::load(out).context("reading stored secrets")?;
+    if base.registry.tls.mode != TlsMode::Off {
+        store.index_hosts()?;
+    }
+    let facts = Facts {
+        out_dir: std::path::absolute(out).context("resolving the out dir")?,
+        packer: None,
     };
-    let resolve_host = |c: &Config, h: &Host, shared: &Stored| -> Result<Appliance> {
-        let mut stored = shared.clone();
-        stored.server = if with_certs.contains(&h.name) {
-            secrets::load_host_cert(out, &h.name)?
-        } else {
-            None
-        };
-        Appliance::resolve(c, stored).with_context(|| format!("host {}", h.name))
+    // The first host settles what all share (SSH keys, http secret, CA,
+    // htpasswd): it goes first, alone, through the one store.
+    let resolve_host = |c: &Config, h: &Host, store: &mut SecretStore| -> Result<Appliance> {
+        Appliance::resolve(c, store, &facts, Slot::Host(&h.name))
+            .with_context(|| format!("host {}", h.name))
     };
-    let first = resolve_host(&configs[0], first_host, &shared)?;
-    let reg = &first.material.registry;
-    if let Some(secret) = &reg.generated_http_secret {
-        shared.http_secret = Some(secret.clone());
-    }
-    if let Some(tls) = &reg.generated_tls {
-        shared.ca = Some((tls.ca_cert.clone(), tls.ca_key.clone()));
-    }
-    shared.htpasswd = reg.htpasswd.clone().or(shared.htpasswd);
-    if let Some(k) = &first.material.generated_ssh {
-        shared.ssh = Some(k.clone());
-    }
+    let first = resolve_host(&configs[0], &inv.hosts[0], &mut store)?;
     let keys = first.user.authorized_keys.clone();
     // The first host's bcrypt hashes, so env passwords are hashed (or
     // verified, at ~0.25 s each) once, not once per host.
-    let hashes: BTreeMap<String, String> = reg
+    let hashes: BTreeMap<String, String> = first
+        .registry_files
         .htpasswd
         .as_deref()
         .unwrap_or_default()
@@ -255,7 +245,6 @@ pub fn render_fleet(
         .filter_map(|l| l.split_once(':'))
         .map(|(u, h)| (u.to_string(), h.to_string()))
         .collect();
-
     let mut apps = vec![first];
     for (c, h) in configs.iter().zip(&inv.hosts).skip(1) {
         let mut c = c.clone();
@@ -268,62 +257,41 @@ pub fn render_fleet(
                 u.password_env.clear();
             }
         }
-        apps.push(resolve_host(&c, h, &shared)?);
+        apps.push(resolve_host(&c, h, &mut store)?);
     }
 
-    let rendered = render_all(&hb, &apps, oemdrv)?;
+    let rendered = render_all(&apps, oemdrv)?;
     let mut tree = Tree::default();
     let mut kickstarts = Vec::with_capacity(rendered.len());
-    for ((h, app), (ks, img)) in inv.hosts.iter().zip(&apps).zip(rendered) {
-        if let Some(tls) = &app.material.registry.generated_tls {
-            let [crt, key, sans] = secrets::host_paths(&h.name);
-            tree.add(crt, tls.server_cert.clone(), 0o644);
-            tree.add(key, tls.server_key.clone(), 0o600);
-            tree.add(sans, tls.sans.join("\n") + "\n", 0o644);
-        }
+    for (h, (ks, img)) in inv.hosts.iter().zip(rendered) {
         if let Some(img) = img {
             tree.add(format!("kickstart/{}-oemdrv.img", h.name), img, 0o600);
         }
-        tree.add(format!("kickstart/{}.ks", h.name), ks.clone(), 0o600);
         kickstarts.push(Kickstart {
             host: Some(h.name.clone()),
             mac: h.overrides.mac.as_ref().map(|m| m.value.clone()),
-            data: ks.into_bytes().into(),
+            data: ks.clone().into(),
         });
+        tree.add(format!("kickstart/{}.ks", h.name), ks, 0o600);
     }
-
-    // The shared state, and the single-host server certificate left as it was.
-    let mut state = apps[0].clone();
-    state.material = Material {
-        generated_ssh: None,
-        registry: RegistryMaterial {
-            generated_http_secret: state.material.registry.generated_http_secret.clone(),
-            htpasswd: state.material.registry.htpasswd.clone(),
-            ..RegistryMaterial::default()
-        },
-        stored: Stored {
-            server: stored.server,
-            ..shared
-        },
-    };
-    render::state_files(&state, &mut tree);
+    store.write_into(&mut tree);
     Ok((tree, kickstarts))
 }
 
-type Rendered = (String, Option<Vec<u8>>);
+type Rendered = (Vec<u8>, Option<Vec<u8>>);
 
-/// Render the hosts' kickstarts (and images) on every core.
-fn render_all(
-    hb: &handlebars::Handlebars<'_>,
-    apps: &[Appliance],
-    oemdrv: bool,
-) -> Result<Vec<Rendered>> {
+/// Render the hosts' kickstarts (and images) on every core, each exactly as
+/// `regbake kickstart` renders one appliance.
+fn render_all(apps: &[Appliance], oemdrv: bool) -> Result<Vec<Rendered>> {
     let one = |app: &Appliance| -> Result<Rendered> {
-        let overlay = render::overlay::render(hb, app)?;
-        let tarball = render::overlay::pack(&overlay).context("packing the overlay")?;
-        let ks = render::kickstart::render(hb, app, &tarball)?;
+        let mut tree = render::render(app, Scope::Kickstart)?;
+        let ks = tree
+            .files
+            .remove("kickstart/ks.cfg")
+            .context("the render has a kickstart")?
+            .data;
         let img = if oemdrv {
-            Some(oemdrv::image(ks.as_bytes())?)
+            Some(render::oemdrv::image(&ks)?)
         } else {
             None
         };

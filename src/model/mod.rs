@@ -2,19 +2,21 @@
 //! from it (paths, URLs, package list, SSH keys, secrets). Templates see only
 //! this, serialized; they never compute anything themselves.
 
+pub mod packer;
 pub mod registry;
 pub mod secrets;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError, NetworkMode, Problem, Sudo};
-use crate::model::registry::RegistryMaterial;
-pub use crate::model::registry::{Registry, CA_ANCHOR, CERTS_DIR};
-use crate::model::secrets::{SshKeyPair, Stored};
+use crate::config::{expand_home, Config, ConfigError, NetworkMode, Problem, Sudo};
 use crate::util::log;
+use packer::Version;
+use registry::RegistryFiles;
+pub use registry::{Registry, CA_ANCHOR, CERTS_DIR};
+use secrets::{SecretStore, Slot};
 
 pub const DOCKER: &str = "/usr/bin/docker";
 pub const FIRSTBOOT_MARKER: &str = "/var/lib/regbake/firstboot.done";
@@ -57,9 +59,19 @@ pub struct Appliance {
     pub selinux_container_dirs: Vec<String>,
     pub vagrant: Vagrant,
     /// `[packer]` and what the Packer templates derive from the rest.
-    pub packer: crate::render::packer::Settings,
+    pub packer: packer::Settings,
+    /// The registry's TLS files and htpasswd, for the overlay.
     #[serde(skip)]
-    pub material: Material,
+    pub registry_files: RegistryFiles,
+}
+
+/// What the appliance depends on besides the config and the secrets.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The absolute out dir (the box Vagrantfile names a generated key by it).
+    pub out_dir: PathBuf,
+    /// The `packer` on PATH, for `packer.required_plugins = "auto"`.
+    pub packer: Option<Version>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +87,9 @@ pub struct User {
     pub home: String,
     /// A sudoers file is installed at all.
     pub sudo: bool,
+    /// Its key pair is regbake's (`out/ssh/`), not a configured one.
+    #[serde(skip)]
+    pub generated_key: bool,
     pub sudo_nopasswd: bool,
     pub password_hash: String,
     pub authorized_keys: Vec<String>,
@@ -159,21 +174,6 @@ pub struct Vagrant {
     pub libvirt_domain: String,
 }
 
-/// Key material that becomes files (in the overlay and in `out/`).
-#[derive(Debug, Clone, Default)]
-pub struct Material {
-    pub generated_ssh: Option<SshKeyPair>,
-    pub registry: RegistryMaterial,
-    pub stored: Stored,
-}
-
-pub fn expand_home(p: &str) -> PathBuf {
-    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => Path::new(&home).join(rest),
-        _ => PathBuf::from(p),
-    }
-}
-
 /// Public keys from `user.ssh_keys` and the readable `user.ssh_key_files`.
 fn collect_keys(c: &Config) -> Result<Vec<String>> {
     let mut keys: Vec<String> = c.user.ssh_keys.clone();
@@ -215,22 +215,27 @@ fn collect_keys(c: &Config) -> Result<Vec<String>> {
 }
 
 impl Appliance {
-    pub fn resolve(c: &Config, stored: Stored) -> Result<Self> {
+    /// The appliance `c` describes, with its secrets from (or made into)
+    /// `store`; `slot` says whose server certificate it gets.
+    pub fn resolve(
+        c: &Config,
+        store: &mut SecretStore,
+        facts: &Facts,
+        slot: Slot<'_>,
+    ) -> Result<Self> {
         let hostname = c.appliance.hostname.clone();
 
         let mut keys = collect_keys(c)?;
-        let generated_ssh = if keys.is_empty() {
-            let pair = stored.ssh_key(&format!("regbake@{}", c.appliance.name))?;
+        let generated_key = keys.is_empty();
+        if generated_key {
+            let pair = store.ssh_key(&format!("regbake@{}", c.appliance.name))?;
             log::note(&format!(
                 "no SSH public key configured or found: using the generated key out/{} for user {}",
                 crate::model::secrets::SSH_KEY,
                 c.user.name
             ));
-            keys.push(pair.public_line.clone());
-            Some(pair)
-        } else {
-            None
-        };
+            keys.push(pair.public_line);
+        }
 
         let network = if c.network.mode == NetworkMode::Static {
             let net: ipnet::Ipv4Net = c
@@ -322,11 +327,12 @@ impl Appliance {
             data_size_mb: c.storage.data_size_gb * 1024,
         };
 
-        let (registry, reg_material) = crate::model::registry::resolve(
+        let (registry, registry_files) = registry::resolve(
             c,
             &hostname,
             network.is_static.then_some(network.ip.as_str()),
-            &stored,
+            store,
+            slot,
         )?;
         let secret_files = registry.secret_files();
         let uninstall_files = registry.uninstall_files();
@@ -345,6 +351,7 @@ impl Appliance {
                 home: format!("/home/{user_name}"),
                 name: user_name,
                 sudo: c.user.sudo != Sudo::None,
+                generated_key,
                 sudo_nopasswd: c.user.sudo == Sudo::Nopasswd,
                 password_hash: c.user.password_hash.clone(),
                 authorized_keys: keys,
@@ -372,14 +379,20 @@ impl Appliance {
             uninstall_files,
             selinux_container_dirs,
             vagrant: resolve_vagrant(c, c.registry.effective_port()),
-            packer: crate::render::packer::Settings::from_config(c),
-            material: Material {
-                generated_ssh,
-                registry: reg_material,
-                stored,
-            },
+            packer: packer_settings(c, store, facts)?,
+            registry_files,
         })
     }
+}
+
+/// `[packer]` resolved, with Packer's build key when Packer can bake this.
+fn packer_settings(c: &Config, store: &mut SecretStore, facts: &Facts) -> Result<packer::Settings> {
+    let mut s = packer::Settings::from_config(c, facts);
+    if s.problems.is_empty() {
+        let key = store.packer_key(&format!("regbake-packer@{}", c.appliance.name))?;
+        s.build_public_key = key.public_line;
+    }
+    Ok(s)
 }
 
 fn resolve_vagrant(c: &Config, registry_port: u16) -> Vagrant {

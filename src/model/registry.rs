@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::{Backend, Config, ConfigError, LogFormat, LogLevel, Problem, TlsMode};
-use crate::model::secrets::{Stored, Tls};
+use crate::model::secrets::{SecretStore, Slot};
 
 pub const CERTS_DIR: &str = "/opt/docker/certs";
 pub const AUTH_DIR: &str = "/opt/docker/auth";
@@ -79,13 +79,10 @@ pub struct ServerTls {
     pub ca: Option<String>,
 }
 
-/// Registry key material that becomes files.
+/// What of the registry becomes overlay files besides its config.
 #[derive(Debug, Clone, Default)]
-pub struct RegistryMaterial {
-    /// Set when the http secret is regbake's own (not from http_secret_env).
-    pub generated_http_secret: Option<String>,
+pub struct RegistryFiles {
     pub tls: Option<ServerTls>,
-    pub generated_tls: Option<Tls>,
     pub htpasswd: Option<String>,
 }
 
@@ -118,7 +115,7 @@ fn env_secret(field: &str, var: &str) -> Result<String> {
 }
 
 fn read_pem(field: &str, path: &str) -> Result<String> {
-    let p = crate::model::expand_home(path);
+    let p = crate::config::expand_home(path);
     let text = std::fs::read_to_string(&p)
         .map_err(|e| problem(field, path, format!("cannot read {}: {e}", p.display())))?;
     if !text.contains("-----BEGIN ") {
@@ -216,14 +213,13 @@ fn key_matches(
 
 /// htpasswd lines; users given by env var reuse their stored hash while it
 /// still matches, so re-renders are stable and the plain text is never kept.
-fn htpasswd(c: &Config, stored: &Stored) -> Result<Option<String>> {
+fn htpasswd(c: &Config, store: &SecretStore) -> Result<Option<String>> {
     let users = &c.registry.auth.users;
     if users.is_empty() {
         return Ok(None);
     }
-    let previous: Vec<(&str, &str)> = stored
-        .htpasswd
-        .as_deref()
+    let previous: Vec<(&str, &str)> = store
+        .htpasswd()
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_once(':'))
@@ -246,25 +242,29 @@ fn htpasswd(c: &Config, stored: &Stored) -> Result<Option<String>> {
     Ok(Some(out))
 }
 
+/// The registry of the appliance `hostname` (with `static_ip`), its
+/// secrets from (or made into) `store`; `slot` says whose server
+/// certificate it is.
 pub fn resolve(
     c: &Config,
     hostname: &str,
     static_ip: Option<&str>,
-    stored: &Stored,
-) -> Result<(Registry, RegistryMaterial)> {
+    store: &mut SecretStore,
+    slot: Slot<'_>,
+) -> Result<(Registry, RegistryFiles)> {
     let r = &c.registry;
     let port = r.effective_port();
     let major = r.effective_major();
     let tls_on = r.tls.mode != TlsMode::Off;
 
     let http_secret = if r.http_secret_env.is_empty() {
-        stored.http_secret()?
+        store.http_secret()?
     } else {
         env_secret("registry.http_secret_env", &r.http_secret_env)?
     };
 
-    let (tls, generated_tls) = match r.tls.mode {
-        TlsMode::Off => (None, None),
+    let tls = match r.tls.mode {
+        TlsMode::Off => None,
         TlsMode::Generate => {
             let mut sans = vec![hostname.to_string()];
             if let Some(ip) = static_ip {
@@ -275,17 +275,14 @@ pub fn resolve(
                     sans.push(s.clone());
                 }
             }
-            let g = stored.tls(hostname, &sans, r.tls.days)?;
-            (
-                Some(ServerTls {
-                    cert: g.server_cert.clone(),
-                    key: g.server_key.clone(),
-                    ca: Some(g.ca_cert.clone()),
-                }),
-                Some(g),
-            )
+            let (ca, server) = store.tls(slot, hostname, &sans, r.tls.days)?;
+            Some(ServerTls {
+                cert: server.cert,
+                key: server.key,
+                ca: Some(ca.cert),
+            })
         }
-        TlsMode::Files => (Some(tls_files(c)?), None),
+        TlsMode::Files => Some(tls_files(c)?),
     };
     let tls_ca = tls.as_ref().is_some_and(|t| t.ca.is_some());
 
@@ -363,7 +360,7 @@ pub fn resolve(
             LogFormat::Json => "json",
             LogFormat::Logstash => "logstash",
         },
-        http_secret: http_secret.clone(),
+        http_secret,
         upload_purge: !r.upload_purge_age.is_empty(),
         upload_purge_age: r.upload_purge_age.clone(),
         metrics: r.metrics,
@@ -387,13 +384,11 @@ pub fn resolve(
         local_url,
         curl_args,
     };
-    let material = RegistryMaterial {
-        generated_http_secret: r.http_secret_env.is_empty().then_some(http_secret),
-        tls,
-        generated_tls,
-        htpasswd: htpasswd(c, stored)?,
-    };
-    Ok((registry, material))
+    let htpasswd = htpasswd(c, store)?;
+    if let Some(h) = &htpasswd {
+        store.set_htpasswd(h.clone());
+    }
+    Ok((registry, RegistryFiles { tls, htpasswd }))
 }
 
 impl Registry {

@@ -131,7 +131,7 @@ pub fn write(dir: &Path, files: &BTreeMap<String, Entry>, owner: Owner) -> Resul
         .collect();
     for (img, ks) in kickstarts {
         if !files.contains_key(&img) && old_own.contains(&img) && dir.join(&img).is_file() {
-            let data = crate::fleet::oemdrv::image(&ks)
+            let data = crate::render::oemdrv::image(&ks)
                 .with_context(|| format!("rebuilding {}", dir.join(&img).display()))?;
             files.insert(img, Entry { data, mode: 0o600 });
         }

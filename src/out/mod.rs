@@ -1,16 +1,67 @@
-//! Writing a rendered [`Tree`] into `out/`: staged families swapped in by
-//! rename, state files replaced one by one, `kickstart/` shared file by file.
+//! `out/`: the appliance rendered from the config and the kept secrets,
+//! written as a [`Tree`]: staged families swapped in by rename, state files
+//! replaced one by one, `kickstart/` shared file by file.
 
 pub mod ksdir;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::config;
+use crate::model::packer::Version;
+use crate::model::secrets::{SecretStore, Slot};
+use crate::model::{Appliance, Facts};
+use crate::render::{self, Scope};
 use crate::tree::{Entry, Tree};
+
+/// What every command is given: which config, which out dir, how chatty,
+/// and whether external commands only are printed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Config file [default: ./regbake.toml, else the embedded defaults]
+    #[arg(short, long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Output directory
+    #[arg(short, long, global = true, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+
+    /// Show every external command and more detail
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Print external commands instead of running them
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+}
+
+/// Load and validate the config and resolve the appliance, with the secrets
+/// a previous render left in `out` (and any made now, in the store).
+/// `packer`: the `packer` on PATH, for `required_plugins = "auto"`.
+pub fn prepare(g: &Global, packer: Option<Version>) -> Result<(Appliance, SecretStore)> {
+    let (config, _) = config::load(g.config.as_deref())?;
+    let mut store = SecretStore::load(&g.out).context("reading stored secrets")?;
+    let facts = Facts {
+        out_dir: std::path::absolute(&g.out).context("resolving the out dir")?,
+        packer,
+    };
+    let app = Appliance::resolve(&config, &mut store, &facts, Slot::Single)?;
+    Ok((app, store))
+}
+
+/// Render and write into `g.out`: the appliance's files and every kept
+/// secret. Nothing is written unless the whole render succeeded.
+pub fn render_to(g: &Global, scope: Scope, packer: Option<Version>) -> Result<(Appliance, Tree)> {
+    let (app, store) = prepare(g, packer)?;
+    let mut tree = render::render(&app, scope)?;
+    store.write_into(&mut tree);
+    write(&tree, &g.out).context("writing the output")?;
+    Ok((app, tree))
+}
 
 /// Directories of `out/` that hold state kept across renders; they are
 /// written file by file and never swapped out.

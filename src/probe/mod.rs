@@ -16,6 +16,8 @@ use ureq::http::{Response, StatusCode};
 use ureq::{Agent, Body, RequestBuilder};
 use url::Url;
 
+use crate::util::Format;
+
 pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 /// An uncompressed layer: its content is pseudo-random, so compressing would
@@ -24,22 +26,46 @@ pub const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 const API_HEADER: &str = "docker-distribution-api-version";
 const DIGEST_HEADER: &str = "docker-content-digest";
 
-/// What `regbake probe` was asked to do (plain values, no clap types).
-#[derive(Debug, Clone)]
-pub struct ProbeOptions {
-    pub url: Url,
+/// `regbake probe`: what to ask of which registry.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Registry URL: http://HOST:PORT or https://HOST:PORT
+    #[arg(value_parser = parse_url)]
+    pub url: url::Url,
+    /// Trust only this CA certificate (PEM) for https
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
     pub ca: Option<PathBuf>,
+    /// Do not verify the TLS certificate (throwaway test registries only)
+    #[arg(long)]
     pub insecure: bool,
+    /// User name for Basic auth (the password comes from --password-env)
+    #[arg(long, value_name = "USER", requires = "password_env")]
     pub username: Option<String>,
-    /// Name of the environment variable holding the password.
+    /// Name of the environment variable holding the password
+    #[arg(long, value_name = "VAR", requires = "username")]
     pub password_env: Option<String>,
+    /// Repository for the probe image
+    #[arg(long, value_name = "NAME", default_value = "regbake-probe", value_parser = parse_repo)]
     pub repo: String,
+    /// Tag for the probe image
+    #[arg(long, value_name = "TAG", default_value = "probe", value_parser = parse_tag)]
     pub tag: String,
+    /// Push a tiny image, pull it back, verify every digest, delete it
+    #[arg(long)]
     pub push: bool,
+    /// Keep the pushed image (skip the delete step)
+    #[arg(long, requires = "push")]
     pub keep: bool,
+    /// Size of the probe layer's content in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, requires = "push",
+          value_parser = clap::value_parser!(u64).range(0..=1 << 30))]
     pub layer_size: u64,
+    /// Also write the probe image as an OCI layout into DIR (for the bench)
+    #[arg(long, value_name = "DIR", hide = true, requires = "push")]
     pub save_oci: Option<PathBuf>,
-    pub json: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -129,14 +155,14 @@ fn print_step(s: &Step) {
 }
 
 /// Run the probe; prints the steps and fails (exit 1) on the first failed step.
-pub fn run(opts: &ProbeOptions) -> Result<()> {
+pub fn run(opts: &Args) -> Result<()> {
     let mut report = Report {
-        json: opts.json,
+        json: opts.format == Format::Json,
         steps: vec![],
     };
     let started = Instant::now();
     let result = probe(opts, &mut report);
-    if opts.json {
+    if opts.format == Format::Json {
         println!(
             "{}",
             serde_json::to_string_pretty(&report.steps).context("printing steps")?
@@ -152,7 +178,7 @@ pub fn run(opts: &ProbeOptions) -> Result<()> {
     result
 }
 
-fn probe(opts: &ProbeOptions, report: &mut Report) -> Result<()> {
+fn probe(opts: &Args, report: &mut Report) -> Result<()> {
     let client = Client::new(opts)?;
     if client.auth.is_some() && client.base.scheme() == "http" {
         eprintln!("warning: sending credentials over plain http");
@@ -224,7 +250,7 @@ fn probe(opts: &ProbeOptions, report: &mut Report) -> Result<()> {
 fn small_steps(
     client: &Client,
     report: &mut Report,
-    opts: &ProbeOptions,
+    opts: &Args,
     image: &Image,
     with_hint: &dyn Fn(anyhow::Error) -> anyhow::Error,
 ) -> Result<()> {
@@ -566,7 +592,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(opts: &ProbeOptions) -> Result<Self> {
+    fn new(opts: &Args) -> Result<Self> {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(ca) = &opts.ca {
             let pem =

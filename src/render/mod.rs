@@ -3,14 +3,16 @@
 
 pub mod escape;
 pub mod kickstart;
+pub mod oemdrv;
 pub mod overlay;
 pub mod packer;
 pub mod vagrant;
 
+use std::sync::OnceLock;
+
 use anyhow::{Context, Result};
 use handlebars::Handlebars;
 
-use crate::model::secrets;
 use crate::model::Appliance;
 pub use crate::tree::{Entry, Tree};
 
@@ -52,17 +54,22 @@ const TEMPLATES: &[(&str, &str)] = templates![
 ];
 
 /// Handlebars in strict mode, HTML escaping off: quoting is done per target
-/// language by the helpers in [`escape`].
-pub fn handlebars() -> Result<Handlebars<'static>> {
-    let mut hb = Handlebars::new();
-    hb.set_strict_mode(true);
-    hb.register_escape_fn(handlebars::no_escape);
-    escape::register(&mut hb);
-    for (name, text) in TEMPLATES {
-        hb.register_template_string(name, *text)
-            .with_context(|| format!("parsing template {name}.hbs"))?;
-    }
-    Ok(hb)
+/// language by the helpers in [`escape`]. Parsed once per run (a fleet
+/// renders thousands of appliances).
+pub fn handlebars() -> Result<&'static Handlebars<'static>> {
+    static HB: OnceLock<Result<Handlebars<'static>, String>> = OnceLock::new();
+    let made = HB.get_or_init(|| {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.register_escape_fn(handlebars::no_escape);
+        escape::register(&mut hb);
+        for (name, text) in TEMPLATES {
+            hb.register_template_string(name, *text)
+                .map_err(|e| format!("parsing template {name}.hbs: {e}"))?;
+        }
+        Ok(hb)
+    });
+    made.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Which families of output to render.
@@ -75,18 +82,18 @@ pub enum Scope {
 /// Render everything the scope asks for.
 pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
     let hb = handlebars()?;
-    let overlay = overlay::render(&hb, app)?;
+    let overlay = overlay::render(hb, app)?;
     let tarball = overlay::pack(&overlay).context("packing the overlay")?;
     let mut tree = Tree::default();
     tree.add(
         "kickstart/ks.cfg",
-        kickstart::render(&hb, app, &tarball)?,
+        kickstart::render(hb, app, &tarball)?,
         0o600,
     );
     if scope == Scope::All {
         tree.graft("overlay", &overlay);
         tree.add("overlay.tar.gz", tarball, 0o600);
-        tree.add(vagrant::PATH, vagrant::render(&hb, app)?, 0o644);
+        tree.add(vagrant::PATH, vagrant::render(hb, app)?, 0o644);
         for (p, e) in client_files(app).files {
             tree.files.insert(format!("client/{p}"), e);
         }
@@ -94,9 +101,8 @@ pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
             .get("kickstart/ks.cfg")
             .map(|e| String::from_utf8_lossy(&e.data).into_owned())
             .unwrap_or_default();
-        packer::render(&hb, app, &ks, &mut tree)?;
+        packer::render(hb, app, &ks, &mut tree)?;
     }
-    state_files(app, &mut tree);
     Ok(tree)
 }
 
@@ -104,13 +110,7 @@ pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
 fn client_files(app: &Appliance) -> Tree {
     let mut t = Tree::default();
     let addr = &app.registry.address;
-    match app
-        .material
-        .registry
-        .tls
-        .as_ref()
-        .and_then(|t| t.ca.as_ref())
-    {
+    match app.registry_files.tls.as_ref().and_then(|t| t.ca.as_ref()) {
         Some(ca) => {
             t.add(format!("certs.d/{addr}/ca.crt"), ca.clone(), 0o644);
             t.add(
@@ -151,49 +151,3 @@ fn client_files(app: &Appliance) -> Tree {
     }
     t
 }
-
-/// Secrets and generated keys, including stored ones this render does not use
-/// (turning TLS off and on again must not rotate the CA).
-pub(crate) fn state_files(app: &Appliance, tree: &mut Tree) {
-    let m = &app.material;
-    // A secret from http_secret_env stays in the environment; a generated
-    // (or previously stored) one is kept.
-    let http_secret = m
-        .registry
-        .generated_http_secret
-        .as_ref()
-        .or(m.stored.http_secret.as_ref());
-    if let Some(s) = http_secret {
-        tree.add(secrets::HTTP_SECRET, format!("{s}\n"), 0o600);
-    }
-    let ssh = m.generated_ssh.as_ref().or(m.stored.ssh.as_ref());
-    if let Some(k) = ssh {
-        tree.add(secrets::SSH_KEY, k.private_openssh.clone(), 0o600);
-        tree.add(secrets::SSH_PUB, format!("{}\n", k.public_line), 0o644);
-    }
-    if let Some(h) = &m.registry.htpasswd {
-        tree.add(secrets::HTPASSWD, h.clone(), 0o600);
-    }
-    let ca = m
-        .registry
-        .generated_tls
-        .as_ref()
-        .map(|t| (t.ca_cert.clone(), t.ca_key.clone()))
-        .or_else(|| m.stored.ca.clone());
-    if let Some((cert, key)) = ca {
-        tree.add(secrets::CA_CERT, cert, 0o644);
-        tree.add(secrets::CA_KEY, key, 0o600);
-    }
-    let server = m
-        .registry
-        .generated_tls
-        .as_ref()
-        .map(|t| (t.server_cert.clone(), t.server_key.clone(), t.sans.clone()))
-        .or_else(|| m.stored.server.clone());
-    if let Some((cert, key, sans)) = server {
-        tree.add(secrets::SERVER_CERT, cert, 0o644);
-        tree.add(secrets::SERVER_KEY, key, 0o600);
-        tree.add(secrets::SERVER_SANS, sans.join("\n") + "\n", 0o644);
-    }
-}
-

@@ -106,7 +106,7 @@ pub fn render(hb: &Handlebars<'_>, app: &Appliance) -> Result<Tree> {
         format!("{}\n", app.appliance.hostname),
         0o644,
     );
-    if let Some(tls) = &app.material.registry.tls {
+    if let Some(tls) = &app.registry_files.tls {
         let certs = CERTS_DIR.trim_start_matches('/');
         t.add(format!("{certs}/registry.crt"), tls.cert.clone(), 0o644);
         t.add(format!("{certs}/registry.key"), tls.key.clone(), 0o600);
@@ -120,7 +120,7 @@ pub fn render(hb: &Handlebars<'_>, app: &Appliance) -> Result<Tree> {
             );
         }
     }
-    if let Some(h) = &app.material.registry.htpasswd {
+    if let Some(h) = &app.registry_files.htpasswd {
         t.add(
             app.registry.htpasswd_path.trim_start_matches('/'),
             h.clone(),

@@ -4,129 +4,15 @@
 //! and the `vagrant` post-processor. Packer logs in with a per-build key pair
 //! kept in `out/secrets/packer/`.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 use handlebars::Handlebars;
 use serde::Serialize;
 
 use super::Tree;
+use crate::model::packer::Settings;
+use crate::model::secrets;
 use crate::model::Appliance;
-use crate::config::{Config, PackerSection, Problem, RequiredPlugins, Sudo};
-use crate::model::secrets::{self, SshKeyPair};
 use crate::util::log;
-
-/// The `[packer]` settings plus what the templates derive from other sections.
-#[derive(Debug, Clone, Serialize)]
-pub struct Settings {
-    /// `[packer]` as configured; the templates see its keys at the top level.
-    #[serde(flatten)]
-    pub section: PackerSection,
-    /// `.BOXNAME-VERSION-{{.Provider}}.box.partial` (`/` in the box name
-    /// becomes `-`); the post-processor fills in the provider. A hidden temp
-    /// name: regbake renames it into place under out/box's lock once the
-    /// build succeeded, so a killed build leaves only a `.partial`, which
-    /// the next run removes.
-    pub box_file: String,
-    pub box_name: String,
-    pub box_version: String,
-    /// QEMU's disk interface that makes the guest name the disk `storage.disk`.
-    pub qemu_disk_interface: String,
-    /// Why Packer cannot bake this config (the template is then not rendered).
-    #[serde(skip)]
-    pub problems: Vec<Problem>,
-    /// The private keys beside the `user.ssh_key_files` found at render time
-    /// (`.pub` stripped, `~` kept for Vagrant to expand).
-    #[serde(skip)]
-    pub key_files: Vec<String>,
-    /// The absolute out dir: the box Vagrantfile names a generated user key
-    /// by its absolute path. Set by [`crate::prepare`].
-    #[serde(skip)]
-    pub out_dir: Option<PathBuf>,
-}
-
-impl Settings {
-    pub fn from_config(c: &Config) -> Self {
-        let p = &c.packer;
-        let mut problems = vec![];
-        if c.user.sudo != Sudo::Nopasswd {
-            let value = match c.user.sudo {
-                Sudo::Password => "\"password\"",
-                _ => "\"none\"",
-            };
-            problems.push(Problem {
-                path: "user.sudo".into(),
-                value: value.into(),
-                expected: "regbake packer logs in as the user and provisions and shuts down with `sudo -n` (no password is ever stored): set sudo = \"nopasswd\", or install with regbake kickstart".into(),
-            });
-        }
-        // /boot (1 GiB) + root + data (at least 1 GiB when it grows) + 1 GiB
-        // for LVM metadata and rounding.
-        let min_disk_mb =
-            1024 + c.storage.root_size_gb * 1024 + c.storage.data_size_gb.max(1) * 1024 + 1024;
-        if p.disk_size_mb < min_disk_mb {
-            problems.push(Problem {
-                path: "packer.disk_size_mb".into(),
-                value: p.disk_size_mb.to_string(),
-                expected: format!("the kickstart's /boot, storage.root_size_gb and storage.data_size_gb (plus 1 GiB spare) need at least {min_disk_mb} MiB"),
-            });
-        }
-        let vbox = p.builders.iter().any(|b| b == "virtualbox-iso");
-        let qemu_disk_interface = match c.storage.disk.as_str() {
-            // The VM's only disk: "auto" finds it, as sda.
-            "auto" | "sda" => "virtio-scsi",
-            "vda" if !vbox => "virtio",
-            disk => {
-                problems.push(Problem {
-                    path: "storage.disk".into(),
-                    value: format!("{disk:?}"),
-                    expected: "regbake packer installs on the VM's only disk: expected \"auto\" or \"sda\" (QEMU virtio-scsi, VirtualBox SATA), or \"vda\" with packer.builders = [\"qemu\"]".into(),
-                });
-                "virtio-scsi"
-            }
-        };
-        Self {
-            section: p.clone(),
-            // The same name as crate::boxes::BoxMeta::box_file_name.
-            box_file: partial_box_file(&box_file(
-                &c.vagrant.box_name.replace('/', "-"),
-                &c.vagrant.box_version,
-                "{{.Provider}}",
-            )),
-            box_name: c.vagrant.box_name.clone(),
-            box_version: c.vagrant.box_version.clone(),
-            qemu_disk_interface: qemu_disk_interface.into(),
-            problems,
-            key_files: c
-                .user
-                .ssh_key_files
-                .iter()
-                .filter(|f| crate::model::expand_home(f).is_file())
-                .filter_map(|f| f.strip_suffix(".pub"))
-                .map(str::to_string)
-                .collect(),
-            out_dir: None,
-        }
-    }
-}
-
-/// The box file name for a provider (`libvirt`, `virtualbox`).
-pub fn box_file(name: &str, version: &str, provider: &str) -> String {
-    format!("{name}-{version}-{provider}.box")
-}
-
-/// The hidden name Packer writes box `file` under until regbake moves it.
-pub fn partial_box_file(file: &str) -> String {
-    format!(".{file}.partial")
-}
-
-/// The Vagrant provider of the box a builder makes.
-pub fn provider_of(builder: &str) -> &'static str {
-    match builder {
-        "qemu" => "libvirt",
-        _ => "virtualbox",
-    }
-}
 
 /// What `out/packer/` holds instead of a template when Packer cannot bake
 /// the config.
@@ -175,12 +61,8 @@ const DEFAULT_IDENTITIES: &[&str] = &["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~
 /// OpenSSH's defaults.
 fn box_private_keys(app: &Appliance) -> Result<Vec<String>> {
     let s = &app.packer;
-    if app.material.generated_ssh.is_some() {
-        let out = s
-            .out_dir
-            .as_ref()
-            .context("the out dir of the generated ssh key is not known")?;
-        let key = out.join(secrets::SSH_KEY);
+    if app.user.generated_key {
+        let key = s.out_dir.join(secrets::SSH_KEY);
         let key = key
             .to_str()
             .with_context(|| format!("{} is not a UTF-8 path", key.display()))?;
@@ -201,27 +83,6 @@ fn split_go_delimiters(ruby: &str) -> String {
         s = s.replace("{{", "{' '{");
     }
     s
-}
-
-/// Packer's build key: the stored one, or a new ed25519 pair.
-fn build_key(app: &Appliance) -> Result<SshKeyPair> {
-    match &app.material.stored.packer_ssh {
-        Some(k) => Ok(k.clone()),
-        None => secrets::generate_ssh_key(&format!("regbake-packer@{}", app.appliance.name)),
-    }
-}
-
-/// Whether `plugins.pkr.hcl` is rendered; `auto` asks the `packer` on PATH.
-pub fn wants_plugins_file(setting: RequiredPlugins) -> bool {
-    match setting {
-        RequiredPlugins::Always => true,
-        RequiredPlugins::Never => false,
-        RequiredPlugins::Auto => match crate::bake::packer::installed_version() {
-            Some(v) => v.needs_plugins_block(),
-            // Nothing to ask: render for the Packer one would install today.
-            None => true,
-        },
-    }
 }
 
 /// Render `packer/…` and the build key (`secrets/packer/…`) into `tree`.
@@ -247,7 +108,6 @@ pub fn render(
         tree.add(NOT_RENDERED, why, 0o644);
         return Ok(());
     }
-    let key = build_key(app)?;
     let qemu = s.section.builders.iter().any(|b| b == "qemu");
     let virtualbox = s.section.builders.iter().any(|b| b == "virtualbox-iso");
     let name = app.appliance.name.as_str();
@@ -279,8 +139,8 @@ pub fn render(
         execute_command: "sudo -n env {{ .Vars }} bash {{ .Path }}",
         ssh_key_file: SSH_KEY_FROM_TEMPLATE,
         authorized_keys: format!("{}/.ssh/authorized_keys", app.user.home),
-        build_public_key: &key.public_line,
-        remove_build_key: !app.user.authorized_keys.contains(&key.public_line),
+        build_public_key: &s.build_public_key,
+        remove_build_key: !app.user.authorized_keys.contains(&s.build_public_key),
         http_proxy: proxy.map(|p| p.http.clone()).unwrap_or_default(),
         https_proxy: proxy.map(|p| p.https.clone()).unwrap_or_default(),
         no_proxy: proxy.map(|p| p.no_proxy.clone()).unwrap_or_default(),
@@ -305,7 +165,7 @@ pub fn render(
     emit("variables.pkr.hcl", 0o644)?;
     emit("sources.pkr.hcl", 0o644)?;
     emit("build.pkr.hcl", 0o644)?;
-    if wants_plugins_file(s.section.required_plugins) {
+    if s.plugins_file {
         emit("plugins.pkr.hcl", 0o644)?;
     }
     for script in &scripts {
@@ -317,7 +177,5 @@ pub fn render(
         .render(BOX_VAGRANTFILE, &json)
         .with_context(|| format!("rendering {BOX_VAGRANTFILE}"))?;
     tree.add(BOX_VAGRANTFILE, split_go_delimiters(&vagrantfile), 0o644);
-    tree.add(secrets::PACKER_KEY, key.private_openssh.clone(), 0o600);
-    tree.add(secrets::PACKER_PUB, format!("{}\n", key.public_line), 0o644);
     Ok(())
 }

@@ -75,7 +75,13 @@ print JSON.generate({ 'vals' => $vals, 'env' => PROVISION_ENV })
         ];
         c.user.ssh_key_files = vec![];
         c.proxy = Some(config::ProxySection::default());
-        let mut app = Appliance::resolve(&c, crate::model::secrets::Stored::default()).expect("app");
+        let mut app = Appliance::resolve(
+            &c,
+            &mut crate::model::secrets::SecretStore::default(),
+            &crate::model::Facts::default(),
+            crate::model::secrets::Slot::Single,
+        )
+        .expect("app");
         let hb = crate::render::handlebars().expect("handlebars");
         for p in &payloads {
             app.vagrant.base_box = p.clone();
@@ -86,7 +92,7 @@ print JSON.generate({ 'vals' => $vals, 'env' => PROVISION_ENV })
                 proxy.no_proxy = format!("n{p}");
             }
             let vf = dir.path().join("Vagrantfile");
-            std::fs::write(&vf, render(&hb, &app).expect("render")).expect("write");
+            std::fs::write(&vf, render(hb, &app).expect("render")).expect("write");
             let out = std::process::Command::new("ruby")
                 .arg("-e")
                 .arg(RECORDER)

@@ -2,3 +2,10 @@
 
 pub mod interrupt;
 pub mod log;
+
+/// How a command prints its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}

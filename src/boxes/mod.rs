@@ -15,7 +15,6 @@ mod lock;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,6 +25,7 @@ use sha2::{Digest, Sha256};
 pub use crate::config::boxes::{provider_name, BoxMeta};
 use crate::config::{ConfigError, Provider};
 use crate::out::Global;
+use crate::util::fsx::Staged;
 
 pub use gz::ParGzWriter;
 pub use lock::BoxDirLock;
@@ -301,11 +301,7 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, out_dir: &Path) -> Result<Pack
     let dest = box_dir.join(meta.box_file_name());
     // Hidden, and not named *.box, so a killed pack leaves nothing that looks
     // like a box.
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", meta.box_file_name()))
-        .suffix(".partial")
-        .tempfile_in(&box_dir)
-        .with_context(|| format!("creating a temp file in {}", box_dir.display()))?;
+    let tmp = Staged::beside(&dest, true)?;
 
     let total: u64 = entries
         .iter()
@@ -325,7 +321,7 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, out_dir: &Path) -> Result<Pack
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let started = Instant::now();
     let hashed = HashWriter {
-        inner: tmp.as_file(),
+        inner: tmp.file(),
         hasher: Sha256::new(),
         count: 0,
     };
@@ -368,13 +364,7 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, out_dir: &Path) -> Result<Pack
     let size = hashed.count;
 
     let compressed = started.elapsed();
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .context("setting the box's permissions")?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {}", tmp.path().display()))?;
-    tmp.persist(&dest)
+    tmp.commit(0o644, true)
         .with_context(|| format!("moving the box into place at {}", dest.display()))?;
     crate::util::log::debug(&format!(
         "packed {} ({} bytes in, {size} out, {threads} threads): compressed in {:.1}s, on disk in {:.1}s",
@@ -530,20 +520,13 @@ pub fn add_to_catalog_with_checksum(
     );
     let mut text = serde_json::to_string_pretty(&cat).context("encoding the catalog")?;
     text.push('\n');
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", meta.catalog_file_name()))
-        .suffix(".partial")
-        .tempfile_in(&box_dir)
-        .with_context(|| format!("creating a temp file in {}", box_dir.display()))?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|()| {
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))
-        })
-        .and_then(|()| tmp.as_file().sync_all())
+    // A *.partial temp name, like the box's: a run killed here leaves
+    // nothing the next lock holder does not remove.
+    let tmp = Staged::beside(&path, true)?;
+    tmp.file()
+        .write_all(text.as_bytes())
         .with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.persist(&path)
-        .with_context(|| format!("moving the catalog into place at {}", path.display()))?;
+    tmp.commit(0o644, true)?;
     Ok(path)
 }
 

@@ -12,7 +12,6 @@ pub mod serve;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -24,6 +23,7 @@ use crate::model::{Appliance, Facts};
 use crate::out::Global;
 use crate::render::{self, Scope};
 use crate::tree::Tree;
+pub use serve::Kickstart;
 
 /// `regbake kickstart`
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -37,15 +37,6 @@ pub struct Args {
     /// Also write FAT images labelled OEMDRV holding ks.cfg (oemdrv.img, or HOST-oemdrv.img)
     #[arg(long)]
     pub oemdrv: bool,
-}
-
-/// One rendered kickstart, as served.
-#[derive(Debug, Clone)]
-pub struct Kickstart {
-    /// The inventory host name; `None` for the single `ks.cfg`.
-    pub host: Option<String>,
-    pub mac: Option<String>,
-    pub data: Arc<[u8]>,
 }
 
 pub fn run(opts: &Global, ko: &Args) -> Result<()> {

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::Kickstart;
 use crate::config::inventory::parse_mac;
 
 /// The header anaconda sends per interface with `inst.ks.sendmac`:
@@ -24,6 +23,15 @@ const MAC_HEADER: &str = "x-rhn-provisioning-mac-";
 const MAX_CONNECTIONS: usize = 1024;
 const MAX_REQUEST: usize = 16 * 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One rendered kickstart, as served.
+#[derive(Debug, Clone)]
+pub struct Kickstart {
+    /// The inventory host name; `None` for the single `ks.cfg`.
+    pub host: Option<String>,
+    pub mac: Option<String>,
+    pub data: Arc<[u8]>,
+}
 
 /// A prebuilt 200 response: headers then body, in one buffer.
 struct Page {

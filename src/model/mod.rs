@@ -6,14 +6,12 @@ pub mod packer;
 pub mod registry;
 pub mod secrets;
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::{expand_home, Config, ConfigError, NetworkMode, Problem, Sudo};
 use crate::util::log;
-use packer::Version;
+pub use packer::Facts;
 use registry::RegistryFiles;
 pub use registry::{Registry, CA_ANCHOR, CERTS_DIR};
 use secrets::{SecretStore, Slot};
@@ -63,15 +61,6 @@ pub struct Appliance {
     /// The registry's TLS files and htpasswd, for the overlay.
     #[serde(skip)]
     pub registry_files: RegistryFiles,
-}
-
-/// What the appliance depends on besides the config and the secrets.
-#[derive(Debug, Clone, Default)]
-pub struct Facts {
-    /// The absolute out dir (the box Vagrantfile names a generated key by it).
-    pub out_dir: PathBuf,
-    /// The `packer` on PATH, for `packer.required_plugins = "auto"`.
-    pub packer: Option<Version>,
 }
 
 #[derive(Debug, Clone, Serialize)]

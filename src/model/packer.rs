@@ -5,9 +5,17 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::Facts;
 use crate::config::boxes::{box_file_name, partial};
 use crate::config::{Config, PackerSection, Problem, RequiredPlugins, Sudo};
+
+/// What the appliance depends on besides the config and the secrets.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The absolute out dir (the box Vagrantfile names a generated key by it).
+    pub out_dir: PathBuf,
+    /// The `packer` on PATH, for `packer.required_plugins = "auto"`.
+    pub packer: Option<Version>,
+}
 
 /// `packer version`'s version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

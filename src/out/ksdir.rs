@@ -12,7 +12,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{write_file, Entry};
+use crate::tree::Entry;
+use crate::util::fsx;
 
 /// The family written here, under `out/`.
 pub const DIR: &str = "kickstart";
@@ -99,11 +100,7 @@ fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
             text.push('\n');
         }
     }
-    let e = Entry {
-        data: text.into_bytes(),
-        mode: 0o644,
-    };
-    write_file(&dir.join(MANIFEST), &e, 0o755, false)
+    fsx::write_file(&dir.join(MANIFEST), text.as_bytes(), 0o644, 0o755, false)
 }
 
 /// The OEMDRV image that goes with a kickstart file name.
@@ -151,7 +148,7 @@ pub fn write(dir: &Path, files: &BTreeMap<String, Entry>, owner: Owner) -> Resul
     for (name, e) in &files {
         let path = dir.join(name);
         if !same_file(&path, e) {
-            write_file(&path, e, 0o755, false)?;
+            fsx::write_file(&path, &e.data, e.mode, 0o755, false)?;
         }
     }
     for name in old_own.difference(&new_own) {

@@ -17,6 +17,7 @@ use crate::model::secrets::{SecretStore, Slot};
 use crate::model::{Appliance, Facts};
 use crate::render::{self, Scope};
 use crate::tree::{Entry, Tree};
+use crate::util::fsx;
 
 /// What every command is given: which config, which out dir, how chatty,
 /// and whether external commands only are printed.
@@ -66,41 +67,6 @@ pub fn render_to(g: &Global, scope: Scope, packer: Option<Version>) -> Result<(A
 /// Directories of `out/` that hold state kept across renders; they are
 /// written file by file and never swapped out.
 const STATE_DIRS: &[&str] = &["secrets", "ssh"];
-
-/// Replace one file atomically (temp file beside it, then rename); its
-/// directory is created with `dir_mode` when missing. `durable` also syncs
-/// the file and its directory to disk: for state that cannot be rendered
-/// again (a CA key lost to a power cut would rotate every client's trust).
-pub(crate) fn write_file(path: &Path, e: &Entry, dir_mode: u32, durable: bool) -> Result<()> {
-    let dir = path.parent().context("file path has a parent")?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(dir_mode)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".regbake-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(e.mode))
-        .with_context(|| format!("setting the mode of {}", path.display()))?;
-    tmp.write_all(&e.data)
-        .with_context(|| format!("writing {}", path.display()))?;
-    if durable {
-        tmp.as_file()
-            .sync_all()
-            .with_context(|| format!("syncing {}", path.display()))?;
-    }
-    tmp.persist(path)
-        .with_context(|| format!("moving {} into place", path.display()))?;
-    if durable {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing {}", dir.display()))?;
-    }
-    Ok(())
-}
 
 /// Write a file into the staging dir, which is private until it is renamed
 /// into place: no temp file needed.
@@ -178,7 +144,7 @@ pub fn write_as(tree: &Tree, out: &Path, owner: ksdir::Owner) -> Result<()> {
             // CA (and a fleet has thousands): synced are the CA, keys and
             // secrets that clients and appliances already trust.
             let durable = !rel.starts_with("secrets/tls/hosts/");
-            write_file(&path, e, 0o700, durable)?;
+            fsx::write_file(&path, &e.data, e.mode, 0o700, durable)?;
         }
     }
     let prefix = format!("{}/", ksdir::DIR);

@@ -4,8 +4,8 @@
 use anyhow::{Context, Result};
 use handlebars::Handlebars;
 
-use super::Tree;
 use crate::model::{Appliance, CA_ANCHOR, CERTS_DIR};
+use crate::tree::Tree;
 
 /// (template, target path, mode); `USER` in a path is the admin user's name.
 const FILES: &[(&str, &str, u32)] = &[

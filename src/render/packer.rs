@@ -8,10 +8,10 @@ use anyhow::{Context, Result};
 use handlebars::Handlebars;
 use serde::Serialize;
 
-use super::Tree;
 use crate::model::packer::Settings;
 use crate::model::secrets;
 use crate::model::Appliance;
+use crate::tree::Tree;
 use crate::util::log;
 
 /// What `out/packer/` holds instead of a template when Packer cannot bake

@@ -1,5 +1,6 @@
 //! The bottom layer: what every other layer may use.
 
+pub mod fsx;
 pub mod interrupt;
 pub mod log;
 

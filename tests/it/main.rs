@@ -8,6 +8,7 @@ mod fleet;
 mod golden;
 mod ksdir;
 mod ksdisk;
+mod layers;
 mod packer;
 mod packer_box;
 mod probe;

@@ -1,0 +1,515 @@
+//! The grammar of each kind of value the config holds (names, host names,
+//! URLs, paths, image references, keys…), shared by the validation pass,
+//! the inventory and the probe, so each is written down once.
+
+pub(crate) const NAME_HELP: &str = "expected a name of lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters";
+pub(crate) const USER_HELP: &str =
+    "expected a POSIX user name ([a-z_][a-z0-9_-]*, at most 32 characters) other than root";
+pub(crate) const HOST_HELP: &str = "expected an RFC 1123 host name: dot-separated labels of letters, digits and '-', each 1-63 characters not starting or ending with '-', 253 characters at most";
+pub(crate) const PORT_HELP: &str = "expected a port number from 1 to 65535";
+pub(crate) const URL_HELP: &str =
+    "expected an absolute http:// or https:// URL without spaces, quotes or shell metacharacters";
+pub(crate) const HASH_HELP: &str = "expected a crypt(3) SHA-512 hash like $6$SALT$HASH (salt up to 16 of [./A-Za-z0-9], 86-character hash; make one with `openssl passwd -6`), or \"\" for none; never a plain password";
+pub(crate) const PATH_HELP: &str = "expected an absolute path of [A-Za-z0-9._-] components, without '.', '..' or a trailing '/', outside the system directories";
+
+pub(crate) fn is_rel_or_abs_path(s: &str) -> bool {
+    let rest = s.strip_prefix('/').unwrap_or(s);
+    !rest.is_empty()
+        && s.len() <= 200
+        && rest.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+}
+
+/// A Go `time.ParseDuration` value limited to hours, minutes and seconds.
+pub(crate) fn is_go_duration(s: &str) -> bool {
+    let mut digits = 0;
+    let mut units = 0;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits += 1;
+        } else if "hms".contains(c) && digits > 0 && digits <= 6 {
+            digits = 0;
+            units += 1;
+        } else {
+            return false;
+        }
+    }
+    digits == 0 && units > 0 && s.len() <= 20
+}
+
+pub(crate) const ENV_HELP: &str = "expected the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*) that holds the secret at render time";
+
+pub(crate) fn is_env_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+pub(crate) fn is_duration(s: &str) -> bool {
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    ["h", "m", "s"].contains(&unit)
+        && !num.is_empty()
+        && num.len() <= 6
+        && num.chars().all(|c| c.is_ascii_digit())
+}
+
+/// An absolute object key prefix like `/registry/prod`.
+pub(crate) fn is_key_prefix(s: &str) -> bool {
+    s.strip_prefix('/').is_some_and(|rest| {
+        s.len() <= 200
+            && rest.split('/').all(|x| {
+                !x.is_empty()
+                    && x != ".."
+                    && x != "."
+                    && x.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            })
+    })
+}
+
+pub(crate) fn is_bucket(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+/// `$2a$`, `$2b$` or `$2y$`, a two-digit cost, then 53 characters of bcrypt base64.
+pub(crate) fn is_bcrypt(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 60
+        && (s.starts_with("$2a$") || s.starts_with("$2b$") || s.starts_with("$2y$"))
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
+        && s[7..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '/')
+}
+
+pub(crate) fn is_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+pub(crate) fn is_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        })
+}
+
+pub(crate) fn is_user_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    s != "root"
+        && !b.is_empty()
+        && b.len() <= 32
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}
+
+pub(crate) fn is_timezone(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.split('/').all(|part| {
+            !part.is_empty()
+                && part != ".."
+                && part != "."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c))
+        })
+}
+
+/// A MAC address as `aa:bb:…` or `aa-bb-…`, normalised to lowercase with colons.
+pub fn parse_mac(s: &str) -> Option<String> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    ok.then(|| parts.join(":").to_ascii_lowercase())
+}
+
+/// Anaconda's `network --device` takes a MAC in the colon form only.
+pub(crate) fn is_mac(s: &str) -> bool {
+    !s.contains('-') && parse_mac(s).is_some()
+}
+
+pub(crate) fn is_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// Characters we never let into a URL: they would need quoting in one of the
+/// target languages (shell, kickstart, Ruby, HCL, systemd) and no real
+/// repository or proxy address needs them.
+pub(crate) fn is_url(s: &str) -> bool {
+    if s.is_empty()
+        || s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "'\"`$\\;<>{}|^".contains(c))
+    {
+        return false;
+    }
+    match url::Url::parse(s) {
+        Ok(u) => (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some(),
+        Err(_) => false,
+    }
+}
+
+pub(crate) fn is_no_proxy_entry(s: &str) -> bool {
+    let bare = s.strip_prefix('.').unwrap_or(s);
+    s == "*"
+        || is_hostname(bare)
+        || s.parse::<std::net::IpAddr>().is_ok()
+        || s.parse::<ipnet::IpNet>().is_ok()
+}
+
+pub(crate) fn is_package(s: &str) -> bool {
+    let name = s.strip_prefix('@').unwrap_or(s);
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"._+-".contains(c))
+}
+
+pub(crate) fn is_data_dir(s: &str) -> bool {
+    const SYSTEM: &[&str] = &[
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib64",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/var",
+        "/var/lib",
+        "/var/lib/docker",
+        "/var/lib/registry",
+        "/var/log",
+        "/var/tmp",
+    ];
+    let Some(rest) = s.strip_prefix('/') else {
+        return false;
+    };
+    !SYSTEM.contains(&s)
+        && s.len() <= 200
+        && !s.starts_with("/proc/")
+        && !s.starts_with("/sys/")
+        && !s.starts_with("/dev/")
+        && !s.starts_with("/boot/")
+        && rest.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+}
+
+pub(crate) fn is_disk(s: &str) -> bool {
+    if let Some(rest) = s.strip_prefix("/dev/disk/") {
+        let Some((kind, name)) = rest.split_once('/') else {
+            return false;
+        };
+        ["by-id", "by-path", "by-uuid"].contains(&kind)
+            && !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ":._-".contains(c))
+    } else {
+        !s.is_empty()
+            && s.len() <= 32
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.as_bytes()[0].is_ascii_lowercase()
+    }
+}
+
+/// `[host[:port]/]path[:tag][@sha256:digest]` with the conservative character
+/// set of the distribution reference grammar.
+pub(crate) fn is_image_ref(s: &str) -> bool {
+    if s.is_empty() || s.len() > 255 {
+        return false;
+    }
+    let (name_tag, digest) = match s.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (s, None),
+    };
+    if let Some(d) = digest {
+        let ok = d
+            .strip_prefix("sha256:")
+            .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+        if !ok {
+            return false;
+        }
+    }
+    // A tag follows the last ':' that comes after the last '/'.
+    let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name_tag[last_slash..].rfind(':') {
+        Some(i) => (
+            &name_tag[..last_slash + i],
+            Some(&name_tag[last_slash + i + 1..]),
+        ),
+        None => (name_tag, None),
+    };
+    if let Some(t) = tag {
+        let b = t.as_bytes();
+        if b.is_empty()
+            || b.len() > 128
+            || !(b[0].is_ascii_alphanumeric() || b[0] == b'_')
+            || !b
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+        {
+            return false;
+        }
+    }
+    let mut parts = name.split('/').peekable();
+    let mut first = true;
+    while let Some(part) = parts.next() {
+        let host_like = first
+            && parts.peek().is_some()
+            && (part.contains('.') || part.contains(':') || part == "localhost");
+        first = false;
+        let ok = if host_like {
+            let (h, port) = part.split_once(':').unwrap_or((part, ""));
+            is_hostname(h) && (port.is_empty() || port.parse::<u16>().is_ok())
+        } else {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(&c))
+                && part.as_bytes()[0].is_ascii_alphanumeric()
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+pub(crate) fn is_box_name(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    (1..=2).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.as_bytes()[0].is_ascii_alphanumeric()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+}
+
+pub(crate) fn is_version(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.split('.')
+            .all(|p| !p.is_empty() && p.len() <= 9 && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+pub(crate) fn is_checksum(s: &str) -> bool {
+    let hexlen = |h: &str, n: usize| h.len() == n && h.chars().all(|c| c.is_ascii_hexdigit());
+    match s.split_once(':') {
+        Some(("sha256", h)) => hexlen(h, 64),
+        Some(("sha512", h)) => hexlen(h, 128),
+        _ => false,
+    }
+}
+
+/// `$6$[rounds=N$]salt$hash`: salt 1-16 of `./0-9A-Za-z`, hash 86 of the same.
+pub(crate) fn is_sha512_crypt(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("$6$") else {
+        return false;
+    };
+    let mut fields: Vec<&str> = rest.split('$').collect();
+    if fields.len() == 3 {
+        let Some(rounds) = fields[0].strip_prefix("rounds=") else {
+            return false;
+        };
+        if !rounds
+            .parse::<u32>()
+            .is_ok_and(|r| (1000..=999_999_999).contains(&r))
+        {
+            return false;
+        }
+        fields.remove(0);
+    }
+    let crypt64 = |f: &str| {
+        f.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '/')
+    };
+    fields.len() == 2
+        && (1..=16).contains(&fields[0].len())
+        && crypt64(fields[0])
+        && fields[1].len() == 86
+        && crypt64(fields[1])
+}
+
+pub(crate) const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// An OpenSSH public key line: `TYPE BASE64 [COMMENT]`, no options, no
+/// control characters (a newline would add a second authorized key).
+pub(crate) fn check_ssh_public_key(line: &str) -> Result<(), String> {
+    const WHAT: &str = "expected an OpenSSH public key line 'TYPE BASE64 [COMMENT]' with TYPE one of ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521 (or sk-…)";
+    if line.chars().any(char::is_control) {
+        return Err(format!(
+            "{WHAT}; control characters such as newlines are not allowed"
+        ));
+    }
+    let mut parts = line.split(' ');
+    let kind = parts.next().unwrap_or_default();
+    if !SSH_KEY_TYPES.contains(&kind) {
+        return Err(WHAT.to_string());
+    }
+    let key = ssh_key::PublicKey::from_openssh(line)
+        .map_err(|e| format!("{WHAT}; the key body does not decode ({e})"))?;
+    if key.algorithm().as_str() != kind {
+        return Err(format!("{WHAT}; the body holds a {} key", key.algorithm()));
+    }
+    if key.comment().chars().any(|c| "'\"`$\\".contains(c)) {
+        return Err(format!(
+            "{WHAT}; the comment may not contain quotes, '$', '`' or '\\'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        assert!(is_hostname("registry.local"));
+        assert!(is_hostname("a-b.c1"));
+        assert!(!is_hostname("-a.b"));
+        assert!(!is_hostname("a..b"));
+        assert!(!is_hostname("a_b"));
+        assert!(!is_hostname(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn image_refs() {
+        for ok in [
+            "registry:2",
+            "registry",
+            "library/registry:2.8.3",
+            "docker.io/library/registry:2",
+            "localhost:5000/registry:2",
+            "mirror.example:5000/registry@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            assert!(is_image_ref(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Registry:2",
+            "registry:",
+            "reg;istry",
+            "registry:2 x",
+            "a//b",
+        ] {
+            assert!(!is_image_ref(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sha512_crypt() {
+        let h = format!("$6$saltsalt${}", "a".repeat(86));
+        assert!(is_sha512_crypt(&h));
+        assert!(is_sha512_crypt(&format!(
+            "$6$rounds=5000$salt${}",
+            "b".repeat(86)
+        )));
+        assert!(!is_sha512_crypt("$1$salt$abc"));
+        assert!(!is_sha512_crypt("hunter2"));
+        assert!(!is_sha512_crypt(&format!("$6$salt${}x", "a".repeat(86))));
+    }
+
+    #[test]
+    fn data_dirs() {
+        assert!(is_data_dir("/data/docker-registry"));
+        assert!(is_data_dir("/srv/registry"));
+        for bad in [
+            "data",
+            "/",
+            "/etc",
+            "/data/../etc",
+            "/data/",
+            "/data//x",
+            "/data/a b",
+            "/var",
+        ] {
+            assert!(!is_data_dir(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn packer_values() {
+        assert!(is_go_duration("60m") && is_go_duration("1h30m") && is_go_duration("900s"));
+        assert!(!is_go_duration("") && !is_go_duration("m") && !is_go_duration("5"));
+        assert!(!is_go_duration("5d") && !is_go_duration("1.5h"));
+        assert!(is_rel_or_abs_path("packer-build") && is_rel_or_abs_path("/srv/build/x"));
+        assert!(
+            !is_rel_or_abs_path("../x") && !is_rel_or_abs_path("/") && !is_rel_or_abs_path("a b")
+        );
+    }
+
+    #[test]
+    fn urls() {
+        assert!(is_url("https://vault.centos.org/7.9.2009"));
+        assert!(is_url("http://user:pw@proxy.example:3128"));
+        for bad in [
+            "ftp://x",
+            "https://x/$(id)",
+            "https://x/`id`",
+            "https://x/a b",
+            "vault.centos.org",
+            "https://x/;id",
+        ] {
+            assert!(!is_url(bad), "{bad}");
+        }
+    }
+}

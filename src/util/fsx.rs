@@ -1,0 +1,131 @@
+//! The one way regbake replaces a file: written beside it under a hidden
+//! temp name, synced, given its mode, renamed into place, and its directory
+//! synced. A reader sees the old file or the new one, never a part; a run
+//! that dies leaves at most the hidden temp file.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// A file being written beside `dest`; removed if dropped uncommitted.
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    dest: PathBuf,
+}
+
+impl Staged {
+    /// A temp file `.NAME.XXXXXX` in `dest`'s directory, or
+    /// `.NAME.XXXXXX.partial` with `partial` (which a fresh holder of
+    /// `out/box`'s lock removes as a dead run's).
+    pub fn beside(dest: &Path, partial: bool) -> Result<Self> {
+        let dir = dest.parent().context("file path has a parent")?;
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(if partial { ".partial" } else { "" })
+            .tempfile_in(dir)
+            .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+        Ok(Self {
+            tmp,
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    pub fn file(&self) -> &File {
+        self.tmp.as_file()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Give it `mode` and move it into place; `durable` also syncs the file
+    /// before and its directory after, for what cannot be made again.
+    pub fn commit(self, mode: u32, durable: bool) -> Result<()> {
+        let dest = self.dest;
+        self.tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", dest.display()))?;
+        if durable {
+            self.tmp
+                .as_file()
+                .sync_all()
+                .with_context(|| format!("syncing {}", dest.display()))?;
+        }
+        self.tmp
+            .persist(&dest)
+            .with_context(|| format!("moving {} into place", dest.display()))?;
+        if durable {
+            if let Some(dir) = dest.parent() {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .with_context(|| format!("syncing {}", dir.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replace `path` with `data` (see [`Staged`]).
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32, durable: bool) -> Result<()> {
+    let mut staged = Staged::beside(path, false)?;
+    staged
+        .tmp
+        .write_all(data)
+        .with_context(|| format!("writing {}", path.display()))?;
+    staged.commit(mode, durable)
+}
+
+/// [`write_atomic`], creating `path`'s directory with `dir_mode` when missing.
+pub fn write_file(path: &Path, data: &[u8], mode: u32, dir_mode: u32, durable: bool) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path.parent().context("file path has a parent")?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(dir_mode)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic(path, data, mode, durable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_with_mode_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "old").unwrap();
+        write_atomic(&p, b"new", 0o600, true).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn an_uncommitted_file_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = Staged::beside(&dir.path().join("b.box"), true).unwrap();
+        let name = staged
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with(".b.box.") && name.ends_with(".partial"),
+            "{name}"
+        );
+        drop(staged);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

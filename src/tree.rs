@@ -48,3 +48,65 @@ impl Tree {
         tops
     }
 }
+
+/// What a file of `out/` is, by its path: which program reads it (and so
+/// checks it), and the mode it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A CentOS 7 kickstart (`ksvalidator`, and its %pre/%post scripts).
+    Kickstart,
+    /// A bash script (`bash -n`, shellcheck).
+    Script,
+    /// A sudoers file (`visudo -c`).
+    Sudoers,
+    /// sshd's config (`sshd -t`).
+    SshdConfig,
+    /// A systemd unit (`systemd-analyze verify`).
+    Unit,
+    /// A drop-in of a unit (checked with its unit).
+    DropIn,
+    /// The registry's `config.yml`.
+    RegistryConfig,
+    /// The Vagrantfile that bakes the box (`vagrant validate`).
+    Vagrantfile,
+    /// The Vagrantfile inside a Packer-built box (`vagrant validate`).
+    BoxVagrantfile,
+    /// A Packer HCL2 template (`packer validate` of its directory).
+    PackerTemplate,
+    /// Anything else.
+    Data,
+}
+
+impl Kind {
+    /// The kind of the file at `path` (relative to `out/`).
+    pub fn of(path: &str) -> Self {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if path.starts_with("kickstart/") && (name.ends_with(".ks") || name == "ks.cfg")
+            || path == "packer/http/ks.cfg"
+        {
+            Kind::Kickstart
+        } else if path.starts_with("overlay/usr/local/sbin/")
+            || path.starts_with("packer/scripts/") && name.ends_with(".sh")
+        {
+            Kind::Script
+        } else if path.starts_with("overlay/etc/sudoers.d/") {
+            Kind::Sudoers
+        } else if path == "overlay/etc/ssh/sshd_config" {
+            Kind::SshdConfig
+        } else if path.starts_with("overlay/etc/systemd/system/") && path.contains(".service.d/") {
+            Kind::DropIn
+        } else if path.starts_with("overlay/etc/systemd/system/") && name.ends_with(".service") {
+            Kind::Unit
+        } else if path.starts_with("overlay/") && name == "config.yml" {
+            Kind::RegistryConfig
+        } else if path == "vagrant/Vagrantfile" {
+            Kind::Vagrantfile
+        } else if path == "packer/box/Vagrantfile" {
+            Kind::BoxVagrantfile
+        } else if path.starts_with("packer/") && name.ends_with(".pkr.hcl") {
+            Kind::PackerTemplate
+        } else {
+            Kind::Data
+        }
+    }
+}

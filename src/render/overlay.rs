@@ -5,101 +5,47 @@ use anyhow::{Context, Result};
 use handlebars::Handlebars;
 
 use crate::model::{Appliance, CA_ANCHOR, CERTS_DIR};
-use crate::tree::Tree;
+use crate::tree::{Kind, Tree};
 
-/// (template, target path, mode); `USER` in a path is the admin user's name.
-const FILES: &[(&str, &str, u32)] = &[
-    ("overlay/etc/ssh/sshd_config", "etc/ssh/sshd_config", 0o600),
-    (
-        "overlay/home/USER/.ssh/authorized_keys",
-        "home/USER/.ssh/authorized_keys",
-        0o600,
-    ),
-    (
-        "overlay/etc/yum.repos.d/CentOS-Base.repo",
-        "etc/yum.repos.d/CentOS-Base.repo",
-        0o644,
-    ),
-    (
-        "overlay/etc/yum.repos.d/docker-ce.repo",
-        "etc/yum.repos.d/docker-ce.repo",
-        0o644,
-    ),
-    (
-        "overlay/etc/docker/daemon.json",
-        "etc/docker/daemon.json",
-        0o644,
-    ),
-    (
-        "overlay/etc/systemd/system/regbake-registry.service",
-        "etc/systemd/system/regbake-registry.service",
-        0o644,
-    ),
-    (
-        "overlay/etc/systemd/system/regbake-firstboot.service",
-        "etc/systemd/system/regbake-firstboot.service",
-        0o644,
-    ),
-    (
-        "overlay/usr/local/sbin/regbake-install",
-        "usr/local/sbin/regbake-install",
-        0o755,
-    ),
-    (
-        "overlay/usr/local/sbin/regbake-firstboot",
-        "usr/local/sbin/regbake-firstboot",
-        0o755,
-    ),
-    (
-        "overlay/usr/local/sbin/regbake-uninstall",
-        "usr/local/sbin/regbake-uninstall",
-        0o755,
-    ),
-    (
-        "overlay/etc/firewalld/zones/public.xml",
-        "etc/firewalld/zones/public.xml",
-        0o644,
-    ),
-];
+/// Where the overlay template `path` (below `overlay/`) renders: `USER` is
+/// the admin user's name, and the registry's config goes where its major
+/// version reads it (`/etc/docker/registry` or `/etc/distribution`).
+pub fn target(path: &str, app: &Appliance) -> String {
+    let path = match path.strip_prefix("etc/docker/registry/") {
+        Some(rest) => format!("{}/{rest}", app.registry.config_dir.trim_start_matches('/')),
+        None => path.to_string(),
+    };
+    path.split('/')
+        .map(|part| {
+            if part == "USER" {
+                app.user.name.as_str()
+            } else {
+                part
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The mode of an overlay file: scripts are executable, sudoers read-only,
+/// and what holds secrets or guards access (sshd_config, authorized_keys,
+/// the registry's config) is root's alone.
+fn mode(path: &str) -> u32 {
+    match Kind::of(&format!("overlay/{path}")) {
+        Kind::Script => 0o755,
+        Kind::Sudoers => 0o440,
+        Kind::SshdConfig | Kind::RegistryConfig => 0o600,
+        _ if path.ends_with("/.ssh/authorized_keys") => 0o600,
+        _ => 0o644,
+    }
+}
 
 pub fn render(hb: &Handlebars<'_>, app: &Appliance) -> Result<Tree> {
     let mut t = Tree::default();
-    let user = &app.user.name;
-    let mut emit = |template: &str, target: &str, mode: u32| -> Result<()> {
-        let text = hb
-            .render(template, app)
-            .with_context(|| format!("rendering {template}"))?;
-        t.add(target.replace("USER", user), text, mode);
-        Ok(())
-    };
-    for (template, target, mode) in FILES {
-        emit(template, target, *mode)?;
-    }
-    let config = format!("{}/config.yml", app.registry.config_dir);
-    emit(
-        "overlay/etc/docker/registry/config.yml",
-        config.trim_start_matches('/'),
-        0o600,
-    )?;
-    if app.user.sudo {
-        emit("overlay/etc/sudoers.d/USER", "etc/sudoers.d/USER", 0o440)?;
-    }
-    if let Some(proxy) = &app.proxy {
-        emit("overlay/etc/yum.conf", "etc/yum.conf", 0o644)?;
-        if !proxy.http.is_empty() {
-            emit(
-                "overlay/etc/systemd/system/docker.service.d/http-proxy.conf",
-                "etc/systemd/system/docker.service.d/http-proxy.conf",
-                0o644,
-            )?;
-        }
-        if !proxy.https.is_empty() {
-            emit(
-                "overlay/etc/systemd/system/docker.service.d/https-proxy.conf",
-                "etc/systemd/system/docker.service.d/https-proxy.conf",
-                0o644,
-            )?;
-        }
+    for (path, text) in super::templates::render_dir(hb, "overlay", app)? {
+        let target = target(&path, app);
+        let mode = mode(&target);
+        t.add(target, text, mode);
     }
     t.add(
         "etc/hostname",

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::bake::tools::{self, Cmd};
 use crate::out::Global;
 use crate::render::Scope;
+use crate::tree::Kind;
 use crate::util::Format;
 
 /// `regbake check`
@@ -183,6 +184,36 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The files of `out/` regbake renders, by path relative to it, with their
+/// kind; what a render does not own (boxes, logs, state, Packer's and
+/// Vagrant's work dirs) is not walked.
+fn rendered_files(out: &Path) -> Result<Vec<(String, Kind)>> {
+    const RENDERED: &[&str] = &["kickstart", "overlay", "vagrant", "packer", "client"];
+    let mut found = vec![];
+    let mut dirs: Vec<PathBuf> = RENDERED.iter().map(|d| out.join(d)).collect();
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        for e in entries {
+            let p = e
+                .with_context(|| format!("reading {}", dir.display()))?
+                .path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if let Ok(rel) = p.strip_prefix(out) {
+                let rel = rel.to_string_lossy().into_owned();
+                let kind = Kind::of(&rel);
+                found.push((rel, kind));
+            }
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
+}
+
 /// The shell scripts inside the kickstart's `%pre`/`%post … %end`
 /// sections, in order, each with a name for its scratch file
 /// (`pre`, `post`, `post2`, …).
@@ -268,22 +299,29 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
         checks: vec![],
     };
 
-    // Kickstart, and the shell script in its %post.
-    // Only the kickstarts regbake wrote: a user's own files may sit beside them.
+    // What regbake rendered, by kind (see `tree::Kind`). In kickstart/ only
+    // the kickstarts regbake recorded: a user's own files may sit beside them.
+    let files = rendered_files(out)?;
     let recorded = crate::out::ksdir::recorded(&out.join("kickstart"))?;
-    for ks in files_under(&out.join("kickstart"))? {
-        let ours = ks.file_name().is_some_and(|n| {
-            recorded
-                .as_ref()
-                .is_none_or(|r| r.contains(n.to_string_lossy().as_ref()))
-        });
-        if ours && ks.extension().is_some_and(|e| e == "cfg" || e == "ks") {
+    let of = |kind: Kind| -> Vec<PathBuf> {
+        files
+            .iter()
+            .filter(|(_, k)| *k == kind)
+            .map(|(rel, _)| out.join(rel))
+            .collect()
+    };
+    for ks in of(Kind::Kickstart) {
+        let name = ks
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let in_ksdir = ks.parent() == Some(&out.join("kickstart"));
+        if !in_ksdir || recorded.as_ref().is_none_or(|r| r.contains(&name)) {
             check_kickstart(&mut r, &ks, scratch.path())?;
         }
     }
 
-    // sudoers
-    for f in files_under(&overlay.join("etc/sudoers.d"))? {
+    for f in of(Kind::Sudoers) {
         let f2 = f.clone();
         r.run("visudo", &f, "visudo", false, |t| {
             Cmd::new(t).args(["-c", "-f"]).arg(f2)
@@ -291,8 +329,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
     }
 
     // sshd_config: needs a host key and the privilege separation directory.
-    let sshd_config = overlay.join("etc/ssh/sshd_config");
-    if sshd_config.is_file() {
+    for sshd_config in of(Kind::SshdConfig) {
         let key = scratch.path().join("ssh_host_ed25519_key");
         let pair = crate::model::secrets::generate_ssh_key("regbake-check")?;
         write_private(&key, pair.private_openssh.as_bytes())?;
@@ -304,16 +341,15 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
         });
     }
 
-    // Shell scripts.
-    for script in files_under(&overlay.join("usr/local/sbin"))? {
+    let scripts = of(Kind::Script);
+    let (overlay_scripts, other_scripts): (Vec<_>, Vec<_>) =
+        scripts.into_iter().partition(|p| p.starts_with(&overlay));
+    for script in overlay_scripts {
         r.shell(&script, &script);
     }
 
     // systemd units (and docker's drop-ins, on a stub docker.service).
-    let units = files_under(&overlay.join("etc/systemd/system"))?
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "service"))
-        .collect::<Vec<_>>();
+    let units = of(Kind::Unit);
     if !units.is_empty() {
         let stub = prepare_unit_stubs(scratch.path(), &overlay)?;
         for unit in &units {
@@ -329,34 +365,43 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
                     .env("SYSTEMD_UNIT_PATH", format!("{unit_path}:"))
             });
         }
-        let dropins = overlay.join("etc/systemd/system/docker.service.d");
-        if dropins.is_dir() {
+        // Each directory of drop-ins, verified with the unit it extends.
+        let mut dirs: Vec<PathBuf> = of(Kind::DropIn)
+            .iter()
+            .filter_map(|d| d.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.dedup();
+        for dropins in dirs {
             let unit_path = stub.dir.display().to_string();
-            let docker = stub.dir.join("docker.service");
+            let name = dropins
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let unit = stub.dir.join(name.trim_end_matches(".d"));
             r.run("systemd-analyze", &dropins, "systemd-analyze", false, |t| {
                 Cmd::new(t)
                     .args(["verify", "--man=no"])
-                    .arg(docker)
+                    .arg(unit)
                     .env("SYSTEMD_UNIT_PATH", format!("{unit_path}:"))
             });
         }
     }
 
-    check_vagrantfile(&mut r, out, scratch.path())?;
+    for v in of(Kind::Vagrantfile) {
+        check_vagrantfile(&mut r, &v, scratch.path())?;
+    }
     // Packer: the template directory (full `packer validate`: it works offline
     // and needs the build key and http dir, which the render wrote), the
-    // kickstart it serves and the provisioner scripts.
-    let packer_dir = out.join("packer");
-    if packer_dir.join("build.pkr.hcl").is_file() {
-        packer_validate(&mut r, &packer_dir);
-        let ks = packer_dir.join("http/ks.cfg");
-        if ks.is_file() {
-            check_kickstart(&mut r, &ks, scratch.path())?;
-        }
-        check_box_vagrantfile(&mut r, out, scratch.path())?;
-        for script in files_under(&packer_dir.join("scripts"))? {
-            r.shell(&script, &script);
-        }
+    // kickstart it serves (above) and the provisioner scripts.
+    let templates = of(Kind::PackerTemplate);
+    if let Some(dir) = templates.first().and_then(|t| t.parent()) {
+        packer_validate(&mut r, dir);
+    }
+    for v in of(Kind::BoxVagrantfile) {
+        check_box_vagrantfile(&mut r, &v, scratch.path())?;
+    }
+    for script in other_scripts {
+        r.shell(&script, &script);
     }
 
     Ok(r.checks)
@@ -391,11 +436,8 @@ fn check_kickstart(r: &mut Runner<'_>, ks: &Path, scratch: &Path) -> Result<()> 
 /// overlay relative to it), with a throwaway `VAGRANT_HOME`. Provider blocks
 /// are only checked by an installed provider plugin: a libvirt Vagrantfile
 /// without vagrant-libvirt is skipped rather than passed half-checked.
-fn check_vagrantfile(r: &mut Runner<'_>, out: &Path, scratch: &Path) -> Result<()> {
-    let vagrantfile = out.join(crate::render::vagrant::PATH);
-    if !vagrantfile.is_file() {
-        return Ok(());
-    }
+fn check_vagrantfile(r: &mut Runner<'_>, vagrantfile: &Path, scratch: &Path) -> Result<()> {
+    let vagrantfile = vagrantfile.to_path_buf();
     let dir = vagrantfile
         .parent()
         .context("the Vagrantfile has a directory")?;
@@ -436,11 +478,8 @@ fn check_vagrantfile(r: &mut Runner<'_>, out: &Path, scratch: &Path) -> Result<(
 /// The Vagrantfile Packer ships in the box: Vagrant loads it before the
 /// project's own, so it is validated as a copy below a project block that
 /// names a box. Packer reads it as a Go template first, so `{{` must not occur.
-fn check_box_vagrantfile(r: &mut Runner<'_>, out: &Path, scratch: &Path) -> Result<()> {
-    let vagrantfile = out.join(crate::render::packer::BOX_VAGRANTFILE);
-    if !vagrantfile.is_file() {
-        return Ok(());
-    }
+fn check_box_vagrantfile(r: &mut Runner<'_>, vagrantfile: &Path, scratch: &Path) -> Result<()> {
+    let vagrantfile = vagrantfile.to_path_buf();
     let text = std::fs::read_to_string(&vagrantfile)
         .with_context(|| format!("reading {}", vagrantfile.display()))?;
     if text.contains("{{") {

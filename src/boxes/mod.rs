@@ -26,6 +26,7 @@ pub use crate::config::boxes::{provider_name, BoxMeta};
 use crate::config::{ConfigError, Provider};
 use crate::out::Global;
 use crate::util::fsx::Staged;
+use crate::util::io::{Exact, HashWriter};
 
 pub use gz::ParGzWriter;
 pub use lock::BoxDirLock;
@@ -241,58 +242,6 @@ fn json_entry(v: &serde_json::Value) -> Result<Entry> {
     })
 }
 
-/// sha256 and byte count of everything written through it.
-struct HashWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Reads exactly `len` bytes: a file that shrinks while being packed is an
-/// error instead of a corrupt tar (the tar crate pads short entries). Also
-/// where Ctrl-C stops a pack: the temp file is then dropped (removed).
-struct Exact<R> {
-    inner: R,
-    remaining: u64,
-    path: PathBuf,
-}
-
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            return Ok(0);
-        }
-        if crate::util::interrupt::interrupted() {
-            // Not ErrorKind::Interrupted: io::copy retries on that.
-            return Err(io::Error::other("interrupted (Ctrl-C)"));
-        }
-        let max = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..max])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{} shrank while it was being packed", self.path.display()),
-            ));
-        }
-        self.remaining -= n as u64;
-        Ok(n)
-    }
-}
-
 fn write_box(entries: Vec<Entry>, meta: &BoxMeta, out_dir: &Path) -> Result<Packed> {
     meta.check()?;
     // Re-entrant: callers packing and cataloguing hold it already.
@@ -320,11 +269,7 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, out_dir: &Path) -> Result<Pack
 
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let started = Instant::now();
-    let hashed = HashWriter {
-        inner: tmp.file(),
-        hasher: Sha256::new(),
-        count: 0,
-    };
+    let hashed = HashWriter::new(tmp.file());
     let mut tar = tar::Builder::new(ParGzWriter::new(hashed, threads, LEVEL, gz::CHUNK));
     let mtime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -344,11 +289,7 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, out_dir: &Path) -> Result<Pack
             Content::File(path, len) => {
                 header.set_size(*len);
                 let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-                let reader = Exact {
-                    inner: BufReader::with_capacity(1 << 20, f),
-                    remaining: *len,
-                    path: path.clone(),
-                };
+                let reader = Exact::new(BufReader::with_capacity(1 << 20, f), *len, path.clone());
                 tar.append_data(&mut header, &e.name, bar.wrap_read(reader))
             }
         }
@@ -360,8 +301,7 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, out_dir: &Path) -> Result<Pack
     let gz = tar.into_inner().context("finishing the tar stream")?;
     let hashed = gz.finish().context("finishing the gzip stream")?;
     bar.finish_and_clear();
-    let sha256 = hex::encode(hashed.hasher.finalize());
-    let size = hashed.count;
+    let (sha256, size) = hashed.finish();
 
     let compressed = started.elapsed();
     tmp.commit(0o644, true)

@@ -2,6 +2,7 @@
 
 pub mod fsx;
 pub mod interrupt;
+pub mod io;
 pub mod log;
 
 /// How a command prints its results.

@@ -1,0 +1,130 @@
+//! `regbake probe`'s arguments and their value parsers.
+
+use std::path::PathBuf;
+
+use url::Url;
+
+use crate::util::Format;
+
+/// `regbake probe`: what to ask of which registry.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Registry URL: http://HOST:PORT or https://HOST:PORT
+    #[arg(value_parser = parse_url)]
+    pub url: url::Url,
+    /// Trust only this CA certificate (PEM) for https
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// Do not verify the TLS certificate (throwaway test registries only)
+    #[arg(long)]
+    pub insecure: bool,
+    /// User name for Basic auth (the password comes from --password-env)
+    #[arg(long, value_name = "USER", requires = "password_env")]
+    pub username: Option<String>,
+    /// Name of the environment variable holding the password
+    #[arg(long, value_name = "VAR", requires = "username")]
+    pub password_env: Option<String>,
+    /// Repository for the probe image
+    #[arg(long, value_name = "NAME", default_value = "regbake-probe", value_parser = parse_repo)]
+    pub repo: String,
+    /// Tag for the probe image
+    #[arg(long, value_name = "TAG", default_value = "probe", value_parser = parse_tag)]
+    pub tag: String,
+    /// Push a tiny image, pull it back, verify every digest, delete it
+    #[arg(long)]
+    pub push: bool,
+    /// Keep the pushed image (skip the delete step)
+    #[arg(long, requires = "push")]
+    pub keep: bool,
+    /// Size of the probe layer's content in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, requires = "push",
+          value_parser = clap::value_parser!(u64).range(0..=1 << 30))]
+    pub layer_size: u64,
+    /// Also write the probe image as an OCI layout into DIR (for the bench)
+    #[arg(long, value_name = "DIR", hide = true, requires = "push")]
+    pub save_oci: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// clap value parser for the registry URL.
+pub fn parse_url(s: &str) -> std::result::Result<Url, String> {
+    let url = Url::parse(s)
+        .map_err(|e| format!("{e} (expected http://HOST:PORT or https://HOST:PORT)"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "scheme {:?} not supported (expected http://HOST:PORT or https://HOST:PORT)",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err("no host in the URL".into());
+    }
+    if !matches!(url.path(), "" | "/" | "/v2" | "/v2/") {
+        return Err(format!(
+            "path {:?}: the registry API lives at /v2/ of the host, give only scheme, host and port",
+            url.path()
+        ));
+    }
+    Ok(url)
+}
+
+/// clap value parser for a repository name (the Distribution grammar:
+/// lowercase components of [a-z0-9] joined by `.`, `_`, `__` or dashes).
+pub fn parse_repo(s: &str) -> std::result::Result<String, String> {
+    let component_ok = |c: &str| {
+        let b = c.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
+            && b[b.len() - 1].is_ascii_lowercase() | b[b.len() - 1].is_ascii_digit()
+            && b.iter()
+                .all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || b"._-".contains(&x))
+            && !c.contains("..")
+            && !c.contains("___")
+    };
+    if s.len() <= 255 && s.split('/').all(component_ok) {
+        Ok(s.to_string())
+    } else {
+        Err(
+            "expected lowercase [a-z0-9] components joined by '.', '_', '-', separated by '/'"
+                .into(),
+        )
+    }
+}
+
+/// clap value parser for a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn parse_tag(s: &str) -> std::result::Result<String, String> {
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|&x| x.is_ascii_alphanumeric() || b"_.-".contains(&x));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("expected [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_parsers() {
+        assert!(parse_url("http://127.0.0.1:5000").is_ok());
+        assert!(parse_url("https://reg.local/").is_ok());
+        assert!(parse_url("ftp://x").is_err());
+        assert!(parse_url("127.0.0.1:5000").is_err());
+        assert!(parse_url("http://h/some/path").is_err());
+        assert!(parse_repo("regbake-probe").is_ok());
+        assert!(parse_repo("a/b.c/d__e").is_ok());
+        assert!(parse_repo("Upper").is_err());
+        assert!(parse_repo("a//b").is_err());
+        assert!(parse_repo("-a").is_err());
+        assert!(parse_tag("v1.0_x-y").is_ok());
+        assert!(parse_tag(".x").is_err());
+    }
+}

@@ -1,0 +1,586 @@
+//! The registry client: the Distribution HTTP API calls the probe makes,
+//! each with its checks.
+
+use std::fmt::Write as _;
+use std::io::Read;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine as _;
+use ureq::http::{Response, StatusCode};
+use ureq::{Agent, Body, RequestBuilder};
+use url::Url;
+
+use super::args::Args;
+use sha2::{Digest, Sha256};
+
+use super::oci::{layer_bytes, layer_tar_size, sha256_digest, Blob, Layer, LayerStream};
+use super::report::{human, short, Done};
+
+pub(super) const API_HEADER: &str = "docker-distribution-api-version";
+pub(super) const DIGEST_HEADER: &str = "docker-content-digest";
+
+pub(super) struct Client {
+    pub(super) agent: Agent,
+    pub(super) base: Url,
+    /// `Basic …` header value; never printed.
+    pub(super) auth: Option<String>,
+    pub(super) username: Option<String>,
+}
+
+impl Client {
+    pub(super) fn new(opts: &Args) -> Result<Self> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(ca) = &opts.ca {
+            let pem =
+                std::fs::read(ca).with_context(|| format!("reading --ca {}", ca.display()))?;
+            let mut certs = vec![];
+            for item in ureq::tls::parse_pem(&pem) {
+                if let ureq::tls::PemItem::Certificate(c) =
+                    item.with_context(|| format!("parsing --ca {}", ca.display()))?
+                {
+                    certs.push(c);
+                }
+            }
+            if certs.is_empty() {
+                bail!("--ca {}: no PEM certificate in the file", ca.display());
+            }
+            // Trust only this CA, as a docker client with certs.d/ca.crt does.
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        } else {
+            // The machine's trust store (where an internal CA is installed),
+            // as curl and docker use; SSL_CERT_FILE and SSL_CERT_DIR apply.
+            tls = tls.root_certs(ureq::tls::RootCerts::PlatformVerifier);
+        }
+        if opts.insecure {
+            tls = tls.disable_verification(true);
+        }
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(tls.build())
+            .user_agent(concat!("regbake-probe/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let auth = match (&opts.username, &opts.password_env) {
+            (Some(user), Some(var)) => {
+                let password = std::env::var(var).map_err(|e| match e {
+                    std::env::VarError::NotPresent => {
+                        anyhow!("--password-env {var}: the environment variable is not set")
+                    }
+                    std::env::VarError::NotUnicode(_) => {
+                        anyhow!("--password-env {var}: the value is not valid UTF-8")
+                    }
+                })?;
+                let token =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                Some(format!("Basic {token}"))
+            }
+            (None, None) => None,
+            _ => bail!("--username and --password-env go together"),
+        };
+        Ok(Self {
+            agent,
+            base: opts.url.clone(),
+            auth,
+            username: opts.username.clone(),
+        })
+    }
+
+    pub(super) fn url(&self, path: &str) -> Result<Url> {
+        self.base
+            .join(path)
+            .with_context(|| format!("building the URL for {path}"))
+    }
+
+    pub(super) fn authed<B>(&self, rb: RequestBuilder<B>) -> RequestBuilder<B> {
+        match &self.auth {
+            Some(a) => rb.header("Authorization", a),
+            None => rb,
+        }
+    }
+
+    /// `GET /v2/`: returns whether the registry asked for credentials.
+    pub(super) fn check_v2(&self, with_auth: bool) -> Result<(bool, Done)> {
+        let url = self.url("/v2/")?;
+        let rb = self.agent.get(url.as_str());
+        let rb = if with_auth { self.authed(rb) } else { rb };
+        let mut resp = rb.call().map_err(|e| transport(e, &url))?;
+        let status = resp.status();
+        let api = header(&resp, API_HEADER);
+        let check_api = |what: &str| -> Result<()> {
+            match api.as_deref() {
+                Some("registry/2.0") => Ok(()),
+                Some(other) => bail!("{what}, but Docker-Distribution-Api-Version is {other:?}, expected \"registry/2.0\""),
+                None => bail!("{what}, but no Docker-Distribution-Api-Version header: not a Docker registry (v2 API)?"),
+            }
+        };
+        match status.as_u16() {
+            200 => {
+                drain(&mut resp);
+                check_api("200 OK")?;
+                Ok((false, Done::Passed("200 OK, registry/2.0".into())))
+            }
+            401 if with_auth => {
+                let body = error_body(&mut resp);
+                bail!(
+                    "credentials rejected for user {:?}: HTTP 401 Unauthorized{body}",
+                    self.username.as_deref().unwrap_or_default()
+                )
+            }
+            401 => {
+                let Some(challenge) = header(&resp, "www-authenticate") else {
+                    bail!("HTTP 401 Unauthorized without a WWW-Authenticate header");
+                };
+                drain(&mut resp);
+                check_api("401 Unauthorized")?;
+                if self.auth.is_some() && !challenge.to_ascii_lowercase().starts_with("basic") {
+                    bail!("the registry wants {challenge}; probe supports Basic auth only");
+                }
+                Ok((
+                    true,
+                    Done::Passed(format!(
+                        "401 credentials needed (WWW-Authenticate: {challenge}), registry/2.0"
+                    )),
+                ))
+            }
+            _ => Err(unexpected(&mut resp, &url)),
+        }
+    }
+
+    /// POST /v2/<repo>/blobs/uploads/ → the upload URL from Location.
+    pub(super) fn start_upload(&self, repo: &str) -> Result<Url> {
+        let start = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
+        let mut resp = self
+            .authed(self.agent.post(start.as_str()))
+            .send_empty()
+            .map_err(|e| transport(e, &start))?;
+        if resp.status().as_u16() != 202 {
+            return Err(unexpected(&mut resp, &start).context("starting the upload (POST)"));
+        }
+        let location = upload_location(&resp, &start)?;
+        drain(&mut resp);
+        Ok(location)
+    }
+
+    /// PUT <upload>?digest=… with the rest of the blob (maybe empty), then
+    /// HEAD the blob: it must now be there with its size.
+    pub(super) fn finish_upload(
+        &self,
+        repo: &str,
+        upload: &Url,
+        digest: &str,
+        size: u64,
+        body: &[u8],
+    ) -> Result<()> {
+        let put = with_digest(upload, digest);
+        let mut resp = self
+            .authed(self.agent.put(put.as_str()))
+            .header("Content-Type", "application/octet-stream")
+            .send(body)
+            .map_err(|e| transport(e, &put))?;
+        if resp.status().as_u16() != 201 {
+            return Err(unexpected(&mut resp, &put).context("finishing the upload (PUT)"));
+        }
+        let echoed = header(&resp, DIGEST_HEADER);
+        drain(&mut resp);
+        same_digest(echoed.as_deref(), digest)?;
+
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
+        let mut resp = self
+            .authed(self.agent.head(url.as_str()))
+            .call()
+            .map_err(|e| transport(e, &url))?;
+        if resp.status().as_u16() != 200 {
+            return Err(unexpected(&mut resp, &url).context("HEAD after the upload"));
+        }
+        let length = header(&resp, "content-length").and_then(|l| l.parse::<u64>().ok());
+        drain(&mut resp);
+        if length != Some(size) {
+            bail!("HEAD after the upload: Content-Length {length:?}, expected {size}");
+        }
+        Ok(())
+    }
+
+    /// A small blob in one request after the POST. Uploaded even when the
+    /// registry has it (a repeated probe leaves blobs behind): a smoke test
+    /// must exercise the upload path every time.
+    pub(super) fn push_blob(&self, repo: &str, blob: &Blob) -> Result<String> {
+        let upload = self.start_upload(repo)?;
+        self.finish_upload(repo, &upload, &blob.digest, blob.size(), &blob.data)?;
+        Ok(format!(
+            "{} ({}) uploaded, 201 Created, HEAD 200",
+            short(&blob.digest),
+            human(blob.size())
+        ))
+    }
+
+    /// The layer, generated while it streams in one PATCH; the digest is
+    /// known at the end, so the closing PUT carries it with an empty body.
+    pub(super) fn push_layer(&self, repo: &str, content_size: u64) -> Result<(Layer, String)> {
+        let upload = self.start_upload(repo)?;
+        let mut body = LayerStream::new(content_size)?;
+        let mut resp = self
+            .authed(self.agent.patch(upload.as_str()))
+            .header("Content-Type", "application/octet-stream")
+            // Known up front: a plain body instead of chunked encoding.
+            .header("Content-Length", layer_tar_size(content_size).to_string())
+            .send(ureq::SendBody::from_reader(&mut body))
+            .map_err(|e| transport(e, &upload))?;
+        if resp.status().as_u16() != 202 {
+            return Err(unexpected(&mut resp, &upload).context("streaming the layer (PATCH)"));
+        }
+        let layer = body.finish()?;
+        let upload = upload_location(&resp, &upload)?;
+        drain(&mut resp);
+        self.finish_upload(repo, &upload, &layer.digest, layer.size, &[])?;
+        let msg = format!(
+            "{} ({}) streamed, 201 Created, HEAD 200",
+            short(&layer.digest),
+            human(layer.size)
+        );
+        Ok((layer, msg))
+    }
+
+    pub(super) fn push_manifest(&self, repo: &str, tag: &str, manifest: &Blob) -> Result<String> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{tag}"))?;
+        let mut resp = self
+            .authed(self.agent.put(url.as_str()))
+            .header("Content-Type", manifest.media_type)
+            .send(&manifest.data[..])
+            .map_err(|e| transport(e, &url))?;
+        if resp.status().as_u16() != 201 {
+            return Err(unexpected(&mut resp, &url));
+        }
+        let echoed = header(&resp, DIGEST_HEADER);
+        drain(&mut resp);
+        same_digest(echoed.as_deref(), &manifest.digest)?;
+        Ok(format!(
+            "{repo}:{tag} = {}, 201 Created",
+            short(&manifest.digest)
+        ))
+    }
+
+    pub(super) fn pull_manifest(&self, repo: &str, tag: &str, manifest: &Blob) -> Result<String> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{tag}"))?;
+        let mut resp = self
+            .authed(self.agent.get(url.as_str()))
+            .header("Accept", manifest.media_type)
+            .call()
+            .map_err(|e| transport(e, &url))?;
+        if resp.status().as_u16() != 200 {
+            return Err(unexpected(&mut resp, &url));
+        }
+        let content_type = header(&resp, "content-type").unwrap_or_default();
+        let echoed = header(&resp, DIGEST_HEADER);
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(4 << 20)
+            .read_to_vec()
+            .map_err(|e| transport(e, &url))?;
+        let got = sha256_digest(&body);
+        if got != manifest.digest {
+            bail!(
+                "manifest digest mismatch: pushed {}, got {got}",
+                manifest.digest
+            );
+        }
+        same_digest(echoed.as_deref(), &manifest.digest)?;
+        if content_type != manifest.media_type {
+            bail!(
+                "manifest Content-Type is {content_type:?}, expected {:?}",
+                manifest.media_type
+            );
+        }
+        Ok(format!("{} verified", short(&got)))
+    }
+
+    /// GET /v2/<repo>/blobs/<digest>, which must answer 200.
+    pub(super) fn get_blob(&self, repo: &str, digest: &str) -> Result<(Url, Response<Body>)> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
+        let mut resp = self
+            .authed(self.agent.get(url.as_str()))
+            .call()
+            .map_err(|e| transport(e, &url))?;
+        if resp.status().as_u16() != 200 {
+            return Err(unexpected(&mut resp, &url));
+        }
+        Ok((url, resp))
+    }
+
+    /// Stream the blob through sha256: nothing is kept.
+    pub(super) fn pull_blob(
+        &self,
+        repo: &str,
+        name: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<String> {
+        let (url, mut resp) = self.get_blob(repo, digest)?;
+        let mut reader = resp.body_mut().as_reader();
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got_size = 0u64;
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .with_context(|| format!("reading GET {url}"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            got_size += n as u64;
+        }
+        let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if got != digest || got_size != size {
+            bail!("{name} digest mismatch: pushed {digest} ({size} bytes), got {got} ({got_size} bytes)");
+        }
+        Ok(format!("{} ({}) verified", short(&got), human(size)))
+    }
+
+    /// Pull the layer back and compare it byte for byte with the layer
+    /// generated again. The pushed bytes were hashed to `layer.digest` on
+    /// the way up, so equal bytes carry exactly that digest: the same proof
+    /// as hashing the download, for a fraction of the CPU on the probe's
+    /// critical path (hashing 64 MiB costs more than receiving it).
+    pub(super) fn pull_layer(
+        &self,
+        repo: &str,
+        layer: &Layer,
+        content_size: u64,
+    ) -> Result<String> {
+        let digest = &layer.digest;
+        let (url, mut resp) = self.get_blob(repo, digest)?;
+        let echoed = header(&resp, DIGEST_HEADER);
+        let mut reader = resp.body_mut().as_reader();
+        let mut pushed = layer_bytes(content_size)?;
+        let mut got = vec![0u8; 256 * 1024];
+        let mut want = vec![0u8; got.len()];
+        let mut offset = 0u64;
+        loop {
+            let n = reader
+                .read(&mut got)
+                .with_context(|| format!("reading GET {url}"))?;
+            if n == 0 {
+                break;
+            }
+            if offset + n as u64 > layer.size {
+                bail!(
+                    "layer digest mismatch: the registry sent more than the {} bytes of {digest}",
+                    layer.size
+                );
+            }
+            pushed
+                .read_exact(&mut want[..n])
+                .context("generating the layer again")?;
+            if got[..n] != want[..n] {
+                let i = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
+                bail!(
+                    "layer digest mismatch: the pulled bytes differ from the pushed {digest} at byte {}",
+                    offset + i as u64
+                );
+            }
+            offset += n as u64;
+        }
+        if offset != layer.size {
+            bail!(
+                "layer digest mismatch: the registry sent {offset} of the {} bytes of {digest}",
+                layer.size
+            );
+        }
+        same_digest(echoed.as_deref(), digest)?;
+        Ok(format!(
+            "{} ({}) verified byte for byte",
+            short(digest),
+            human(layer.size)
+        ))
+    }
+
+    pub(super) fn delete_manifest(&self, repo: &str, manifest: &Blob) -> Result<Done> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{}", manifest.digest))?;
+        let mut resp = self
+            .authed(self.agent.delete(url.as_str()))
+            .call()
+            .map_err(|e| transport(e, &url))?;
+        match resp.status().as_u16() {
+            202 => drain(&mut resp),
+            405 => {
+                drain(&mut resp);
+                return Ok(Done::Skipped(
+                    "delete disabled, skipped (405 Method Not Allowed)".into(),
+                ));
+            }
+            _ => return Err(unexpected(&mut resp, &url)),
+        }
+        // The delete only counts when the manifest is really gone.
+        let mut resp = self
+            .authed(self.agent.get(url.as_str()))
+            .header("Accept", manifest.media_type)
+            .call()
+            .map_err(|e| transport(e, &url))?;
+        let status = resp.status();
+        drain(&mut resp);
+        if status.as_u16() != 404 {
+            bail!(
+                "202 Accepted, but GET after delete answered {}",
+                status_text(status)
+            );
+        }
+        Ok(Done::Passed(format!(
+            "{} deleted (202, then 404)",
+            short(&manifest.digest)
+        )))
+    }
+}
+
+/// The Location of an upload answer, resolved against the request URL:
+/// registries send it absolute or relative.
+pub(super) fn upload_location(resp: &Response<Body>, request: &Url) -> Result<Url> {
+    let location = header(resp, "location")
+        .ok_or_else(|| anyhow!("{request}: {} without a Location header", resp.status()))?;
+    resolve_location(request, &location)
+}
+
+pub(super) fn resolve_location(request: &Url, location: &str) -> Result<Url> {
+    request
+        .join(location)
+        .with_context(|| format!("upload Location {location:?} is not a URL"))
+}
+
+/// The upload URL with `digest=` added to whatever query (upload state) it
+/// already carries.
+pub(super) fn with_digest(upload: &Url, digest: &str) -> Url {
+    let mut url = upload.clone();
+    url.query_pairs_mut().append_pair("digest", digest);
+    url
+}
+
+pub(super) fn header(resp: &Response<Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Read and drop a small body so the connection can be reused.
+pub(super) fn drain(resp: &mut Response<Body>) {
+    let _ = resp.body_mut().with_config().limit(1 << 20).read_to_vec();
+}
+
+pub(super) fn same_digest(echoed: Option<&str>, ours: &str) -> Result<()> {
+    match echoed {
+        Some(d) if d != ours => {
+            bail!("registry answered Docker-Content-Digest {d}, expected {ours}")
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn status_text(s: StatusCode) -> String {
+    format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or(""))
+        .trim_end()
+        .to_string()
+}
+
+/// ": <body>" of an error answer (the registry's JSON errors), trimmed.
+pub(super) fn error_body(resp: &mut Response<Body>) -> String {
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .lossy_utf8(true)
+        .read_to_string()
+        .unwrap_or_default();
+    let body = body.trim();
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+/// An unexpected HTTP status, with the registry's error body.
+pub(super) fn unexpected(resp: &mut Response<Body>, url: &Url) -> anyhow::Error {
+    let status = resp.status();
+    let body = error_body(resp);
+    let mut msg = format!("HTTP {}{body}", status_text(status));
+    // What a Go TLS server answers to plain HTTP on its port.
+    if url.scheme() == "http" && body.contains("HTTP request to an HTTPS server") {
+        let _ = write!(
+            msg,
+            "\n{} speaks TLS: use https://{}",
+            host_port(url),
+            host_port(url)
+        );
+    }
+    anyhow!(msg)
+}
+
+pub(super) fn host_port(url: &Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// A transport error (no HTTP answer) as advice.
+pub(super) fn transport(err: ureq::Error, url: &Url) -> anyhow::Error {
+    let at = host_port(url);
+    let text = err.to_string();
+    if let ureq::Error::Io(io) = &err {
+        match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                return anyhow!("nothing is listening on {at} (connection refused)")
+            }
+            std::io::ErrorKind::TimedOut => return anyhow!("{at}: connection timed out"),
+            _ => {}
+        }
+    }
+    if matches!(err, ureq::Error::HostNotFound) {
+        return anyhow!("cannot resolve {}", url.host_str().unwrap_or(""));
+    }
+    if url.scheme() == "https" {
+        // rustls errors surface either directly or wrapped in an io::Error.
+        if text.contains("certificate") || text.contains("Certificate") {
+            return anyhow!(
+                "TLS verification of {at} failed ({text}): the system trust store does not \
+                 vouch for it; pass --ca with the registry's CA certificate (or --insecure for \
+                 a throwaway test registry)"
+            );
+        }
+        if text.contains("corrupt message") || text.contains("InvalidContentType") {
+            return anyhow!(
+                "TLS handshake with {at} failed ({text}): the server does not speak TLS there; \
+                 for a plain-HTTP registry use http://{at}"
+            );
+        }
+        if matches!(err, ureq::Error::Rustls(_) | ureq::Error::Tls(_)) {
+            return anyhow!("TLS handshake with {at} failed: {text}");
+        }
+    }
+    anyhow!("request to {url} failed: {text}")
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn upload_locations_relative_absolute_and_with_query() {
+        let post = Url::parse("https://reg.local:5000/v2/r/blobs/uploads/").unwrap();
+        let rel = resolve_location(&post, "/v2/r/blobs/uploads/u1?_state=abc%3D").unwrap();
+        assert_eq!(
+            rel.as_str(),
+            "https://reg.local:5000/v2/r/blobs/uploads/u1?_state=abc%3D"
+        );
+        let abs = resolve_location(&post, "http://other:1/v2/r/blobs/uploads/u2").unwrap();
+        assert_eq!(abs.as_str(), "http://other:1/v2/r/blobs/uploads/u2");
+        assert_eq!(
+            with_digest(&rel, "sha256:00").as_str(),
+            "https://reg.local:5000/v2/r/blobs/uploads/u1?_state=abc%3D&digest=sha256%3A00"
+        );
+        assert_eq!(
+            with_digest(&abs, "sha256:00").as_str(),
+            "http://other:1/v2/r/blobs/uploads/u2?digest=sha256%3A00"
+        );
+    }
+}

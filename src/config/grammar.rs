@@ -260,9 +260,52 @@ pub(crate) fn is_disk(s: &str) -> bool {
     }
 }
 
-/// `[host[:port]/]path[:tag][@sha256:digest]` with the conservative character
-/// set of the distribution reference grammar.
-pub(crate) fn is_image_ref(s: &str) -> bool {
+/// A path component of a repository name (the Distribution reference
+/// grammar): `[a-z0-9]+` runs joined by one `.`, one `_`, `__` or a run of
+/// `-`.
+pub fn is_path_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// A repository name without a registry host: path components joined by
+/// `/`, 255 characters at most.
+pub fn is_repository(s: &str) -> bool {
+    s.len() <= 255 && s.split('/').all(is_path_component)
+}
+
+/// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn is_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+/// `[host[:port]/]path[:tag][@sha256:digest]`: the Distribution reference
+/// grammar, with the repository and tag rules above (the probe's too).
+pub fn is_image_ref(s: &str) -> bool {
     if s.is_empty() || s.len() > 255 {
         return false;
     }
@@ -287,40 +330,21 @@ pub(crate) fn is_image_ref(s: &str) -> bool {
         ),
         None => (name_tag, None),
     };
-    if let Some(t) = tag {
-        let b = t.as_bytes();
-        if b.is_empty()
-            || b.len() > 128
-            || !(b[0].is_ascii_alphanumeric() || b[0] == b'_')
-            || !b
-                .iter()
-                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
-        {
-            return false;
-        }
+    if tag.is_some_and(|t| !is_tag(t)) {
+        return false;
     }
-    let mut parts = name.split('/').peekable();
-    let mut first = true;
-    while let Some(part) = parts.next() {
-        let host_like = first
-            && parts.peek().is_some()
-            && (part.contains('.') || part.contains(':') || part == "localhost");
-        first = false;
-        let ok = if host_like {
-            let (h, port) = part.split_once(':').unwrap_or((part, ""));
-            is_hostname(h) && (port.is_empty() || port.parse::<u16>().is_ok())
-        } else {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(&c))
-                && part.as_bytes()[0].is_ascii_alphanumeric()
-        };
-        if !ok {
-            return false;
+    // A first component with a '.' or ':', or `localhost`, is a registry host.
+    let path = match name.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            let (h, port) = host.split_once(':').unwrap_or((host, ""));
+            if !(is_hostname(h) && (port.is_empty() || port.parse::<u16>().is_ok())) {
+                return false;
+            }
+            rest
         }
-    }
-    true
+        _ => name,
+    };
+    is_repository(path)
 }
 
 pub(crate) fn is_box_name(s: &str) -> bool {
@@ -450,8 +474,15 @@ mod tests {
             "reg;istry",
             "registry:2 x",
             "a//b",
+            "a-",
+            "a..b",
+            "a._b",
         ] {
             assert!(!is_image_ref(bad), "{bad}");
+        }
+        // One grammar with the probe's repository names.
+        for name in ["a", "a-b", "a--b", "a__b", "a.b/c_d"] {
+            assert!(is_repository(name) && is_image_ref(name), "{name}");
         }
     }
 

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 pub use error::{exit_code, ConfigError, Problem};
-pub use grammar::parse_mac;
 pub(crate) use grammar::{check_ssh_public_key, is_box_name, is_version};
+pub use grammar::{is_repository, is_tag, parse_mac};
 pub use schema::*;
 pub use validate::validate;
 

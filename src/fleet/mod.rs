@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::config::inventory::{Host, Inventory, Ip};
+use crate::config::inventory::{vars, Host, Inventory};
 use crate::config::{self, Config, ConfigError, NetworkMode, Problem, TlsMode};
 use crate::model::secrets::{SecretStore, Slot};
 use crate::model::{Appliance, Facts};
@@ -91,58 +91,11 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
 
 /// The config for one host: the inventory's overrides on a copy of `base`.
 pub fn host_config(base: &Config, host: &Host) -> Config {
-    let o = &host.overrides;
     let mut c = base.clone();
-    c.appliance.hostname = match &o.hostname {
-        Some(h) => h.value.clone(),
-        // Inventories usually name hosts by their host name.
-        None => host.name.clone(),
-    };
-    match o.ip.as_ref().map(|a| &a.value) {
-        Some(Ip::Static(net)) => {
-            c.network.mode = NetworkMode::Static;
-            c.network.address = net.to_string();
-        }
-        Some(Ip::Dhcp) => {
-            c.network.mode = NetworkMode::Dhcp;
-            c.network.address.clear();
-            c.network.gateway.clear();
-        }
-        None => {}
-    }
-    if let Some(g) = &o.gateway {
-        c.network.gateway = g.value.clone();
-    }
-    if let Some(d) = &o.dns {
-        c.network.dns = d.value.clone();
-    }
-    if let Some(d) = &o.disk {
-        c.storage.disk = d.value.clone();
-    }
-    // The machine's MAC names its NIC for anaconda (`network --device=MAC`):
-    // with several NICs up, "link" takes whichever has a link first.
-    if let Some(m) = &o.mac {
-        if c.network.device == "link" {
-            c.network.device = m.value.clone();
-        }
-    }
-    if let Some(n) = &o.data_size_gb {
-        c.storage.data_size_gb = n.value;
-    }
+    // Inventories usually name hosts by their host name.
+    c.appliance.hostname = host.name.clone();
+    host.overrides.apply(&mut c);
     c
-}
-
-/// The inventory var behind a config path, for messages.
-fn var_of(path: &str) -> Option<&'static str> {
-    Some(match path.split('[').next().unwrap_or(path) {
-        "appliance.hostname" => "hostname",
-        "network.address" => "ip",
-        "network.gateway" => "gateway",
-        "network.dns" => "dns",
-        "storage.disk" => "disk",
-        "storage.data_size_gb" => "data_size_gb",
-        _ => return None,
-    })
 }
 
 /// Validate every host's config; problems name the inventory line, the
@@ -155,7 +108,7 @@ fn validate_hosts(base: &Config, inv: &Inventory) -> Result<Vec<Config>, ConfigE
         .map(|h| {
             let c = host_config(base, h);
             for p in config::validate(&c) {
-                let var = var_of(&p.path);
+                let var = vars::var_of_field(&p.path).map(|v| v.name);
                 let line = var.and_then(|v| h.overrides.line_of(v)).unwrap_or(h.line);
                 let what = match var {
                     Some(v) if h.overrides.line_of(v).is_some() || v == "hostname" => {
@@ -260,7 +213,7 @@ pub fn render_fleet(
         }
         kickstarts.push(Kickstart {
             host: Some(h.name.clone()),
-            mac: h.overrides.mac.as_ref().map(|m| m.value.clone()),
+            mac: h.overrides.text("mac").map(str::to_string),
             data: ks.clone().into(),
         });
         tree.add(format!("kickstart/{}.ks", h.name), ks, 0o600);

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::config::inventory::parse_mac;
+use crate::config::parse_mac;
 
 /// The header anaconda sends per interface with `inst.ks.sendmac`:
 /// `X-RHN-Provisioning-MAC-0: eth0 52:54:00:12:34:56`.

@@ -70,38 +70,19 @@ pub fn parse_url(s: &str) -> std::result::Result<Url, String> {
     Ok(url)
 }
 
-/// clap value parser for a repository name (the Distribution grammar:
-/// lowercase components of [a-z0-9] joined by `.`, `_`, `__` or dashes).
+/// clap value parser for a repository name: the Distribution grammar, as
+/// the config's `registry.image` ([`crate::config::is_repository`]).
 pub fn parse_repo(s: &str) -> std::result::Result<String, String> {
-    let component_ok = |c: &str| {
-        let b = c.as_bytes();
-        !b.is_empty()
-            && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
-            && b[b.len() - 1].is_ascii_lowercase() | b[b.len() - 1].is_ascii_digit()
-            && b.iter()
-                .all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || b"._-".contains(&x))
-            && !c.contains("..")
-            && !c.contains("___")
-    };
-    if s.len() <= 255 && s.split('/').all(component_ok) {
+    if crate::config::is_repository(s) {
         Ok(s.to_string())
     } else {
-        Err(
-            "expected lowercase [a-z0-9] components joined by '.', '_', '-', separated by '/'"
-                .into(),
-        )
+        Err("expected lowercase [a-z0-9] components joined by '.', '_', '__' or '-', separated by '/'".into())
     }
 }
 
 /// clap value parser for a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn parse_tag(s: &str) -> std::result::Result<String, String> {
-    let b = s.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|&x| x.is_ascii_alphanumeric() || b"_.-".contains(&x));
-    if ok {
+    if crate::config::is_tag(s) {
         Ok(s.to_string())
     } else {
         Err("expected [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}".into())
@@ -124,6 +105,7 @@ mod tests {
         assert!(parse_repo("Upper").is_err());
         assert!(parse_repo("a//b").is_err());
         assert!(parse_repo("-a").is_err());
+        assert!(parse_repo("a-").is_err());
         assert!(parse_tag("v1.0_x-y").is_ok());
         assert!(parse_tag(".x").is_err());
     }

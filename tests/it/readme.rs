@@ -76,3 +76,33 @@ fn readme_error_example_matches_the_real_message() {
         "README shows a different message than:\n{line}"
     );
 }
+
+/// The README's table of inventory vars is the one in the code:
+/// each var, in order, with the config field it sets and its example.
+#[test]
+fn readme_lists_the_inventory_vars() {
+    let text = readme();
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("| var | sets | example |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let vars = regbake::config::inventory::vars::VARS;
+    assert_eq!(rows.len(), vars.len(), "{rows:#?}");
+    for (row, v) in rows.iter().zip(vars) {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(cells[0], format!("`{}`", v.name), "{row}");
+        assert!(
+            cells[1].contains(&format!("`{}`", v.field)),
+            "{row}: {}",
+            v.field
+        );
+        let example = if v.example.starts_with('`') {
+            v.example.to_string()
+        } else {
+            format!("`{}`", v.example)
+        };
+        assert_eq!(cells[2], example, "{row}");
+    }
+}

@@ -4,7 +4,7 @@
 //! typed regbake overrides among them; everything else (`ansible_host`,
 //! `ansible_port`, role vars) is ignored.
 //!
-//! Which vars are regbake's: [`KNOWN`], also spelled with a `regbake_` prefix
+//! Which vars are regbake's: [`vars::VARS`], also spelled with a `regbake_` prefix
 //! (for inventories shared with playbooks that use `ip` for something else).
 //! A var is an error, not ignored, when it looks like a regbake var gone
 //! wrong: any other `regbake_…` name, a known name in other case or with `-`,
@@ -15,52 +15,22 @@
 //! Precedence follows Ansible: `all` vars, then group vars from parents to
 //! children (ties by group name), then host vars.
 
+mod groups;
+mod lex;
+pub mod vars;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
-use ipnet::Ipv4Net;
-
-use crate::config::ConfigError;
-
-/// The host vars regbake reads.
-pub const KNOWN: &[&str] = &[
-    "hostname",
-    "ip",
-    "gateway",
-    "dns",
-    "disk",
-    "mac",
-    "data_size_gb",
-];
-
-/// Names people reach for instead of a known var.
-const ALIASES: &[(&str, &str)] = &[
-    ("address", "ip"),
-    ("ipaddr", "ip"),
-    ("ip_address", "ip"),
-    ("ipv4", "ip"),
-    ("netmask", "ip"),
-    ("prefix", "ip"),
-    ("gw", "gateway"),
-    ("nameserver", "dns"),
-    ("nameservers", "dns"),
-    ("dns_servers", "dns"),
-    ("macaddr", "mac"),
-    ("macaddress", "mac"),
-    ("mac_address", "mac"),
-    ("hwaddr", "mac"),
-    ("install_disk", "disk"),
-    ("data_size", "data_size_gb"),
-    ("data_size_mb", "data_size_gb"),
-    ("fqdn", "hostname"),
-];
-
-/// How a host gets its address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ip {
-    Dhcp,
-    Static(Ipv4Net),
-}
+use crate::config::{Config, ConfigError};
+use groups::{group_depths, parent_map, Group};
+pub use lex::Var;
+use lex::{
+    check_host_name, is_group_name, is_var_name, parse_header, split_words, strip_port, unquote,
+    Section,
+};
+use vars::{classify, Class, HostVar};
+pub use vars::{Ip, Value};
 
 /// A value and the inventory line it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,39 +39,46 @@ pub struct At<T> {
     pub line: usize,
 }
 
-/// The typed regbake settings of one host.
+/// The typed regbake settings of one host, by var name, each with the line
+/// that set it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Overrides {
-    pub hostname: Option<At<String>>,
-    pub ip: Option<At<Ip>>,
-    pub gateway: Option<At<String>>,
-    pub dns: Option<At<Vec<String>>>,
-    pub disk: Option<At<String>>,
-    /// Lowercase, colon-separated.
-    pub mac: Option<At<String>>,
-    pub data_size_gb: Option<At<u64>>,
-}
+pub struct Overrides(BTreeMap<&'static str, At<Value>>);
 
 impl Overrides {
-    /// The line a known var was set on.
+    pub fn get(&self, var: &str) -> Option<&At<Value>> {
+        self.0.get(var)
+    }
+
+    /// The line a var was set on.
     pub fn line_of(&self, var: &str) -> Option<usize> {
-        match var {
-            "hostname" => self.hostname.as_ref().map(|a| a.line),
-            "ip" => self.ip.as_ref().map(|a| a.line),
-            "gateway" => self.gateway.as_ref().map(|a| a.line),
-            "dns" => self.dns.as_ref().map(|a| a.line),
-            "disk" => self.disk.as_ref().map(|a| a.line),
-            "mac" => self.mac.as_ref().map(|a| a.line),
-            "data_size_gb" => self.data_size_gb.as_ref().map(|a| a.line),
+        self.get(var).map(|a| a.line)
+    }
+
+    /// A text var's value (`hostname`, `mac`, …).
+    pub fn text(&self, var: &str) -> Option<&str> {
+        match self.get(var).map(|a| &a.value) {
+            Some(Value::Text(s)) => Some(s),
             _ => None,
         }
     }
-}
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Var {
-    pub value: String,
-    pub line: usize,
+    /// Apply every var to a host's config, in the table's order (`ip=dhcp`
+    /// clears the gateway before `gateway` sets one).
+    pub fn apply(&self, c: &mut Config) {
+        for v in vars::VARS {
+            if let Some(at) = self.get(v.name) {
+                v.apply(c, &at.value);
+            }
+        }
+    }
+
+    fn set(&mut self, var: &HostVar, at: At<Value>) {
+        self.0.insert(var.name, at);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -131,25 +108,12 @@ impl Inventory {
     }
 }
 
-#[derive(Default)]
-struct Group {
-    hosts: Vec<String>,
-    children: Vec<String>,
-    vars: Vec<(String, Var)>,
-}
-
 struct HostDecl {
     name: String,
     line: usize,
     /// The line that gave the host vars, if any did.
     vars_line: Option<usize>,
     vars: Vec<(String, Var)>,
-}
-
-enum Section {
-    Hosts(String),
-    Vars(String),
-    Children(String),
 }
 
 /// Problems by line, reported together.
@@ -336,7 +300,7 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
     }
 
     // Every regbake var is checked where it is written, once.
-    let mut typed: HashMap<(usize, String), Override> = HashMap::new();
+    let mut typed: HashMap<(usize, String), (&HostVar, Value)> = HashMap::new();
     let all_vars = hosts
         .iter()
         .flat_map(|h| h.vars.iter().map(move |v| (format!("host {}", h.name), v)))
@@ -348,9 +312,9 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
     for (owner, (key, var)) in all_vars {
         match classify(key) {
             Class::Ignored => {}
-            Class::Known(k) => match typed_value(k, &var.value) {
+            Class::Known(k) => match k.parse(&var.value) {
                 Ok(o) => {
-                    typed.insert((var.line, key.clone()), o);
+                    typed.insert((var.line, key.clone()), (k, o));
                 }
                 Err(msg) => p.add(var.line, format!("{owner}: {msg}")),
             },
@@ -359,7 +323,7 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
                 if let Some(h) = hint {
                     let _ = write!(msg, " (did you mean {h}?)");
                 }
-                let _ = write!(msg, "; regbake reads {}", KNOWN.join(", "));
+                let _ = write!(msg, "; regbake reads {}", vars::names());
                 p.add(var.line, msg);
             }
         }
@@ -408,18 +372,14 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
         }
         let mut o = Overrides::default();
         for (k, v) in &vars {
-            let Some(t) = typed.get(&(v.line, k.clone())) else {
-                continue;
-            };
-            let line = v.line;
-            match t.clone() {
-                Override::Hostname(s) => o.hostname = Some(At { value: s, line }),
-                Override::Ip(ip) => o.ip = Some(At { value: ip, line }),
-                Override::Gateway(s) => o.gateway = Some(At { value: s, line }),
-                Override::Dns(d) => o.dns = Some(At { value: d, line }),
-                Override::Disk(s) => o.disk = Some(At { value: s, line }),
-                Override::Mac(m) => o.mac = Some(At { value: m, line }),
-                Override::DataSize(n) => o.data_size_gb = Some(At { value: n, line }),
+            if let Some((var, value)) = typed.get(&(v.line, k.clone())) {
+                o.set(
+                    var,
+                    At {
+                        value: value.clone(),
+                        line: v.line,
+                    },
+                );
             }
         }
         out.push(Host {
@@ -434,21 +394,21 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
     let mut macs: HashMap<&str, &Host> = HashMap::new();
     let mut ips: HashMap<std::net::Ipv4Addr, &Host> = HashMap::new();
     for h in &out {
-        if let Some(m) = &h.overrides.mac {
-            if let Some(prev) = macs.insert(&m.value, h) {
+        if let (Some(mac), Some(line)) = (h.overrides.text("mac"), h.overrides.line_of("mac")) {
+            if let Some(prev) = macs.insert(mac, h) {
                 p.add(
-                    m.line,
+                    line,
                     format!(
-                        "host {}: mac {} is also host {}'s (line {})",
-                        h.name, m.value, prev.name, prev.line
+                        "host {}: mac {mac} is also host {}'s (line {})",
+                        h.name, prev.name, prev.line
                     ),
                 );
             }
         }
         if let Some(At {
-            value: Ip::Static(net),
+            value: Value::Ip(Ip::Static(net)),
             line,
-        }) = &h.overrides.ip
+        }) = h.overrides.get("ip")
         {
             if let Some(prev) = ips.insert(net.addr(), h) {
                 p.add(
@@ -475,313 +435,6 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
         file: file.to_string(),
         hosts: out,
     })
-}
-
-fn parse_header(s: &str) -> Result<Section, String> {
-    // A trailing comment is allowed after the closing bracket.
-    let Some(close) = s.find(']') else {
-        return Err(format!(
-            "unterminated section header {s:?}: expected [group], [group:vars] or [group:children]"
-        ));
-    };
-    let after = s[close + 1..].trim();
-    if !(after.is_empty() || after.starts_with('#') || after.starts_with(';')) {
-        return Err(format!("unexpected text {after:?} after section header"));
-    }
-    let inner = &s[1..close];
-    let (name, kind) = match inner.split_once(':') {
-        Some((n, k)) => (n, Some(k)),
-        None => (inner, None),
-    };
-    if !is_group_name(name) {
-        return Err(format!(
-            "bad group name {name:?} in section header: expected letters, digits, '_', '-' and '.'"
-        ));
-    }
-    match kind {
-        None => Ok(Section::Hosts(name.into())),
-        Some("vars") => Ok(Section::Vars(name.into())),
-        Some("children") => Ok(Section::Children(name.into())),
-        Some(k) => Err(format!(
-            "unknown section type [{name}:{k}]: expected :vars or :children"
-        )),
-    }
-}
-
-fn is_group_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-}
-
-fn is_var_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
-}
-
-/// `host:2222` names `host` (Ansible's port shorthand).
-fn strip_port(s: &str) -> &str {
-    match s.rsplit_once(':') {
-        Some((h, port)) if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => s,
-    }
-}
-
-/// Host names become file names (`out/kickstart/HOST.ks`) and URL paths.
-fn check_host_name(s: &str) -> Result<(), String> {
-    let b = s.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 253
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c));
-    if ok || s.contains('[') {
-        Ok(())
-    } else {
-        Err(format!(
-            "host name {s:?} is not a safe file name: expected letters, digits, '.', '_' and '-', starting with a letter or digit"
-        ))
-    }
-}
-
-/// Split a host line like a POSIX shell would (Ansible uses `shlex`):
-/// whitespace separates words, quotes group, `#` at a word start comments.
-fn split_words(s: &str) -> Result<Vec<String>, String> {
-    let mut words = vec![];
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            '#' if !in_word => break,
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => cur.push(c),
-                        None => return Err("unterminated ' quote".into()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c) => cur.push(c),
-                            None => return Err("unterminated \" quote".into()),
-                        },
-                        Some(c) => cur.push(c),
-                        None => return Err("unterminated \" quote".into()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(c) = chars.next() {
-                    cur.push(c);
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
-}
-
-/// `[group:vars]` values: the rest of the line, without matching outer quotes.
-fn unquote(v: &str) -> String {
-    for q in ['"', '\''] {
-        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
-            return v[1..v.len() - 1].to_string();
-        }
-    }
-    v.to_string()
-}
-
-enum Class {
-    Known(&'static str),
-    Ignored,
-    Unknown(Option<&'static str>),
-}
-
-fn classify(key: &str) -> Class {
-    if let Some(k) = KNOWN.iter().find(|k| **k == key) {
-        return Class::Known(k);
-    }
-    if key.starts_with("ansible_") {
-        return Class::Ignored;
-    }
-    if let Some(rest) = key.strip_prefix("regbake_") {
-        return match KNOWN.iter().find(|k| **k == rest) {
-            Some(k) => Class::Known(k),
-            None => Class::Unknown(closest(rest)),
-        };
-    }
-    match closest(key) {
-        Some(k) => Class::Unknown(Some(k)),
-        None => Class::Ignored,
-    }
-}
-
-/// The known var `key` is a slip of, if it is one.
-fn closest(key: &str) -> Option<&'static str> {
-    let norm = key.to_ascii_lowercase().replace('-', "_");
-    for k in KNOWN {
-        if norm == *k || norm == format!("{k}s") {
-            return Some(k);
-        }
-    }
-    if let Some((_, k)) = ALIASES.iter().find(|(a, _)| *a == norm) {
-        return Some(k);
-    }
-    KNOWN.iter().copied().find(|k| {
-        let max = match k.len() {
-            0..=6 => 0,
-            7 => 1,
-            _ => 2,
-        };
-        max > 0 && edit_distance(&norm, k) <= max
-    })
-}
-
-/// Levenshtein distance with adjacent transpositions.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    d[0] = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
-}
-
-#[derive(Debug, Clone)]
-enum Override {
-    Hostname(String),
-    Ip(Ip),
-    Gateway(String),
-    Dns(Vec<String>),
-    Disk(String),
-    Mac(String),
-    DataSize(u64),
-}
-
-/// Type-check one known var. Strings that end up in the kickstart (host
-/// name, gateway, DNS, disk) are checked later by the config validation, with
-/// the same rules as in regbake.toml.
-fn typed_value(key: &str, v: &str) -> Result<Override, String> {
-    Ok(match key {
-        "hostname" => Override::Hostname(v.to_string()),
-        "ip" => {
-            if v.eq_ignore_ascii_case("dhcp") {
-                Override::Ip(Ip::Dhcp)
-            } else {
-                let net: Ipv4Net = v
-                    .contains('/')
-                    .then(|| v.parse().ok())
-                    .flatten()
-                    .ok_or_else(|| {
-                        format!("ip={v}: bad CIDR, expected an IPv4 address with its prefix length such as 192.0.2.10/24, or dhcp")
-                    })?;
-                Override::Ip(Ip::Static(net))
-            }
-        }
-        "gateway" => Override::Gateway(v.to_string()),
-        "dns" => Override::Dns(
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-        ),
-        "disk" => Override::Disk(v.to_string()),
-        "mac" => Override::Mac(parse_mac(v).ok_or_else(|| {
-            format!("mac={v}: bad MAC address, expected six hex pairs such as 52:54:00:12:34:56")
-        })?),
-        "data_size_gb" => Override::DataSize(v.parse().map_err(|_| {
-            format!("data_size_gb={v}: expected a whole number of GiB (0 = fill the disk)")
-        })?),
-        _ => return Err(format!("{key}: not a regbake var")),
-    })
-}
-
-/// Shared with the config's `network.device` check.
-pub use crate::config::parse_mac;
-
-fn parent_map(groups: &BTreeMap<String, Group>) -> HashMap<&str, Vec<&str>> {
-    let mut parents: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (name, g) in groups {
-        for c in &g.children {
-            parents.entry(c.as_str()).or_default().push(name.as_str());
-        }
-    }
-    parents
-}
-
-/// Each group's depth below `all` (the longest parent chain), for var
-/// precedence; a cycle is an error.
-fn group_depths(groups: &BTreeMap<String, Group>) -> Result<BTreeMap<String, usize>, String> {
-    fn visit(
-        g: &str,
-        parents: &HashMap<&str, Vec<&str>>,
-        memo: &mut BTreeMap<String, usize>,
-        path: &mut Vec<String>,
-    ) -> Result<usize, String> {
-        if let Some(d) = memo.get(g) {
-            return Ok(*d);
-        }
-        if path.iter().any(|p| p == g) {
-            path.push(g.to_string());
-            return Err(format!(
-                "group cycle in [..:children]: {}",
-                path.join(" > ")
-            ));
-        }
-        path.push(g.to_string());
-        let mut depth = usize::from(g != "all");
-        for p in parents.get(g).into_iter().flatten() {
-            depth = depth.max(visit(p, parents, memo, path)? + 1);
-        }
-        path.pop();
-        memo.insert(g.to_string(), depth);
-        Ok(depth)
-    }
-    let parents = parent_map(groups);
-    let mut memo = BTreeMap::new();
-    for g in groups.keys() {
-        visit(g, &parents, &mut memo, &mut vec![])?;
-    }
-    Ok(memo)
 }
 
 #[cfg(test)]
@@ -820,22 +473,28 @@ mod tests {
         assert_eq!(w1.line, 11);
         let o = &w1.overrides;
         assert_eq!(
-            o.ip.as_ref().map(|a| &a.value),
-            Some(&Ip::Static("10.0.0.11/24".parse().unwrap()))
+            o.get("ip").map(|a| &a.value),
+            Some(&Value::Ip(Ip::Static("10.0.0.11/24".parse().unwrap())))
         );
-        assert_eq!(o.mac.as_ref().unwrap().value, "52:54:00:aa:bb:01");
-        assert_eq!(o.disk.as_ref().unwrap().value, "vda");
-        assert_eq!(o.disk.as_ref().unwrap().line, 9);
-        assert_eq!(o.dns.as_ref().unwrap().value, ["10.0.0.2", "10.0.0.3"]);
-        assert_eq!(o.data_size_gb.as_ref().unwrap().value, 100);
+        assert_eq!(o.text("mac"), Some("52:54:00:aa:bb:01"));
+        assert_eq!(o.text("disk"), Some("vda"));
+        assert_eq!(o.line_of("disk"), Some(9));
+        assert_eq!(
+            o.get("dns").map(|a| &a.value),
+            Some(&Value::List(vec!["10.0.0.2".into(), "10.0.0.3".into()]))
+        );
+        assert_eq!(
+            o.get("data_size_gb").map(|a| &a.value),
+            Some(&Value::Number(100))
+        );
         assert_eq!(w1.vars["ansible_host"].value, "10.0.0.11");
         let w2 = &inv.hosts[1].overrides;
         assert_eq!(inv.hosts[1].name, "web2");
-        assert_eq!(w2.ip.as_ref().unwrap().value, Ip::Dhcp);
-        assert_eq!(w2.hostname.as_ref().unwrap().value, "web2.example.com");
+        assert_eq!(w2.get("ip").map(|a| &a.value), Some(&Value::Ip(Ip::Dhcp)));
+        assert_eq!(w2.text("hostname"), Some("web2.example.com"));
         assert_eq!(
-            w2.disk.as_ref().unwrap().value,
-            "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"
+            w2.text("disk"),
+            Some("/dev/disk/by-id/wwn-0x5000c500a1b2c3d4")
         );
     }
 
@@ -903,6 +562,6 @@ mod tests {
     #[test]
     fn regbake_prefix_is_an_alias() {
         let inv = parse("inv.ini", "[w]\nh1 regbake_ip=10.1.0.4/16\n").unwrap();
-        assert!(inv.hosts[0].overrides.ip.is_some());
+        assert!(inv.hosts[0].overrides.get("ip").is_some());
     }
 }

@@ -181,7 +181,7 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
     // out/box's lock for the whole build: Packer writes the box there (under
     // a hidden .partial name), and a fresh lock would remove that file as
     // left over by a dead run.
-    let _box_dir = if opts.dry_run {
+    let box_lock = if opts.dry_run {
         None
     } else {
         Some(crate::boxes::BoxDirLock::acquire(out)?)
@@ -220,7 +220,8 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
         std::fs::rename(&built, &box_path)
             .with_context(|| format!("moving {} into place", built.display()))?;
         // Under out/box's lock, so concurrent runs keep each other's entries.
-        let catalog = crate::boxes::add_to_catalog(&box_path, &meta, out)
+        let lock = box_lock.as_ref().context("out/box is not locked")?;
+        let catalog = crate::boxes::add_to_catalog(&box_path, &meta, lock)
             .with_context(|| format!("adding {} to the catalog", box_path.display()))?;
         println!("{} (catalog {})", box_path.display(), catalog.display());
         if let Some(vagrant) = &vagrant {

@@ -176,7 +176,7 @@ impl Bake {
         };
         let box_path = match self.meta.provider {
             Provider::Virtualbox => self.package_virtualbox()?,
-            Provider::Libvirt => self.package_libvirt(app)?,
+            Provider::Libvirt => self.package_libvirt(app, lock.as_ref())?,
         };
 
         let catalog = if self.dry_run {
@@ -189,7 +189,8 @@ impl Bake {
             );
             self.out.join("box").join(self.meta.catalog_file_name())
         } else {
-            let c = crate::boxes::add_to_catalog(&box_path, &self.meta, &self.out)
+            let lock = lock.as_ref().context("out/box is not locked")?;
+            let c = crate::boxes::add_to_catalog(&box_path, &self.meta, lock)
                 .context("writing the box catalog")?;
             eprintln!("    catalog {}", c.display());
             c
@@ -246,7 +247,11 @@ impl Bake {
 
     /// Halt the VM, find its disk in the libvirt pool, flatten it (the
     /// domain disk is a qcow2 overlay on the base box) and pack it.
-    fn package_libvirt(&mut self, app: &Appliance) -> Result<PathBuf> {
+    fn package_libvirt(
+        &mut self,
+        app: &Appliance,
+        lock: Option<&crate::boxes::BoxDirLock>,
+    ) -> Result<PathBuf> {
         let cmd = self.vagrant(&["halt"]);
         self.steps.run("halt VM", &cmd)?;
 
@@ -302,7 +307,8 @@ impl Bake {
         }
         let started = Instant::now();
         eprintln!("==> pack box: {}", flat.display());
-        let packed = crate::boxes::pack_libvirt(&flat, &self.meta, &self.out);
+        let lock = lock.context("out/box is not locked")?;
+        let packed = crate::boxes::pack_libvirt(&flat, &self.meta, lock).map(|p| p.path);
         let _ = std::fs::remove_file(&flat);
         let packed = packed.context("packing the libvirt box")?;
         eprintln!(

@@ -2,20 +2,22 @@
 //! polls it to stop and clean up instead of dying mid-write.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-static HANDLER: std::sync::Once = std::sync::Once::new();
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
 /// Whether Ctrl-C was pressed since [`catch_interrupts`].
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    INTERRUPTED.get().is_some_and(|f| f.load(Ordering::SeqCst))
 }
 
-/// Catch Ctrl-C from now on: it only sets [`interrupted`], so long in-process
-/// work (box packing) can stop and clean up instead of dying mid-write.
+/// Catch Ctrl-C (SIGINT) from now on: it only sets [`interrupted`], so long
+/// in-process work can stop and clean up instead of dying mid-write.
 pub fn catch_interrupts() {
-    HANDLER.call_once(|| {
-        // If a handler cannot be installed, Ctrl-C simply ends regbake.
-        let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    INTERRUPTED.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        // If the handler cannot be installed, Ctrl-C simply ends regbake.
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&flag));
+        flag
     });
 }

@@ -3,6 +3,7 @@
 pub mod fsx;
 pub mod interrupt;
 pub mod io;
+pub mod lock;
 pub mod log;
 
 /// How a command prints its results.

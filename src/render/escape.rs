@@ -23,15 +23,42 @@ pub fn ks(s: &str) -> String {
     sh(s)
 }
 
-/// A double-quoted JSON string, which is also a valid YAML and HCL scalar
-/// (HCL additionally needs template sequences escaped: see [`hcl`]).
+/// A double-quoted JSON string.
 pub fn json(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// A double-quoted YAML scalar.
+/// A double-quoted YAML scalar. JSON's escapes are not enough: inside double
+/// quotes YAML still folds its other line breaks (NEL; LS and PS in YAML 1.1)
+/// and refuses DEL, the C1 controls and U+FFFE/U+FFFF, so those are escaped
+/// too (and the BOM, which readers disagree on).
 pub fn yaml(s: &str) -> String {
-    json(s)
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str(r"\\"),
+            '\n' => out.push_str(r"\n"),
+            '\t' => out.push_str(r"\t"),
+            ' '..='~' => out.push(c),
+            '\u{2028}' | '\u{2029}' | '\u{feff}' => push_u(&mut out, c),
+            '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'.. => out.push(c),
+            c => push_u(&mut out, c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `\uXXXX` (or `\UXXXXXXXX` past the BMP), an escape YAML and HCL share.
+fn push_u(out: &mut String, c: char) {
+    let n = u32::from(c);
+    if n > 0xffff {
+        out.push_str(&format!("\\U{n:08X}"));
+    } else {
+        out.push_str(&format!("\\u{n:04X}"));
+    }
 }
 
 /// A systemd unit value in double quotes: `%` specifiers and `\`/`"` escaped.
@@ -165,6 +192,25 @@ mod tests {
         assert_eq!(ruby(r"it's \"), r"'it\'s \\'");
         assert_eq!(hcl("${x} %{y}\n"), r#""$${x} %%{y}\n""#);
         assert_eq!(yaml("a: b\n"), r#""a: b\n""#);
+        assert_eq!(json("\u{7f}\u{2028}"), "\"\u{7f}\u{2028}\"");
         assert_eq!(xml("<a&'\">"), "&lt;a&amp;&apos;&quot;&gt;");
+    }
+
+    /// Found by the YAML property: PyYAML refuses a raw DEL (and U+FFFE)
+    /// even in double quotes ("special characters are not allowed") and folds
+    /// a raw NEL into a space, as it does a line feed; YAML 1.1 counts LS and
+    /// PS as line breaks too.
+    #[test]
+    fn yaml_escapes_what_json_leaves_raw() {
+        assert_eq!(yaml("\u{7f}"), r#""\u007F""#);
+        assert_eq!(
+            yaml("a\u{85}b\u{2028}\u{2029}"),
+            r#""a\u0085b\u2028\u2029""#
+        );
+        assert_eq!(
+            yaml("\u{9f}\u{feff}\u{fffe}\r\u{1}"),
+            r#""\u009F\uFEFF\uFFFE\u000D\u0001""#
+        );
+        assert_eq!(yaml("é😀\t\"\\"), r#""é😀\t\"\\""#);
     }
 }

@@ -82,9 +82,30 @@ pub fn ruby(s: &str) -> String {
     format!("'{}'", s.replace('\\', r"\\").replace('\'', r"\'"))
 }
 
-/// An HCL quoted string: JSON escapes plus `${`/`%{` template sequences.
+/// An HCL quoted string. HCL's escapes are `\n`, `\r`, `\t`, `\"`, `\\` and
+/// `\uXXXX`/`\UXXXXXXXX` (not JSON's `\b` or `\f`); `${` and `%{` start
+/// template sequences and are doubled.
 pub fn hcl(s: &str) -> String {
-    json(s).replace("${", "$${").replace("%{", "%%{")
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str(r"\\"),
+            '\n' => out.push_str(r"\n"),
+            '\r' => out.push_str(r"\r"),
+            '\t' => out.push_str(r"\t"),
+            '$' | '%' if chars.peek() == Some(&'{') => {
+                out.push(c);
+                out.push(c);
+            }
+            c if c.is_control() => push_u(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// XML text or attribute content.
@@ -212,5 +233,18 @@ mod tests {
             r#""\u009F\uFEFF\uFFFE\u000D\u0001""#
         );
         assert_eq!(yaml("é😀\t\"\\"), r#""é😀\t\"\\""#);
+    }
+
+    /// Found by the HCL property: `json()` writes a backspace as `\b`, which
+    /// Packer refuses ("The symbol "b" is not a valid escape sequence
+    /// selector"); so is `\f`.
+    #[test]
+    fn hcl_has_no_json_only_escapes() {
+        assert_eq!(hcl("\u{8}"), r#""\u0008""#);
+        assert_eq!(
+            hcl("\u{c}\u{1b}\u{7f}\u{85}"),
+            r#""\u000C\u001B\u007F\u0085""#
+        );
+        assert_eq!(hcl("$${x} %%{y} $ % {"), r#""$$${x} %%%{y} $ % {""#);
     }
 }

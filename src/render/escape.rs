@@ -61,7 +61,10 @@ fn push_u(out: &mut String, c: char) {
     }
 }
 
-/// A systemd unit value in double quotes: `%` specifiers and `\`/`"` escaped.
+/// A systemd unit value in double quotes, for settings that unquote and
+/// C-unescape it (`Environment=`): `%` specifiers doubled, `\` and `"`
+/// escaped, and control characters as C escapes, since a raw line feed or
+/// carriage return would end the line.
 pub fn systemd(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -70,6 +73,10 @@ pub fn systemd(s: &str) -> String {
             '%' => out.push_str("%%"),
             '\\' => out.push_str(r"\\"),
             '"' => out.push_str("\\\""),
+            '\n' => out.push_str(r"\n"),
+            '\r' => out.push_str(r"\r"),
+            '\t' => out.push_str(r"\t"),
+            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
             c => out.push(c),
         }
     }
@@ -246,5 +253,13 @@ mod tests {
             r#""\u000C\u001B\u007F\u0085""#
         );
         assert_eq!(hcl("$${x} %%{y} $ % {"), r#""$$${x} %%%{y} $ % {""#);
+    }
+
+    /// Found by the systemd property: a raw line feed in the value ended the
+    /// `Environment=` line ("Invalid syntax, ignoring"), and the rest of the
+    /// value became a line of its own.
+    #[test]
+    fn systemd_values_stay_on_one_line() {
+        assert_eq!(systemd("a\nb\r\tc\u{1b}\u{7f}"), r#""a\nb\r\tc\x1b\x7f""#);
     }
 }

@@ -84,9 +84,13 @@ pub fn systemd(s: &str) -> String {
     out
 }
 
-/// A Ruby single-quoted string literal (no interpolation).
+/// A Ruby single-quoted string literal (no interpolation). Ruby drops a
+/// carriage return that comes before a line feed in its source, even inside
+/// a literal, so each one is written as an adjacent `"\r"` literal (Ruby
+/// joins adjacent literals: `'a' "\r" 'b'` is `"a\rb"`).
 pub fn ruby(s: &str) -> String {
-    format!("'{}'", s.replace('\\', r"\\").replace('\'', r"\'"))
+    let quoted = s.replace('\\', r"\\").replace('\'', r"\'");
+    format!("'{}'", quoted.replace('\r', r#"' "\r" '"#))
 }
 
 /// An HCL quoted string. HCL's escapes are `\n`, `\r`, `\t`, `\"`, `\\` and
@@ -261,5 +265,16 @@ mod tests {
     #[test]
     fn systemd_values_stay_on_one_line() {
         assert_eq!(systemd("a\nb\r\tc\u{1b}\u{7f}"), r#""a\nb\r\tc\x1b\x7f""#);
+    }
+
+    /// Found by the Ruby property: `'a<CR><LF>b'` is `"a\nb"` to Ruby.
+    #[test]
+    fn ruby_keeps_carriage_returns() {
+        assert_eq!(
+            ruby("\r\n"),
+            r#"'' "\r" '
+'"#
+        );
+        assert_eq!(ruby("a\r'\\"), r#"'a' "\r" '\'\\'"#);
     }
 }

@@ -185,6 +185,9 @@ pub fn register(hb: &mut Handlebars<'_>) {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -715,13 +715,13 @@ fn is_user_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
 }
 
+/// Each part starts with a letter, as every tz database name does: the
+/// kickstart's `timezone NAME --isUtc` would take `-x` or `--` for options.
 fn is_timezone(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.split('/').all(|part| {
-            !part.is_empty()
-                && part != ".."
-                && part != "."
+            part.starts_with(|c: char| c.is_ascii_alphabetic())
                 && part
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c))
@@ -743,8 +743,10 @@ fn is_mac(s: &str) -> bool {
     !s.contains('-') && parse_mac(s).is_some()
 }
 
+/// Starting with a letter or digit: pykickstart's argparse drops the value of
+/// `--device=--`.
 fn is_ifname(s: &str) -> bool {
-    !s.is_empty()
+    s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.len() <= 15
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
@@ -1083,6 +1085,28 @@ mod tests {
         assert!(
             !is_rel_or_abs_path("../x") && !is_rel_or_abs_path("/") && !is_rel_or_abs_path("a b")
         );
+    }
+
+    /// Found by the config property test: `timezone = "-+"` rendered
+    /// `timezone -+ --isUtc`, which pykickstart refuses ("unrecognized
+    /// arguments: -+"); `network.device = "--"` rendered `--device=--`,
+    /// whose value argparse drops.
+    #[test]
+    fn kickstart_values_never_look_like_options() {
+        for ok in [
+            "UTC",
+            "Europe/Paris",
+            "Etc/GMT-14",
+            "America/Port-au-Prince",
+            "EST5EDT",
+        ] {
+            assert!(is_timezone(ok), "{ok}");
+        }
+        for bad in ["-+", "--", "-u", "Etc/-x", "_x", "../x", "Europe/.."] {
+            assert!(!is_timezone(bad), "{bad}");
+        }
+        assert!(is_ifname("eth0") && is_ifname("enp0s3") && is_ifname("br-lan.10"));
+        assert!(!is_ifname("--") && !is_ifname("-x") && !is_ifname("_x") && !is_ifname(""));
     }
 
     #[test]

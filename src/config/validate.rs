@@ -71,8 +71,7 @@ const USER_HELP: &str =
     "expected a POSIX user name ([a-z_][a-z0-9_-]*, at most 32 characters) other than root";
 const HOST_HELP: &str = "expected an RFC 1123 host name: dot-separated labels of letters, digits and '-', each 1-63 characters not starting or ending with '-', 253 characters at most";
 const PORT_HELP: &str = "expected a port number from 1 to 65535";
-const URL_HELP: &str =
-    "expected an absolute http:// or https:// URL without spaces, quotes or shell metacharacters";
+const URL_HELP: &str = "expected an absolute http:// or https:// URL of ASCII characters (percent-encode others) without spaces, quotes or shell metacharacters";
 const HASH_HELP: &str = "expected a crypt(3) SHA-512 hash like $6$SALT$HASH (salt up to 16 of [./A-Za-z0-9], 86-character hash; make one with `openssl passwd -6`), or \"\" for none; never a plain password";
 const PATH_HELP: &str = "expected an absolute path of [A-Za-z0-9._-] components, without '.', '..' or a trailing '/', outside the system directories";
 
@@ -754,9 +753,12 @@ fn is_ifname(s: &str) -> bool {
 
 /// Characters we never let into a URL: they would need quoting in one of the
 /// target languages (shell, kickstart, Ruby, HCL, systemd) and no real
-/// repository or proxy address needs them.
+/// repository or proxy address needs them. ASCII only: HCL reads strings
+/// normalised to NFC and systemd refuses Unicode noncharacters, so a URL
+/// beyond ASCII would not reach Packer or docker as written.
 fn is_url(s: &str) -> bool {
     if s.is_empty()
+        || !s.is_ascii()
         || s.chars()
             .any(|c| c.is_whitespace() || c.is_control() || "'\"`$\\;<>{}|^".contains(c))
     {
@@ -1123,5 +1125,17 @@ mod tests {
         ] {
             assert!(!is_url(bad), "{bad}");
         }
+        // Found by the config property test: Packer read packer.iso_url =
+        // "http://x/\u{f900}" as "http://x/\u{8c48}" (HCL's NFC), and
+        // systemd dropped HTTP_PROXY for "http://x/\u{fffe}".
+        for bad in [
+            "http://x/\u{f900}",
+            "http://x/\u{fffe}",
+            "http://x/e\u{301}",
+            "http://x/é",
+        ] {
+            assert!(!is_url(bad), "{bad}");
+        }
+        assert!(is_url("http://x/%C3%A9"));
     }
 }

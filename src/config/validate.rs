@@ -983,7 +983,9 @@ const SSH_KEY_TYPES: &[&str] = &[
 ];
 
 /// An OpenSSH public key line: `TYPE BASE64 [COMMENT]`, no options, no
-/// control characters (a newline would add a second authorized key).
+/// control characters (a newline would add a second authorized key). The
+/// comment may hold anything else: the line reaches authorized_keys only,
+/// written as it is.
 pub(crate) fn check_ssh_public_key(line: &str) -> Result<(), String> {
     const WHAT: &str = "expected an OpenSSH public key line 'TYPE BASE64 [COMMENT]' with TYPE one of ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521 (or sk-…)";
     if line.chars().any(char::is_control) {
@@ -1000,11 +1002,6 @@ pub(crate) fn check_ssh_public_key(line: &str) -> Result<(), String> {
         .map_err(|e| format!("{WHAT}; the key body does not decode ({e})"))?;
     if key.algorithm().as_str() != kind {
         return Err(format!("{WHAT}; the body holds a {} key", key.algorithm()));
-    }
-    if key.comment().chars().any(|c| "'\"`$\\".contains(c)) {
-        return Err(format!(
-            "{WHAT}; the comment may not contain quotes, '$', '`' or '\\'"
-        ));
     }
     Ok(())
 }
@@ -1109,6 +1106,23 @@ mod tests {
         }
         assert!(is_ifname("eth0") && is_ifname("enp0s3") && is_ifname("br-lan.10"));
         assert!(!is_ifname("--") && !is_ifname("-x") && !is_ifname("_x") && !is_ifname(""));
+    }
+
+    /// Issue 12, item 17: legal authorized_keys lines, refused before.
+    #[test]
+    fn ssh_key_comments_are_free_text() {
+        let body =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101CMrByUTqJB3xXQmJd8eW";
+        for comment in [
+            r#"john's "laptop" $HOME"#,
+            "`id` \\ $(id) #{x} {{y}}",
+            "é 😀",
+        ] {
+            let line = format!("{body} {comment}");
+            assert_eq!(check_ssh_public_key(&line), Ok(()), "{line}");
+        }
+        assert!(check_ssh_public_key(&format!("{body} a\nssh-ed25519 {body}")).is_err());
+        assert!(check_ssh_public_key(&format!("{body} a\tb")).is_err());
     }
 
     #[test]

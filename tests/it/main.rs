@@ -11,6 +11,7 @@ mod ksdisk;
 mod packer;
 mod packer_box;
 mod probe;
+mod props;
 mod readme;
 mod registry;
 mod render;

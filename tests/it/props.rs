@@ -456,21 +456,36 @@ fn config_values_are_refused_or_read_back() {
         }
 
         // Packer: its HCL reader gives the variables back.
-        let vars = run(
-            Command::new("packer")
-                .arg("console")
-                .arg(out.join("packer"))
-                .env("CHECKPOINT_DISABLE", "1")
-                .stdin(std::fs::File::open(write_stdin(t.path(), "jsonencode([var.iso_url, var.http_proxy, var.https_proxy])\n")?).map_err(fail)?),
-        )?;
+        let vars = packer_console(&out.join("packer"), "jsonencode([var.iso_url, var.http_proxy, var.https_proxy])")?;
         let vars: Vec<String> = serde_json::from_str(vars.trim()).map_err(|e| fail(format!("{e}: {vars}")))?;
         let iso = get("packer.iso_url", "https://vault.centos.org/7.9.2009/isos/x86_64/CentOS-7-x86_64-Minimal-2009.iso");
         prop_assert_eq!(vars, vec![iso, http.clone(), https.clone()]);
     });
 }
 
-fn write_stdin(dir: &Path, text: &str) -> Result<std::path::PathBuf, TestCaseError> {
-    let p = dir.join("console-input");
-    std::fs::write(&p, text).map_err(fail)?;
-    Ok(p)
+/// `packer console DIR` evaluating `expr`: Packer parses every file of the
+/// template and prints the value.
+fn packer_console(dir: &Path, expr: &str) -> Result<String, TestCaseError> {
+    let mut child = Command::new("packer")
+        .arg("console")
+        .arg(dir)
+        .env("CHECKPOINT_DISABLE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(fail)?;
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{expr}").map_err(fail)?;
+    drop(stdin);
+    let out = child.wait_with_output().map_err(fail)?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "packer console: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

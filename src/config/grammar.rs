@@ -7,8 +7,7 @@ pub(crate) const USER_HELP: &str =
     "expected a POSIX user name ([a-z_][a-z0-9_-]*, at most 32 characters) other than root";
 pub(crate) const HOST_HELP: &str = "expected an RFC 1123 host name: dot-separated labels of letters, digits and '-', each 1-63 characters not starting or ending with '-', 253 characters at most";
 pub(crate) const PORT_HELP: &str = "expected a port number from 1 to 65535";
-pub(crate) const URL_HELP: &str =
-    "expected an absolute http:// or https:// URL without spaces, quotes or shell metacharacters";
+pub(crate) const URL_HELP: &str = "expected an absolute http:// or https:// URL of ASCII characters (percent-encode others) without spaces, quotes or shell metacharacters";
 pub(crate) const HASH_HELP: &str = "expected a crypt(3) SHA-512 hash like $6$SALT$HASH (salt up to 16 of [./A-Za-z0-9], 86-character hash; make one with `openssl passwd -6`), or \"\" for none; never a plain password";
 pub(crate) const PATH_HELP: &str = "expected an absolute path of [A-Za-z0-9._-] components, without '.', '..' or a trailing '/', outside the system directories";
 
@@ -127,13 +126,13 @@ pub(crate) fn is_user_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
 }
 
+/// Each part starts with a letter, as every tz database name does: the
+/// kickstart's `timezone NAME --isUtc` would take `-x` or `--` for options.
 pub(crate) fn is_timezone(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.split('/').all(|part| {
-            !part.is_empty()
-                && part != ".."
-                && part != "."
+            part.starts_with(|c: char| c.is_ascii_alphabetic())
                 && part
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c))
@@ -155,8 +154,10 @@ pub(crate) fn is_mac(s: &str) -> bool {
     !s.contains('-') && parse_mac(s).is_some()
 }
 
+/// Starting with a letter or digit: pykickstart's argparse drops the value of
+/// `--device=--`.
 pub(crate) fn is_ifname(s: &str) -> bool {
-    !s.is_empty()
+    s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.len() <= 15
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
@@ -164,9 +165,12 @@ pub(crate) fn is_ifname(s: &str) -> bool {
 
 /// Characters we never let into a URL: they would need quoting in one of the
 /// target languages (shell, kickstart, Ruby, HCL, systemd) and no real
-/// repository or proxy address needs them.
+/// repository or proxy address needs them. ASCII only: HCL reads strings
+/// normalised to NFC and systemd refuses Unicode noncharacters, so a URL
+/// beyond ASCII would not reach Packer or docker as written.
 pub(crate) fn is_url(s: &str) -> bool {
     if s.is_empty()
+        || !s.is_ascii()
         || s.chars()
             .any(|c| c.is_whitespace() || c.is_control() || "'\"`$\\;<>{}|^".contains(c))
     {
@@ -415,7 +419,9 @@ pub(crate) const SSH_KEY_TYPES: &[&str] = &[
 ];
 
 /// An OpenSSH public key line: `TYPE BASE64 [COMMENT]`, no options, no
-/// control characters (a newline would add a second authorized key).
+/// control characters (a newline would add a second authorized key). The
+/// comment may hold anything else: the line reaches authorized_keys only,
+/// written as it is.
 pub(crate) fn check_ssh_public_key(line: &str) -> Result<(), String> {
     const WHAT: &str = "expected an OpenSSH public key line 'TYPE BASE64 [COMMENT]' with TYPE one of ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521 (or sk-…)";
     if line.chars().any(char::is_control) {
@@ -432,11 +438,6 @@ pub(crate) fn check_ssh_public_key(line: &str) -> Result<(), String> {
         .map_err(|e| format!("{WHAT}; the key body does not decode ({e})"))?;
     if key.algorithm().as_str() != kind {
         return Err(format!("{WHAT}; the body holds a {} key", key.algorithm()));
-    }
-    if key.comment().chars().any(|c| "'\"`$\\".contains(c)) {
-        return Err(format!(
-            "{WHAT}; the comment may not contain quotes, '$', '`' or '\\'"
-        ));
     }
     Ok(())
 }
@@ -528,6 +529,45 @@ mod tests {
         );
     }
 
+    /// Found by the config property test: `timezone = "-+"` rendered
+    /// `timezone -+ --isUtc`, which pykickstart refuses ("unrecognized
+    /// arguments: -+"); `network.device = "--"` rendered `--device=--`,
+    /// whose value argparse drops.
+    #[test]
+    fn kickstart_values_never_look_like_options() {
+        for ok in [
+            "UTC",
+            "Europe/Paris",
+            "Etc/GMT-14",
+            "America/Port-au-Prince",
+            "EST5EDT",
+        ] {
+            assert!(is_timezone(ok), "{ok}");
+        }
+        for bad in ["-+", "--", "-u", "Etc/-x", "_x", "../x", "Europe/.."] {
+            assert!(!is_timezone(bad), "{bad}");
+        }
+        assert!(is_ifname("eth0") && is_ifname("enp0s3") && is_ifname("br-lan.10"));
+        assert!(!is_ifname("--") && !is_ifname("-x") && !is_ifname("_x") && !is_ifname(""));
+    }
+
+    /// Issue 12, item 17: legal authorized_keys lines, refused before.
+    #[test]
+    fn ssh_key_comments_are_free_text() {
+        let body =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101CMrByUTqJB3xXQmJd8eW";
+        for comment in [
+            r#"john's "laptop" $HOME"#,
+            "`id` \\ $(id) #{x} {{y}}",
+            "é 😀",
+        ] {
+            let line = format!("{body} {comment}");
+            assert_eq!(check_ssh_public_key(&line), Ok(()), "{line}");
+        }
+        assert!(check_ssh_public_key(&format!("{body} a\nssh-ed25519 {body}")).is_err());
+        assert!(check_ssh_public_key(&format!("{body} a\tb")).is_err());
+    }
+
     #[test]
     fn urls() {
         assert!(is_url("https://vault.centos.org/7.9.2009"));
@@ -542,5 +582,17 @@ mod tests {
         ] {
             assert!(!is_url(bad), "{bad}");
         }
+        // Found by the config property test: Packer read packer.iso_url =
+        // "http://x/\u{f900}" as "http://x/\u{8c48}" (HCL's NFC), and
+        // systemd dropped HTTP_PROXY for "http://x/\u{fffe}".
+        for bad in [
+            "http://x/\u{f900}",
+            "http://x/\u{fffe}",
+            "http://x/e\u{301}",
+            "http://x/é",
+        ] {
+            assert!(!is_url(bad), "{bad}");
+        }
+        assert!(is_url("http://x/%C3%A9"));
     }
 }

@@ -23,18 +23,48 @@ pub fn ks(s: &str) -> String {
     sh(s)
 }
 
-/// A double-quoted JSON string, which is also a valid YAML and HCL scalar
-/// (HCL additionally needs template sequences escaped: see [`hcl`]).
+/// A double-quoted JSON string.
 pub fn json(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// A double-quoted YAML scalar.
+/// A double-quoted YAML scalar. JSON's escapes are not enough: inside double
+/// quotes YAML still folds its other line breaks (NEL; LS and PS in YAML 1.1)
+/// and refuses DEL, the C1 controls and U+FFFE/U+FFFF, so those are escaped
+/// too (and the BOM, which readers disagree on).
 pub fn yaml(s: &str) -> String {
-    json(s)
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str(r"\\"),
+            '\n' => out.push_str(r"\n"),
+            '\t' => out.push_str(r"\t"),
+            ' '..='~' => out.push(c),
+            '\u{2028}' | '\u{2029}' | '\u{feff}' => push_u(&mut out, c),
+            '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'.. => out.push(c),
+            c => push_u(&mut out, c),
+        }
+    }
+    out.push('"');
+    out
 }
 
-/// A systemd unit value in double quotes: `%` specifiers and `\`/`"` escaped.
+/// `\uXXXX` (or `\UXXXXXXXX` past the BMP), an escape YAML and HCL share.
+fn push_u(out: &mut String, c: char) {
+    let n = u32::from(c);
+    if n > 0xffff {
+        out.push_str(&format!("\\U{n:08X}"));
+    } else {
+        out.push_str(&format!("\\u{n:04X}"));
+    }
+}
+
+/// A systemd unit value in double quotes, for settings that unquote and
+/// C-unescape it (`Environment=`): `%` specifiers doubled, `\` and `"`
+/// escaped, and control characters as C escapes, since a raw line feed or
+/// carriage return would end the line.
 pub fn systemd(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -43,6 +73,10 @@ pub fn systemd(s: &str) -> String {
             '%' => out.push_str("%%"),
             '\\' => out.push_str(r"\\"),
             '"' => out.push_str("\\\""),
+            '\n' => out.push_str(r"\n"),
+            '\r' => out.push_str(r"\r"),
+            '\t' => out.push_str(r"\t"),
+            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
             c => out.push(c),
         }
     }
@@ -50,14 +84,39 @@ pub fn systemd(s: &str) -> String {
     out
 }
 
-/// A Ruby single-quoted string literal (no interpolation).
+/// A Ruby single-quoted string literal (no interpolation). Ruby drops a
+/// carriage return that comes before a line feed in its source, even inside
+/// a literal, so each one is written as an adjacent `"\r"` literal (Ruby
+/// joins adjacent literals: `'a' "\r" 'b'` is `"a\rb"`).
 pub fn ruby(s: &str) -> String {
-    format!("'{}'", s.replace('\\', r"\\").replace('\'', r"\'"))
+    let quoted = s.replace('\\', r"\\").replace('\'', r"\'");
+    format!("'{}'", quoted.replace('\r', r#"' "\r" '"#))
 }
 
-/// An HCL quoted string: JSON escapes plus `${`/`%{` template sequences.
+/// An HCL quoted string. HCL's escapes are `\n`, `\r`, `\t`, `\"`, `\\` and
+/// `\uXXXX`/`\UXXXXXXXX` (not JSON's `\b` or `\f`); `${` and `%{` start
+/// template sequences and are doubled.
 pub fn hcl(s: &str) -> String {
-    json(s).replace("${", "$${").replace("%{", "%%{")
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str(r"\\"),
+            '\n' => out.push_str(r"\n"),
+            '\r' => out.push_str(r"\r"),
+            '\t' => out.push_str(r"\t"),
+            '$' | '%' if chars.peek() == Some(&'{') => {
+                out.push(c);
+                out.push(c);
+            }
+            c if c.is_control() => push_u(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// XML text or attribute content.
@@ -126,6 +185,9 @@ pub fn register(hb: &mut Handlebars<'_>) {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -165,6 +227,57 @@ mod tests {
         assert_eq!(ruby(r"it's \"), r"'it\'s \\'");
         assert_eq!(hcl("${x} %{y}\n"), r#""$${x} %%{y}\n""#);
         assert_eq!(yaml("a: b\n"), r#""a: b\n""#);
+        assert_eq!(json("\u{7f}\u{2028}"), "\"\u{7f}\u{2028}\"");
         assert_eq!(xml("<a&'\">"), "&lt;a&amp;&apos;&quot;&gt;");
+    }
+
+    /// Found by the YAML property: PyYAML refuses a raw DEL (and U+FFFE)
+    /// even in double quotes ("special characters are not allowed") and folds
+    /// a raw NEL into a space, as it does a line feed; YAML 1.1 counts LS and
+    /// PS as line breaks too.
+    #[test]
+    fn yaml_escapes_what_json_leaves_raw() {
+        assert_eq!(yaml("\u{7f}"), r#""\u007F""#);
+        assert_eq!(
+            yaml("a\u{85}b\u{2028}\u{2029}"),
+            r#""a\u0085b\u2028\u2029""#
+        );
+        assert_eq!(
+            yaml("\u{9f}\u{feff}\u{fffe}\r\u{1}"),
+            r#""\u009F\uFEFF\uFFFE\u000D\u0001""#
+        );
+        assert_eq!(yaml("é😀\t\"\\"), r#""é😀\t\"\\""#);
+    }
+
+    /// Found by the HCL property: `json()` writes a backspace as `\b`, which
+    /// Packer refuses ("The symbol "b" is not a valid escape sequence
+    /// selector"); so is `\f`.
+    #[test]
+    fn hcl_has_no_json_only_escapes() {
+        assert_eq!(hcl("\u{8}"), r#""\u0008""#);
+        assert_eq!(
+            hcl("\u{c}\u{1b}\u{7f}\u{85}"),
+            r#""\u000C\u001B\u007F\u0085""#
+        );
+        assert_eq!(hcl("$${x} %%{y} $ % {"), r#""$$${x} %%%{y} $ % {""#);
+    }
+
+    /// Found by the systemd property: a raw line feed in the value ended the
+    /// `Environment=` line ("Invalid syntax, ignoring"), and the rest of the
+    /// value became a line of its own.
+    #[test]
+    fn systemd_values_stay_on_one_line() {
+        assert_eq!(systemd("a\nb\r\tc\u{1b}\u{7f}"), r#""a\nb\r\tc\x1b\x7f""#);
+    }
+
+    /// Found by the Ruby property: `'a<CR><LF>b'` is `"a\nb"` to Ruby.
+    #[test]
+    fn ruby_keeps_carriage_returns() {
+        assert_eq!(
+            ruby("\r\n"),
+            r#"'' "\r" '
+'"#
+        );
+        assert_eq!(ruby("a\r'\\"), r#"'a' "\r" '\'\\'"#);
     }
 }

@@ -77,7 +77,7 @@ fn box_private_keys(app: &Appliance) -> Result<Vec<String>> {
 /// Packer renders a `vagrantfile_template` as a Go template: two braces in a
 /// row, which only quoted values can bring in, are split into adjacent Ruby
 /// string literals (`'a{' '{b'` is `'a{{b'`).
-fn split_go_delimiters(ruby: &str) -> String {
+pub(super) fn split_go_delimiters(ruby: &str) -> String {
     let mut s = ruby.to_string();
     while s.contains("{{") {
         s = s.replace("{{", "{' '{");

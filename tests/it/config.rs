@@ -264,6 +264,42 @@ fn hostile_strings_are_rejected_or_inert() {
     }
 }
 
+/// Issue 12, item 17: a comment with quotes, `$`, a backquote and a
+/// backslash is a legal authorized_keys line; it is written as it is, and
+/// OpenSSH reads it as the key.
+#[test]
+fn ssh_key_comments_reach_authorized_keys_as_written() {
+    let key = format!(
+        r#"{} john's "laptop" $HOME `id` \ $(id)"#,
+        &KEY[..KEY.rfind(' ').unwrap()]
+    );
+    let mut doc = toml::Table::new();
+    doc.insert("version".into(), 1.into());
+    let mut user = toml::Table::new();
+    user.insert(
+        "ssh_keys".into(),
+        toml::Value::Array(vec![key.clone().into()]),
+    );
+    doc.insert("user".into(), toml::Value::Table(user));
+    let t = Test::new()
+        .config(&toml::to_string(&doc).expect("toml"))
+        .args(&["render"]);
+    t.success();
+    let file = "out/overlay/home/ansible/.ssh/authorized_keys";
+    assert_eq!(t.read(file), format!("{key}\n"));
+    if require_tool("ssh-keygen") {
+        let out = std::process::Command::new("ssh-keygen")
+            .arg("-l")
+            .arg("-f")
+            .arg(t.path().join(file))
+            .output()
+            .expect("ssh-keygen");
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{listed}");
+        assert!(listed.contains(r#"john's "laptop" $HOME"#), "{listed}");
+    }
+}
+
 /// A reader that goes away early (`regbake config | head`) ends regbake the
 /// way it ends other Unix tools, by SIGPIPE, never with a panic.
 #[test]

@@ -147,7 +147,7 @@ impl Steps {
             }
             if let Some(st) = child.try_wait().context("waiting for the step")? {
                 // Drain what the readers still hold.
-                for line in rx.iter() {
+                for line in &rx {
                     writeln!(log, "{line}").context("writing the step log")?;
                     tail.push(line);
                 }

@@ -77,7 +77,7 @@ impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let quote = |s: &OsString| {
             let s = s.to_string_lossy();
-            shlex::try_quote(&s).map_or_else(|_| format!("{s:?}"), |q| q.into_owned())
+            shlex::try_quote(&s).map_or_else(|_| format!("{s:?}"), std::borrow::Cow::into_owned)
         };
         let mut parts: Vec<String> = self
             .env

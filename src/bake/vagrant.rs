@@ -70,7 +70,7 @@ pub fn run(opts: &Global, v: &Args) -> Result<()> {
         vm_may_exist: false,
     };
     let started = Instant::now();
-    match bake.run(&app, v) {
+    match bake.run(&app, *v) {
         Ok(()) => {
             if !opts.dry_run {
                 eprintln!(
@@ -143,7 +143,7 @@ impl Bake {
         crate::boxes::provider_name(self.meta.provider)
     }
 
-    fn run(&mut self, app: &Appliance, v: &Args) -> Result<()> {
+    fn run(&mut self, app: &Appliance, v: Args) -> Result<()> {
         // A VM left by an earlier bake would be reused without provisioning.
         let id = self
             .dotfile_dir()

@@ -48,17 +48,16 @@ impl Catalog {
     /// Add or replace (same version + provider) one provider entry; versions
     /// stay sorted oldest first.
     pub fn upsert(&mut self, version: &str, provider: CatalogProvider) {
-        let v = match self.versions.iter_mut().position(|v| v.version == version) {
-            Some(i) => &mut self.versions[i],
-            None => {
-                self.versions.push(CatalogVersion {
-                    version: version.into(),
-                    providers: vec![],
-                    extra: Default::default(),
-                });
-                let last = self.versions.len() - 1;
-                &mut self.versions[last]
-            }
+        let v = if let Some(i) = self.versions.iter_mut().position(|v| v.version == version) {
+            &mut self.versions[i]
+        } else {
+            self.versions.push(CatalogVersion {
+                version: version.into(),
+                providers: vec![],
+                extra: Default::default(),
+            });
+            let last = self.versions.len() - 1;
+            &mut self.versions[last]
         };
         match v.providers.iter_mut().find(|p| p.name == provider.name) {
             Some(p) => *p = provider,

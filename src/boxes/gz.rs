@@ -16,7 +16,7 @@ use flate2::Compression;
 
 /// 1 MiB chunks: big enough that restarting the 32 KiB deflate window at each
 /// member costs well under 0.1% of the size, small enough to balance threads.
-pub const CHUNK: usize = 1 << 20;
+pub(super) const CHUNK: usize = 1 << 20;
 
 struct Job {
     data: Vec<u8>,

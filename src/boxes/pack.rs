@@ -146,7 +146,7 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, lock: &BoxDirLock) -> Result<P
     );
     bar.set_message(meta.box_file_name());
 
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let started = Instant::now();
     let hashed = HashWriter::new(tmp.file());
     let mut tar = tar::Builder::new(ParGzWriter::new(hashed, threads, LEVEL, gz::CHUNK));

@@ -267,7 +267,7 @@ pub(crate) fn is_disk(s: &str) -> bool {
 /// A path component of a repository name (the Distribution reference
 /// grammar): `[a-z0-9]+` runs joined by one `.`, one `_`, `__` or a run of
 /// `-`.
-pub fn is_path_component(c: &str) -> bool {
+pub(super) fn is_path_component(c: &str) -> bool {
     let b = c.as_bytes();
     let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
     if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
@@ -309,7 +309,7 @@ pub fn is_tag(t: &str) -> bool {
 
 /// `[host[:port]/]path[:tag][@sha256:digest]`: the Distribution reference
 /// grammar, with the repository and tag rules above (the probe's too).
-pub fn is_image_ref(s: &str) -> bool {
+pub(super) fn is_image_ref(s: &str) -> bool {
     if s.is_empty() || s.len() > 255 {
         return false;
     }

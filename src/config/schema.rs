@@ -449,8 +449,7 @@ impl RegistrySection {
             .unwrap_or_default()
             .rsplit_once(':')
             .filter(|(name, _)| !name.is_empty())
-            .map(|(_, t)| t)
-            .unwrap_or("");
+            .map_or("", |(_, t)| t);
         if tag == "3" || tag.starts_with("3.") {
             3
         } else {

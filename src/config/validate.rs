@@ -9,7 +9,13 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::error::{Problem, Problems};
-use super::grammar::*;
+use super::grammar::{
+    check_ssh_public_key, is_bcrypt, is_box_name, is_bucket, is_checksum, is_data_dir, is_disk,
+    is_duration, is_env_name, is_go_duration, is_hostname, is_ifname, is_image_ref, is_key_prefix,
+    is_mac, is_name, is_no_proxy_entry, is_package, is_rel_or_abs_path, is_sha512_crypt,
+    is_timezone, is_url, is_user_name, is_version, ENV_HELP, HASH_HELP, HOST_HELP, NAME_HELP,
+    PATH_HELP, PORT_HELP, URL_HELP, USER_HELP,
+};
 use super::schema::{Backend, Config, NetworkMode, Sudo, TlsMode};
 
 pub fn validate(c: &Config) -> Vec<Problem> {

@@ -242,8 +242,7 @@ fn render_all(apps: &[Appliance], oemdrv: bool) -> Result<Vec<Rendered>> {
         Ok((ks, img))
     };
     let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+        .map_or(1, std::num::NonZero::get)
         .min(apps.len().max(1));
     if threads <= 1 {
         return apps.iter().map(one).collect();

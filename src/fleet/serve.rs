@@ -105,9 +105,8 @@ fn route<'a>(site: &'a Site, path: &str, macs: &[String]) -> Answer<'a> {
             "bad request target: expected /ks.cfg or /HOST.ks".into(),
         );
     };
-    let name = match percent_encoding::percent_decode_str(rest).decode_utf8() {
-        Ok(n) => n,
-        Err(_) => return Answer::Error(400, "bad path encoding".into()),
+    let Ok(name) = percent_encoding::percent_decode_str(rest).decode_utf8() else {
+        return Answer::Error(400, "bad path encoding".into());
     };
     // Names are plain file names; anything that could reach elsewhere is refused.
     if name.contains(['/', '\\', '\0']) || name.contains("..") {

@@ -295,7 +295,10 @@ impl Appliance {
             url: format!("{docker_ce}/7/x86_64/stable/"),
         });
 
-        let mut packages: Vec<String> = BASE_PACKAGES.iter().map(|s| s.to_string()).collect();
+        let mut packages: Vec<String> = BASE_PACKAGES
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         for p in &c.packages.extra {
             if !packages.contains(p) {
                 packages.push(p.clone());

@@ -166,7 +166,7 @@ fn key_matches(
     use x509_parser::public_key::PublicKey;
     const CONVERT: &str = "convert it with `openssl pkcs8 -topk8 -nocrypt`";
     let pem = x509_parser::pem::Pem::iter_from_buffer(key.as_bytes())
-        .filter_map(|p| p.ok())
+        .filter_map(std::result::Result::ok)
         .find(|p| p.label.ends_with("PRIVATE KEY"))
         .ok_or(
             "expected a PEM private key (BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)",
@@ -226,9 +226,7 @@ fn htpasswd(c: &Config, store: &SecretStore) -> Result<Option<String>> {
         .collect();
     let mut out = String::new();
     for (i, u) in users.iter().enumerate() {
-        let hash = if !u.password_hash.is_empty() {
-            u.password_hash.clone()
-        } else {
+        let hash = if u.password_hash.is_empty() {
             let field = format!("registry.auth.users[{i}].password_env");
             let password = env_secret(&field, &u.password_env)?;
             match previous.iter().find(|(n, _)| *n == u.name) {
@@ -236,6 +234,8 @@ fn htpasswd(c: &Config, store: &SecretStore) -> Result<Option<String>> {
                 _ => bcrypt::hash(&password, bcrypt::DEFAULT_COST)
                     .with_context(|| format!("hashing the password of {}", u.name))?,
             }
+        } else {
+            u.password_hash.clone()
         };
         out.push_str(&format!("{}:{hash}\n", u.name));
     }

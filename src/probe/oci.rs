@@ -187,7 +187,7 @@ impl Image {
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let (layer, file) = write_layer(content_size, std::io::BufWriter::new(file))?;
         file.into_inner()
-            .map_err(|e| e.into_error())
+            .map_err(std::io::IntoInnerError::into_error)
             .with_context(|| format!("writing {}", path.display()))?;
         if layer != self.layer {
             bail!(

@@ -71,7 +71,10 @@ fn box_private_keys(app: &Appliance) -> Result<Vec<String>> {
     if !s.key_files.is_empty() {
         return Ok(s.key_files.clone());
     }
-    Ok(DEFAULT_IDENTITIES.iter().map(|k| k.to_string()).collect())
+    Ok(DEFAULT_IDENTITIES
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect())
 }
 
 /// Packer renders a `vagrantfile_template` as a Go template: two braces in a

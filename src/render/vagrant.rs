@@ -22,7 +22,7 @@ mod tests {
     /// Loads a Vagrantfile in real Ruby with a stand-in for `Vagrant` that
     /// records `config.…= value` assignments; prints them and the provisioner
     /// env as JSON.
-    const RECORDER: &str = r#"
+    const RECORDER: &str = r"
 require 'json'
 require 'pathname'
 $vals = {}
@@ -44,7 +44,7 @@ module Vagrant
 end
 load ARGV[0]
 print JSON.generate({ 'vals' => $vals, 'env' => PROVISION_ENV })
-"#;
+";
 
     /// Values that reach the Vagrantfile stay one Ruby string each, even
     /// if they got past validation: nothing they contain is evaluated.

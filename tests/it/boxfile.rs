@@ -442,10 +442,10 @@ fn start_big_pack() -> Interrupted {
     loop {
         let partial = std::fs::read_dir(&box_dir)
             .expect("read out/box")
-            .filter_map(|e| e.ok())
+            .filter_map(std::result::Result::ok)
             .any(|e| {
                 e.file_name().to_string_lossy().ends_with(".partial")
-                    && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
             });
         if partial {
             break;
@@ -595,11 +595,11 @@ fn bad_version_names_the_flag() {
 
 /// `out/box/.lock` held from the test with the same flock(2) regbake uses;
 /// released on drop (closing the file).
-pub struct HeldLock {
+pub(crate) struct HeldLock {
     _file: std::fs::File,
 }
 
-pub fn hold_lock(t: &Test) -> HeldLock {
+pub(crate) fn hold_lock(t: &Test) -> HeldLock {
     use std::os::fd::AsRawFd;
     let dir = t.path().join("out/box");
     std::fs::create_dir_all(&dir).expect("mkdir out/box");
@@ -688,7 +688,7 @@ impl Bg {
     }
 }
 
-pub const WAITING: &str = "waiting for another regbake in";
+pub(crate) const WAITING: &str = "waiting for another regbake in";
 
 #[test]
 fn concurrent_packs_of_two_versions_both_reach_the_catalog() {

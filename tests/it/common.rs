@@ -6,17 +6,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_regbake");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_regbake");
 
 /// Whether a validator tool is installed. Missing: a failure when
 /// `REGBAKE_REQUIRE_TOOLS=1` (CI), else a skip with a printed reason.
-pub fn require_tool(name: &str) -> bool {
+pub(crate) fn require_tool(name: &str) -> bool {
     if which::which(name).is_ok() {
         return true;
     }
-    if std::env::var("REGBAKE_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("{name} is required (REGBAKE_REQUIRE_TOOLS=1) but not installed");
-    }
+    assert!(
+        std::env::var("REGBAKE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+        "{name} is required (REGBAKE_REQUIRE_TOOLS=1) but not installed"
+    );
     eprintln!("SKIPPED: {name} is not installed");
     false
 }
@@ -24,7 +25,7 @@ pub fn require_tool(name: &str) -> bool {
 /// `regbake check` over a test dir, after making sure the core validators
 /// are there: with `REGBAKE_REQUIRE_TOOLS=1` (CI) also `--require-all`, so
 /// nothing is skipped.
-pub fn check_all(t: Test) -> Output {
+pub(crate) fn check_all(t: Test) -> Output {
     for tool in [
         "ksvalidator",
         "visudo",
@@ -44,17 +45,17 @@ pub fn check_all(t: Test) -> Output {
 }
 
 /// The repository root (for fixtures and committed outputs).
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub struct Output {
+pub(crate) struct Output {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
-pub struct Test {
+pub(crate) struct Test {
     pub dir: tempfile::TempDir,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -68,7 +69,7 @@ impl Default for Test {
 
 impl Test {
     /// A fresh temp dir with an empty `home/` (HOME) and `bin/` (first on PATH).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("regbake-it-")
             .tempdir()
@@ -82,16 +83,16 @@ impl Test {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Write `regbake.toml` in the working directory.
-    pub fn config(self, toml: &str) -> Self {
+    pub(crate) fn config(self, toml: &str) -> Self {
         self.file("regbake.toml", toml)
     }
 
-    pub fn file(self, rel: &str, content: &str) -> Self {
+    pub(crate) fn file(self, rel: &str, content: &str) -> Self {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, content).expect("write file");
@@ -99,24 +100,24 @@ impl Test {
     }
 
     /// An executable script `bin/NAME`, first on PATH.
-    pub fn stub(self, name: &str, script: &str) -> Self {
+    pub(crate) fn stub(self, name: &str, script: &str) -> Self {
         let p = self.path().join("bin").join(name);
         std::fs::write(&p, script).expect("write stub");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         self
     }
 
-    pub fn args(mut self, args: &[&str]) -> Self {
-        self.args = args.iter().map(|s| s.to_string()).collect();
+    pub(crate) fn args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(std::string::ToString::to_string).collect();
         self
     }
 
-    pub fn env(mut self, k: &str, v: &str) -> Self {
+    pub(crate) fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
     }
 
-    pub fn run(&self) -> Output {
+    pub(crate) fn run(&self) -> Output {
         let path = format!(
             "{}:{}",
             self.path().join("bin").display(),
@@ -140,7 +141,7 @@ impl Test {
     }
 
     /// Run and require exit 0.
-    pub fn success(&self) -> Output {
+    pub(crate) fn success(&self) -> Output {
         let o = self.run();
         assert_eq!(
             o.code, 0,
@@ -151,7 +152,7 @@ impl Test {
     }
 
     /// Run and require exit `code`.
-    pub fn failure(&self, code: i32) -> Output {
+    pub(crate) fn failure(&self, code: i32) -> Output {
         let o = self.run();
         assert_eq!(
             o.code, code,
@@ -162,12 +163,12 @@ impl Test {
         o
     }
 
-    pub fn read(&self, rel: &str) -> String {
+    pub(crate) fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path().join(rel))
             .unwrap_or_else(|e| panic!("reading {rel}: {e}"))
     }
 
-    pub fn mode(&self, rel: &str) -> u32 {
+    pub(crate) fn mode(&self, rel: &str) -> u32 {
         std::fs::metadata(self.path().join(rel))
             .unwrap_or_else(|e| panic!("stat {rel}: {e}"))
             .permissions()
@@ -179,7 +180,7 @@ impl Test {
 /// CentOS 7's bash (4.2), built once by `tests/testbed/bash42` (cached in
 /// `~/.cache/regbake-test`), or the binary `REGBAKE_BASH42` names. Missing: a
 /// failure under `REGBAKE_REQUIRE_TOOLS=1`, else a skip.
-pub fn bash42() -> Option<PathBuf> {
+pub(crate) fn bash42() -> Option<PathBuf> {
     static BASH: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     let found = BASH.get_or_init(|| {
         if let Some(p) = std::env::var_os("REGBAKE_BASH42") {

@@ -9,18 +9,18 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{check_all, repo, Test};
 
-pub fn bless() -> bool {
+pub(crate) fn bless() -> bool {
     std::env::var("REGBAKE_BLESS").as_deref() == Ok("1")
 }
 
 /// Files under `dir` (relative path → bytes, mode), skipping `skip` tops.
-pub fn snapshot(dir: &Path, skip: &[&str]) -> BTreeMap<String, (Vec<u8>, u32)> {
+pub(crate) fn snapshot(dir: &Path, skip: &[&str]) -> BTreeMap<String, (Vec<u8>, u32)> {
     fn walk(base: &Path, dir: &Path, skip: &[&str], out: &mut BTreeMap<String, (Vec<u8>, u32)>) {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
             .expect("read dir")
             .flatten()
             .collect();
-        entries.sort_by_key(|e| e.path());
+        entries.sort_by_key(std::fs::DirEntry::path);
         for e in entries {
             let p = e.path();
             let rel = p.strip_prefix(base).expect("prefix").display().to_string();
@@ -46,7 +46,7 @@ pub fn snapshot(dir: &Path, skip: &[&str]) -> BTreeMap<String, (Vec<u8>, u32)> {
     out
 }
 
-pub fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     for (rel, (data, mode)) in snapshot(from, &[]) {
         let dest = to.join(&rel);
         std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
@@ -55,12 +55,12 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-pub fn fixture(case: &str) -> PathBuf {
+pub(crate) fn fixture(case: &str) -> PathBuf {
     repo().join("tests/fixtures").join(case)
 }
 
 /// Render a fixture with its stored key material; returns the test dir.
-pub fn render_fixture(case: &str) -> Test {
+pub(crate) fn render_fixture(case: &str) -> Test {
     let dir = fixture(case);
     let toml = std::fs::read_to_string(dir.join("regbake.toml")).expect("fixture config");
     let t = Test::new().config(&toml);
@@ -88,7 +88,7 @@ pub fn render_fixture(case: &str) -> Test {
 
 /// Compare `actual` files with `expected_dir` byte for byte (plus a MODES
 /// listing); rewrite `expected_dir` when blessing.
-pub fn assert_golden(actual: &BTreeMap<String, (Vec<u8>, u32)>, expected_dir: &Path) {
+pub(crate) fn assert_golden(actual: &BTreeMap<String, (Vec<u8>, u32)>, expected_dir: &Path) {
     let modes: String = actual
         .iter()
         .map(|(p, (_, m))| format!("{m:04o} {p}\n"))
@@ -115,13 +115,12 @@ pub fn assert_golden(actual: &BTreeMap<String, (Vec<u8>, u32)>, expected_dir: &P
     );
     for (rel, (data, _)) in actual {
         let want = &expected[rel].0;
-        if data != want {
-            panic!(
-                "{rel} differs from {} (REGBAKE_BLESS=1 regenerates)\n--- got ---\n{}",
-                expected_dir.display(),
-                String::from_utf8_lossy(data)
-            );
-        }
+        assert!(
+            data == want,
+            "{rel} differs from {} (REGBAKE_BLESS=1 regenerates)\n--- got ---\n{}",
+            expected_dir.display(),
+            String::from_utf8_lossy(data)
+        );
     }
     let want_modes = std::fs::read_to_string(expected_dir.join("MODES")).expect("MODES");
     assert_eq!(modes, want_modes, "file modes differ");

@@ -11,7 +11,7 @@ use std::process::Command;
 use crate::common::{bash42, require_tool, Test};
 
 /// The body of the first `%SECTION` … `%end` of a kickstart.
-pub fn ks_section(ks: &str, section: &str) -> String {
+pub(crate) fn ks_section(ks: &str, section: &str) -> String {
     let mut lines = ks
         .lines()
         .skip_while(|l| l.split_whitespace().next() != Some(section));

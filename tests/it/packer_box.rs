@@ -43,7 +43,7 @@ fn vagrant_validate_box(t: &Test, out: &str) {
 
 /// Ruby that loads a Vagrantfile with a recording stand-in for `Vagrant`:
 /// prints every `config.…= value` and every call's arguments as JSON.
-const RECORDER: &str = r#"
+const RECORDER: &str = r"
 require 'json'
 $vals = {}
 class Rec
@@ -66,7 +66,7 @@ module Vagrant
 end
 load ARGV[0]
 print JSON.generate($vals)
-"#;
+";
 
 /// Load the box Vagrantfile in Ruby, with the test's HOME (for `~` keys) and
 /// working directory.

@@ -14,7 +14,7 @@ struct Registry {
     child: Child,
     port: u16,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 #[derive(Default)]
@@ -80,7 +80,7 @@ impl Registry {
             child,
             port,
             log,
-            _dir: dir,
+            dir,
         };
         reg.wait_listening();
         reg
@@ -243,13 +243,13 @@ fn corrupted_layer_fails_the_pull() {
 
     // The layer is the biggest blob the registry holds.
     let blobs = reg
-        ._dir
+        .dir
         .path()
         .join("storage/docker/registry/v2/blobs/sha256");
     let layer = walkdir(&blobs)
         .into_iter()
         .filter(|p| p.ends_with("data"))
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .max_by_key(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
         .expect("a layer in the registry's storage");
     let digest = format!(
         "sha256:{}",

@@ -126,7 +126,7 @@ impl Appliance {
                 .expect("read dir")
                 .flatten()
                 .collect();
-            entries.sort_by_key(|e| e.path());
+            entries.sort_by_key(std::fs::DirEntry::path);
             for e in entries {
                 let p = e.path();
                 let rel = p.strip_prefix(base).expect("prefix").display().to_string();

@@ -66,9 +66,10 @@ fn libvirt_plugin_installed(home: &Path) -> bool {
         .output()
         .expect("run vagrant plugin list");
     let listed = String::from_utf8_lossy(&out.stdout).contains("vagrant-libvirt");
-    if !listed && std::env::var("REGBAKE_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("vagrant-libvirt is required (REGBAKE_REQUIRE_TOOLS=1) but not installed");
-    }
+    assert!(
+        listed || std::env::var("REGBAKE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+        "vagrant-libvirt is required (REGBAKE_REQUIRE_TOOLS=1) but not installed"
+    );
     if !listed {
         eprintln!("SKIPPED: vagrant-libvirt is not installed");
     }
@@ -143,7 +144,7 @@ fn validate_catches_a_missing_overlay() {
 /// Ruby that loads a Vagrantfile with a recording stand-in for `Vagrant`:
 /// prints every `config.…= value`, the provisioners in order and the
 /// provisioner scripts as JSON.
-const RECORDER: &str = r#"
+const RECORDER: &str = r"
 require 'json'
 require 'pathname'
 $vals = {}
@@ -171,7 +172,7 @@ module Vagrant
 end
 load ARGV[0]
 print JSON.generate({ 'vals' => $vals, 'provisioners' => $provs, 'env' => PROVISION_ENV, 'install' => INSTALL, 'clean' => CLEAN })
-"#;
+";
 
 pub(crate) fn record(vagrantfile: &Path) -> serde_json::Value {
     let out = Command::new("ruby")
@@ -312,8 +313,7 @@ fn stubbed(provider: &str) -> Test {
         .stub("qemu-img", QEMU_IMG_STUB);
     let dir = t.path().display().to_string();
     let real = which::which("qemu-img")
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "/usr/bin/qemu-img".into());
+        .map_or_else(|_| "/usr/bin/qemu-img".into(), |p| p.display().to_string());
     t.env("STUB_DIR", &dir).env("REAL_QEMU_IMG", &real)
 }
 

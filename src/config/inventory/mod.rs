@@ -235,30 +235,27 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
                     continue;
                 }
                 group.hosts.push(name.to_string());
-                match index.get(name) {
-                    Some(&i) => {
-                        let decl = &mut hosts[i];
-                        if !vars.is_empty() {
-                            if let Some(prev) = decl.vars_line {
-                                p.add(
-                                    line,
-                                    format!("duplicate host {name}: its vars are already given on line {prev}; give them on one line"),
-                                );
-                                continue;
-                            }
-                            decl.vars_line = Some(line);
-                            decl.vars = vars;
+                if let Some(&i) = index.get(name) {
+                    let decl = &mut hosts[i];
+                    if !vars.is_empty() {
+                        if let Some(prev) = decl.vars_line {
+                            p.add(
+                                line,
+                                format!("duplicate host {name}: its vars are already given on line {prev}; give them on one line"),
+                            );
+                            continue;
                         }
+                        decl.vars_line = Some(line);
+                        decl.vars = vars;
                     }
-                    None => {
-                        index.insert(name.to_string(), hosts.len());
-                        hosts.push(HostDecl {
-                            name: name.to_string(),
-                            line,
-                            vars_line: (!vars.is_empty()).then_some(line),
-                            vars,
-                        });
-                    }
+                } else {
+                    index.insert(name.to_string(), hosts.len());
+                    hosts.push(HostDecl {
+                        name: name.to_string(),
+                        line,
+                        vars_line: (!vars.is_empty()).then_some(line),
+                        vars,
+                    });
                 }
             }
             Section::Vars(g) => match trimmed.split_once('=') {

@@ -84,12 +84,11 @@ pub const VARS: &[HostVar] = &[
                 })?;
             Ok(Value::Ip(Ip::Static(net)))
         },
-        apply: |c, v| match v {
-            Value::Ip(Ip::Static(net)) => {
+        apply: |c, v| {
+            if let Value::Ip(Ip::Static(net)) = v {
                 c.network.mode = NetworkMode::Static;
                 c.network.address = net.to_string();
-            }
-            _ => {
+            } else {
                 c.network.mode = NetworkMode::Dhcp;
                 c.network.address.clear();
                 c.network.gateway.clear();

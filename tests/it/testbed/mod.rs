@@ -27,12 +27,12 @@ use crate::common::{bash42, repo, require_tool, Test, BIN};
 const SUBNET: &str = "172.30.213";
 
 /// A fixed address on the testbeds' network (`n` from 2 to 127).
-pub fn static_ip(n: u8) -> String {
+pub(crate) fn static_ip(n: u8) -> String {
     format!("{SUBNET}.{n}")
 }
 
 /// The images and the engine every testbed uses.
-pub struct Env {
+pub(crate) struct Env {
     docker_host: String,
     image: String,
     network: String,
@@ -50,7 +50,7 @@ fn text(o: &Output) -> String {
 
 /// Builds (or finds cached) the testbed once per test run. `None`: a skip
 /// (tools missing, not under `REGBAKE_REQUIRE_TOOLS=1`).
-pub fn env() -> Option<&'static Env> {
+pub(crate) fn env() -> Option<&'static Env> {
     static ENV: OnceLock<Result<Env, String>> = OnceLock::new();
     let found = ENV.get_or_init(|| {
         for tool in [
@@ -155,7 +155,7 @@ impl Env {
     }
 
     /// The `docker save` of the stand-in for `image` (registry:2 or :3).
-    pub fn registry_tar(&self, image: &str) -> &Path {
+    pub(crate) fn registry_tar(&self, image: &str) -> &Path {
         if image.ends_with(":3") {
             &self.registry3_tar
         } else {
@@ -178,7 +178,7 @@ fn unique(prefix: &str) -> String {
 /// chroot) or a booted machine (systemd as PID 1). The appliance's data dir
 /// is a bind mount (overlay on overlay does not work for the inner docker),
 /// kept across reboots like a disk.
-pub struct Testbed {
+pub(crate) struct Testbed {
     env: &'static Env,
     pub name: String,
     data: tempfile::TempDir,
@@ -231,7 +231,7 @@ impl Testbed {
             "/run/lock",
         ]
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
         a.push("-v".into());
         a.push(format!("{}:{}", self.data.path().display(), self.data_dir));
@@ -275,14 +275,14 @@ impl Testbed {
 
     /// The machine during its installation: the testbed root with no init
     /// and no docker daemon, as anaconda's %post sees the target.
-    pub fn installer(env: &'static Env, data_dir: &str) -> Self {
+    pub(crate) fn installer(env: &'static Env, data_dir: &str) -> Self {
         let t = Self::new(env, "install", data_dir);
         t.start(&env.image, false);
         t
     }
 
     /// [`Testbed::installer`] of a machine with a fixed address.
-    pub fn installer_at(env: &'static Env, data_dir: &str, ip: &str) -> Self {
+    pub(crate) fn installer_at(env: &'static Env, data_dir: &str, ip: &str) -> Self {
         let mut t = Self::new(env, "install", data_dir);
         t.ip = Some(ip.to_string());
         t.start(&env.image, false);
@@ -290,7 +290,7 @@ impl Testbed {
     }
 
     /// A machine that booted the testbed image as it is (a base box).
-    pub fn boot(env: &'static Env, data_dir: &str) -> Self {
+    pub(crate) fn boot(env: &'static Env, data_dir: &str) -> Self {
         let t = Self::new(env, "boot", data_dir);
         t.start(&env.image, true);
         t.wait_booted();
@@ -299,7 +299,7 @@ impl Testbed {
 
     /// The installer's "reboot": what it wrote becomes the machine's disk,
     /// booted with systemd (the data dir stays the same bind mount).
-    pub fn reboot_installed(&mut self) {
+    pub(crate) fn reboot_installed(&mut self) {
         let image = format!("{}:installed", self.name);
         self.env.docker_ok(&["commit", &self.name, &image]);
         self.committed.push(image.clone());
@@ -309,7 +309,7 @@ impl Testbed {
     }
 
     /// A reboot: systemd stops everything (SIGRTMIN+3) and boots again.
-    pub fn reboot(&self) {
+    pub(crate) fn reboot(&self) {
         self.env.docker_ok(&["restart", "-t", "60", &self.name]);
         self.wait_booted();
     }
@@ -343,14 +343,14 @@ impl Testbed {
             args.push(format!("{k}={v}"));
         }
         args.push(self.name.clone());
-        args.extend(cmd.iter().map(|s| s.to_string()));
+        args.extend(cmd.iter().map(std::string::ToString::to_string));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.env.docker(&args)
     }
 
     /// A shell command as root inside (bash 4.2); its output, or a panic
     /// with everything it printed.
-    pub fn sh(&self, script: &str) -> String {
+    pub(crate) fn sh(&self, script: &str) -> String {
         let o = self.try_sh(script);
         assert!(
             o.status.success(),
@@ -362,16 +362,16 @@ impl Testbed {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
-    pub fn try_sh(&self, script: &str) -> Output {
+    pub(crate) fn try_sh(&self, script: &str) -> Output {
         self.exec_raw(&["/bin/bash", "-c", script], &[])
     }
 
-    pub fn exec_env(&self, cmd: &[&str], env: &[(&str, &str)]) -> Output {
+    pub(crate) fn exec_env(&self, cmd: &[&str], env: &[(&str, &str)]) -> Output {
         self.exec_raw(cmd, env)
     }
 
     /// Copy a host file in, with the given owner and mode.
-    pub fn put(&self, host: &Path, dest: &str, owner: &str, mode: u32) {
+    pub(crate) fn put(&self, host: &Path, dest: &str, owner: &str, mode: u32) {
         self.env.docker_ok(&[
             "cp",
             &host.display().to_string(),
@@ -382,14 +382,14 @@ impl Testbed {
         ));
     }
 
-    pub fn write(&self, dest: &str, data: &[u8], mode: u32) {
+    pub(crate) fn write(&self, dest: &str, data: &[u8], mode: u32) {
         let tmp = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(tmp.path(), data).expect("write temp file");
         self.put(tmp.path(), dest, "root:root", mode);
     }
 
     /// The testbed's address on the internal network.
-    pub fn ip(&self) -> String {
+    pub(crate) fn ip(&self) -> String {
         self.env.docker_ok(&[
             "inspect",
             "-f",
@@ -399,12 +399,12 @@ impl Testbed {
     }
 
     /// What the CentOS-only stubs were asked, one call a line.
-    pub fn stub_calls(&self) -> String {
+    pub(crate) fn stub_calls(&self) -> String {
         self.sh("cat /var/log/regbake-stubs.log 2>/dev/null || true")
     }
 
     /// Wait until `unit` has finished starting: its ActiveState.
-    pub fn wait_unit(&self, unit: &str, timeout: Duration) -> String {
+    pub(crate) fn wait_unit(&self, unit: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let state = self
@@ -421,7 +421,7 @@ impl Testbed {
     }
 
     /// Wait until the registry answers GET /v2/ on `url` from inside.
-    pub fn wait_registry(&self, port: u16, timeout: Duration) -> bool {
+    pub(crate) fn wait_registry(&self, port: u16, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let code = self.sh(&format!(
@@ -440,7 +440,7 @@ impl Testbed {
 
     /// Files, modes, owners and contents under the appliance's paths: what a
     /// second run of a script must leave as it was.
-    pub fn state(&self) -> String {
+    pub(crate) fn state(&self) -> String {
         self.sh(
             "cd / && find etc/ssh etc/sudoers.d etc/systemd/system etc/docker etc/yum.repos.d \
              etc/firewalld etc/pki/ca-trust opt/docker home usr/local/sbin var/lib/regbake \
@@ -455,14 +455,14 @@ impl Testbed {
 
 /// A client key pair for the admin user (ssh-keygen), and the config that
 /// authorizes it.
-pub struct Admin {
+pub(crate) struct Admin {
     _dir: tempfile::TempDir,
     pub key: PathBuf,
     pub public: String,
 }
 
 impl Admin {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("id_ed25519");
         let o = Command::new("ssh-keygen")
@@ -492,7 +492,13 @@ impl Admin {
     }
 
     /// `ssh -i KEY USER@HOST CMD`, non-interactive; (exit code, output).
-    pub fn ssh(key: &Path, user: &str, host: &str, extra: &[&str], cmd: &str) -> (i32, String) {
+    pub(crate) fn ssh(
+        key: &Path,
+        user: &str,
+        host: &str,
+        extra: &[&str],
+        cmd: &str,
+    ) -> (i32, String) {
         let o = Command::new("ssh")
             .args([
                 "-o",
@@ -520,7 +526,7 @@ impl Admin {
 }
 
 /// Render `config` with the real binary; the test dir holds `out/`.
-pub fn render(config: &str, extra_env: &[(&str, &str)]) -> Test {
+pub(crate) fn render(config: &str, extra_env: &[(&str, &str)]) -> Test {
     let mut t = Test::new().config(config).args(&["render"]);
     for (k, v) in extra_env {
         t = t.env(k, v);
@@ -530,7 +536,7 @@ pub fn render(config: &str, extra_env: &[(&str, &str)]) -> Test {
 }
 
 /// `regbake probe ARGS` from the host; (exit code, output).
-pub fn probe(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+pub(crate) fn probe(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(BIN);
     cmd.arg("probe").args(args);
     for (k, v) in env {

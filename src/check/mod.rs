@@ -1,6 +1,8 @@
 //! `regbake check`: run the real consumers of each rendered file over the
 //! output directory, one line per check.
 
+mod units;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -11,6 +13,7 @@ use crate::out::Global;
 use crate::render::Scope;
 use crate::tree::Kind;
 use crate::util::Format;
+use units::prepare_unit_stubs;
 
 /// `regbake check`
 #[derive(Debug, Clone, clap::Args)]
@@ -149,9 +152,7 @@ fn packer_validate(r: &mut Runner, dir: &Path) {
         Ok(c) if c.success => Outcome::Passed,
         Ok(c) => {
             let text = format!("{}{}", c.stdout, c.stderr);
-            if !(text.contains("Missing plugins") || text.contains("packer init")) {
-                Outcome::Failed(format!("{}: {}", c.status, c.message()))
-            } else {
+            if text.contains("Missing plugins") || text.contains("packer init") {
                 let syntax = match validate(&["-syntax-only"]) {
                     Err(e) => Outcome::Failed(format!("{e:#}")),
                     Ok(s) if s.success => Outcome::Passed,
@@ -163,25 +164,12 @@ fn packer_validate(r: &mut Runner, dir: &Path) {
                      fetches them (network), then check again",
                     dir.display()
                 ))
+            } else {
+                Outcome::Failed(format!("{}: {}", c.status, c.message()))
             }
         }
     };
     r.push("packer validate", dir, full);
-}
-
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = vec![];
-    if !dir.is_dir() {
-        return Ok(out);
-    }
-    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = e?.path();
-        if p.is_file() {
-            out.push(p);
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// The files of `out/` regbake renders, by path relative to it, with their
@@ -533,59 +521,6 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
         .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(data)
         .with_context(|| format!("writing {}", path.display()))
-}
-
-/// `systemd-analyze verify` needs every referenced unit to exist and every
-/// `Exec*` path to be executable. The appliance's `/usr/bin/docker` is absent
-/// here, so the units are verified as copies whose docker path alone points at
-/// a stub script, next to a stub `docker.service`; paths of overlay programs
-/// point at the rendered overlay.
-struct UnitStubs {
-    dir: PathBuf,
-    docker: PathBuf,
-    overlay: PathBuf,
-}
-
-impl UnitStubs {
-    fn rewrite(&self, unit: &str) -> String {
-        unit.replace(crate::model::DOCKER, &self.docker.display().to_string())
-            .replace(
-                "/usr/local/sbin/",
-                &format!("{}/usr/local/sbin/", self.overlay.display()),
-            )
-    }
-}
-
-fn prepare_unit_stubs(scratch: &Path, overlay: &Path) -> Result<UnitStubs> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = scratch.join("units");
-    std::fs::create_dir_all(&dir).context("creating the unit stub dir")?;
-    let docker = scratch.join("docker-stub");
-    std::fs::write(&docker, "#!/bin/sh\nexit 0\n").context("writing the docker stub")?;
-    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755))
-        .context("chmod the docker stub")?;
-    std::fs::write(
-        dir.join("docker.service"),
-        format!(
-            "[Unit]\nDescription=stub docker.service for regbake check\n\n[Service]\nExecStart={}\n",
-            docker.display()
-        ),
-    )
-    .context("writing the docker.service stub")?;
-    let dropins = overlay.join("etc/systemd/system/docker.service.d");
-    if dropins.is_dir() {
-        let dest = dir.join("docker.service.d");
-        std::fs::create_dir_all(&dest).context("creating the drop-in dir")?;
-        for f in files_under(&dropins)? {
-            std::fs::copy(&f, dest.join(f.file_name().context("drop-in name")?))
-                .context("copying a drop-in")?;
-        }
-    }
-    Ok(UnitStubs {
-        dir,
-        docker,
-        overlay: overlay.to_path_buf(),
-    })
 }
 
 #[cfg(test)]

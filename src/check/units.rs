@@ -1,0 +1,76 @@
+//! `systemd-analyze verify` needs every unit a unit names, and every
+//! `Exec*` program, to exist: test copies whose docker path points at a stub
+//! script, beside a stub `docker.service` that carries the overlay's
+//! drop-ins.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// `systemd-analyze verify` needs every referenced unit to exist and every
+/// `Exec*` path to be executable. The appliance's `/usr/bin/docker` is absent
+/// here, so the units are verified as copies whose docker path alone points at
+/// a stub script, next to a stub `docker.service`; paths of overlay programs
+/// point at the rendered overlay.
+pub(super) struct UnitStubs {
+    pub(super) dir: PathBuf,
+    pub(super) docker: PathBuf,
+    pub(super) overlay: PathBuf,
+}
+
+impl UnitStubs {
+    pub(super) fn rewrite(&self, unit: &str) -> String {
+        unit.replace(crate::model::DOCKER, &self.docker.display().to_string())
+            .replace(
+                "/usr/local/sbin/",
+                &format!("{}/usr/local/sbin/", self.overlay.display()),
+            )
+    }
+}
+
+pub(super) fn prepare_unit_stubs(scratch: &Path, overlay: &Path) -> Result<UnitStubs> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch.join("units");
+    std::fs::create_dir_all(&dir).context("creating the unit stub dir")?;
+    let docker = scratch.join("docker-stub");
+    std::fs::write(&docker, "#!/bin/sh\nexit 0\n").context("writing the docker stub")?;
+    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755))
+        .context("chmod the docker stub")?;
+    std::fs::write(
+        dir.join("docker.service"),
+        format!(
+            "[Unit]\nDescription=stub docker.service for regbake check\n\n[Service]\nExecStart={}\n",
+            docker.display()
+        ),
+    )
+    .context("writing the docker.service stub")?;
+    let dropins = overlay.join("etc/systemd/system/docker.service.d");
+    if dropins.is_dir() {
+        let dest = dir.join("docker.service.d");
+        std::fs::create_dir_all(&dest).context("creating the drop-in dir")?;
+        for f in files_under(&dropins)? {
+            std::fs::copy(&f, dest.join(f.file_name().context("drop-in name")?))
+                .context("copying a drop-in")?;
+        }
+    }
+    Ok(UnitStubs {
+        dir,
+        docker,
+        overlay: overlay.to_path_buf(),
+    })
+}
+
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = e?.path();
+        if p.is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -35,7 +35,13 @@ pub fn init(g: &Global, args: &InitArgs) -> Result<()> {
 /// Render everything into the out dir.
 pub fn render(g: &Global) -> Result<()> {
     let started = Instant::now();
-    let (_, tree) = crate::out::render_to(g, Scope::All, crate::bake::packer::installed_version())?;
+    let lock = crate::out::lock(&g.out)?;
+    let (_, tree) = crate::out::render_to(
+        g,
+        Scope::All,
+        crate::bake::packer::installed_version(),
+        &lock,
+    )?;
     println!(
         "rendered {} files into {} in {} ms",
         tree.files.len(),

@@ -100,7 +100,10 @@ fn need(program: &str, install: &str, missing: &mut Vec<String>) -> Option<PathB
 }
 
 pub fn run(opts: &Global, p: &Args) -> Result<()> {
-    let (app, store) = crate::out::prepare(opts, installed_version())?;
+    // out/ stays ours for the whole bake: a render meanwhile would change
+    // what Packer uploads.
+    let out_lock = crate::out::lock(&opts.out)?;
+    let (app, store) = crate::out::prepare(opts, installed_version(), &out_lock)?;
     let settings = &app.packer;
     if !settings.problems.is_empty() {
         return Err(ConfigError::Invalid(settings.problems.clone()).into());
@@ -119,7 +122,7 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
     };
     let mut tree = render::render(&app, Scope::All)?;
     store.write_into(&mut tree);
-    crate::out::write(&tree, &opts.out).context("writing the output")?;
+    crate::out::write(&tree, &opts.out, &out_lock).context("writing the output")?;
     let dir = opts.out.join("packer");
     if p.render_only {
         println!("{}", dir.display());

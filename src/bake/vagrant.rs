@@ -39,7 +39,15 @@ const LIBVIRT_URI: &str = "qemu:///system";
 const LIBVIRT_POOL: &str = "default";
 
 pub fn run(opts: &Global, v: &Args) -> Result<()> {
-    let (app, _) = crate::out::render_to(opts, Scope::All, super::packer::installed_version())?;
+    // out/ stays ours for the whole bake: a render meanwhile would change
+    // the overlay Vagrant uploads.
+    let out_lock = crate::out::lock(&opts.out)?;
+    let (app, _) = crate::out::render_to(
+        opts,
+        Scope::All,
+        super::packer::installed_version(),
+        &out_lock,
+    )?;
     let vagrantfile = opts.out.join(render::vagrant::PATH);
     if v.render_only {
         println!("{}", vagrantfile.display());

@@ -31,7 +31,13 @@ pub struct Args {
 
 /// `regbake check`: render, then check everything rendered.
 pub fn command(g: &Global, args: &Args) -> Result<()> {
-    crate::out::render_to(g, Scope::All, crate::bake::packer::installed_version())?;
+    let lock = crate::out::lock(&g.out)?;
+    crate::out::render_to(
+        g,
+        Scope::All,
+        crate::bake::packer::installed_version(),
+        &lock,
+    )?;
     run(&g.out, args)
 }
 

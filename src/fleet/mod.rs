@@ -41,10 +41,11 @@ pub struct Args {
 
 pub fn run(opts: &Global, ko: &Args) -> Result<()> {
     let started = Instant::now();
+    let lock = crate::out::lock(&opts.out)?;
     let kickstarts = match &ko.inventory {
         None => {
             // Only the kickstart: Packer's needs do not matter.
-            let (app, store) = crate::out::prepare(opts, None)?;
+            let (app, store) = crate::out::prepare(opts, None, &lock)?;
             let mut tree = render::render(&app, Scope::Kickstart)?;
             store.write_into(&mut tree);
             let ks = tree
@@ -55,7 +56,7 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
             if ko.oemdrv {
                 tree.add("kickstart/oemdrv.img", render::oemdrv::image(&ks)?, 0o600);
             }
-            crate::out::write(&tree, &opts.out).context("writing the output")?;
+            crate::out::write(&tree, &opts.out, &lock).context("writing the output")?;
             println!("{}", opts.out.join("kickstart/ks.cfg").display());
             if ko.oemdrv {
                 println!("{}", opts.out.join("kickstart/oemdrv.img").display());
@@ -70,7 +71,7 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
             let (config, _) = config::load(opts.config.as_deref())?;
             let inv = Inventory::load(path)?;
             let (tree, kickstarts) = render_fleet(&config, &inv, &opts.out, ko.oemdrv)?;
-            crate::out::write_as(&tree, &opts.out, crate::out::ksdir::Owner::Inventory)
+            crate::out::write_as(&tree, &opts.out, crate::out::ksdir::Owner::Inventory, &lock)
                 .context("writing the output")?;
             println!(
                 "rendered {} kickstarts{} from {} into {} in {} ms",
@@ -83,6 +84,8 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
             kickstarts
         }
     };
+    // Serving only reads what is in memory.
+    drop(lock);
     match &ko.serve {
         Some(addr) => serve::serve(addr, serve::Site::new(kickstarts)),
         None => Ok(()),

@@ -8,7 +8,8 @@
 //! touched.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -112,75 +113,139 @@ fn image_of(name: &str) -> Option<String> {
     }
 }
 
-/// Write `files` (names relative to `dir`) as `owner`'s complete set.
-///
-/// An OEMDRV image written by an earlier run of the same owner is rebuilt
-/// from its new kickstart even when this run was not asked for images (a
-/// plain `regbake render` after `regbake kickstart --oemdrv`): a stale image
-/// would install an old appliance.
-pub fn write(dir: &Path, files: &BTreeMap<String, Entry>, owner: Owner) -> Result<()> {
-    let old = read_manifest(dir)?;
-    let old_own = old.get(&owner).cloned().unwrap_or_default();
-    let mut files = files.clone();
-    let kickstarts: Vec<(String, Vec<u8>)> = files
-        .iter()
-        .filter_map(|(n, e)| image_of(n).map(|img| (img, e.data.clone())))
-        .collect();
-    for (img, ks) in kickstarts {
-        if !files.contains_key(&img) && old_own.contains(&img) && dir.join(&img).is_file() {
-            let data = crate::render::oemdrv::image(&ks)
-                .with_context(|| format!("rebuilding {}", dir.join(&img).display()))?;
-            files.insert(img, Entry { data, mode: 0o600 });
-        }
-    }
-    let new_own: BTreeSet<String> = files.keys().cloned().collect();
+/// `owner`'s new set of files for `dir`, each written to a hidden temp file
+/// beside its place as it comes ([`Plan::add`]), so even 100,000
+/// kickstarts are never all held in memory; nothing replaces a file before
+/// [`Plan::commit`].
+pub struct Plan {
+    dir: PathBuf,
+    owner: Owner,
+    old: Manifest,
+    names: BTreeSet<String>,
+    staged: Vec<(fsx::Staged, u32)>,
+    /// Kickstarts whose OEMDRV image an earlier run of this owner wrote.
+    images: BTreeSet<String>,
+}
 
-    // Record the new files before writing them, so an interrupted run leaves
-    // none that the next run would mistake for a user's.
-    let mut intent = old.clone();
-    intent
-        .entry(owner)
-        .or_default()
-        .extend(new_own.iter().cloned());
-    if intent != old {
-        write_manifest(dir, &intent)?;
+impl Plan {
+    /// Start the set of `owner`'s files for `dir`.
+    pub fn new(dir: &Path, owner: Owner) -> Result<Self> {
+        fsx::create_dir(dir, 0o755)?;
+        let old = read_manifest(dir)?;
+        let images = old
+            .get(&owner)
+            .into_iter()
+            .flatten()
+            .filter(|n| n.ends_with(".img") && dir.join(n.as_str()).is_file())
+            .cloned()
+            .collect();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            owner,
+            old,
+            names: BTreeSet::new(),
+            staged: vec![],
+            images,
+        })
     }
-    for (name, e) in &files {
-        let path = dir.join(name);
-        if !same_file(&path, e) {
-            fsx::write_file(&path, &e.data, e.mode, 0o755, false)?;
+
+    /// One file of the set (a name of `dir`), staged unless it is there
+    /// already as it is.
+    pub fn add(&mut self, name: &str, data: &[u8], mode: u32) -> Result<()> {
+        self.names.insert(name.to_string());
+        let path = self.dir.join(name);
+        if same_file(&path, data, mode) {
+            return Ok(());
         }
+        let mut staged = fsx::Staged::beside(&path, false)?;
+        staged
+            .write_all(data)
+            .with_context(|| format!("writing {}", staged.path().display()))?;
+        self.staged.push((staged, mode));
+        Ok(())
     }
-    for name in old_own.difference(&new_own) {
-        // Another owner may have written the same name since: it keeps it.
-        if old
+
+    /// Put the set in place: the manifest first records the new files (so an
+    /// interrupted run leaves none that the next would mistake for a user's),
+    /// then each file is renamed into place, then this owner's files that
+    /// are no longer in the set are removed (unless another owner wrote the
+    /// same name since), and the manifest is written as it now is.
+    ///
+    /// A kickstart whose OEMDRV image an earlier run of the same owner wrote
+    /// gets its image rebuilt (even when this run was not asked for images:
+    /// a stale image would install an old appliance), unless this run wrote
+    /// the image itself.
+    pub fn commit(mut self) -> Result<()> {
+        let rebuild: Vec<(String, String)> = self
+            .names
             .iter()
-            .any(|(o, names)| *o != owner && names.contains(name))
-        {
-            continue;
+            .filter_map(|n| image_of(n).map(|img| (n.clone(), img)))
+            .filter(|(_, img)| self.images.contains(img) && !self.names.contains(img))
+            .collect();
+        self.names
+            .extend(rebuild.iter().map(|(_, img)| img.clone()));
+        let old_own = self.old.get(&self.owner).cloned().unwrap_or_default();
+        let mut intent = self.old.clone();
+        intent
+            .entry(self.owner)
+            .or_default()
+            .extend(self.names.iter().cloned());
+        if intent != self.old {
+            write_manifest(&self.dir, &intent)?;
         }
-        let path = dir.join(name);
-        match path.symlink_metadata() {
-            Ok(md) if !md.is_dir() => std::fs::remove_file(&path)
-                .with_context(|| format!("removing the stale {}", path.display()))?,
-            _ => {}
+        for (staged, mode) in self.staged {
+            staged.commit(mode, false)?;
         }
+        for (ks, img) in &rebuild {
+            let path = self.dir.join(img);
+            let data = std::fs::read(self.dir.join(ks))
+                .with_context(|| format!("reading {}", self.dir.join(ks).display()))?;
+            let image = crate::render::oemdrv::image(&data)
+                .with_context(|| format!("rebuilding {}", path.display()))?;
+            if !same_file(&path, &image, 0o600) {
+                fsx::write_atomic(&path, &image, 0o600, false)?;
+            }
+        }
+        for name in old_own.difference(&self.names) {
+            if self
+                .old
+                .iter()
+                .any(|(o, names)| *o != self.owner && names.contains(name))
+            {
+                continue;
+            }
+            let path = self.dir.join(name);
+            match path.symlink_metadata() {
+                Ok(md) if !md.is_dir() => std::fs::remove_file(&path)
+                    .with_context(|| format!("removing the stale {}", path.display()))?,
+                _ => {}
+            }
+        }
+        let mut done = self.old;
+        done.insert(self.owner, self.names);
+        if done != intent {
+            write_manifest(&self.dir, &done)?;
+        }
+        Ok(())
     }
-    let mut done = old;
-    done.insert(owner, new_own);
-    if done != intent {
-        write_manifest(dir, &done)?;
+}
+
+/// Write `files` (names relative to `dir`) as `owner`'s complete set.
+pub fn write(dir: &Path, files: &BTreeMap<String, Entry>, owner: Owner) -> Result<()> {
+    let mut plan = Plan::new(dir, owner)?;
+    for (name, e) in files {
+        plan.add(name, &e.data, e.mode)?;
     }
-    Ok(())
+    plan.commit()
 }
 
 /// Whether `path` already holds exactly `e` (content and mode): then it is
 /// left as it is.
-fn same_file(path: &Path, e: &Entry) -> bool {
+fn same_file(path: &Path, data: &[u8], mode: u32) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::symlink_metadata(path)
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o7777 == e.mode)
-        && std::fs::read(path).ok().as_deref() == Some(&e.data[..])
+    std::fs::symlink_metadata(path).is_ok_and(|m| {
+        m.is_file() && m.permissions().mode() & 0o7777 == mode && m.len() == data.len() as u64
+    }) && std::fs::read(path).ok().as_deref() == Some(data)
 }
 
 #[cfg(test)]

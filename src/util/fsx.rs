@@ -16,6 +16,15 @@ pub struct Staged {
     dest: PathBuf,
 }
 
+impl Write for Staged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tmp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tmp.flush()
+    }
+}
+
 impl Staged {
     /// A temp file `.NAME.XXXXXX` in `dest`'s directory, or
     /// `.NAME.XXXXXX.partial` with `partial` (which a fresh holder of
@@ -81,6 +90,16 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32, durable: bool) -> Resul
         .write_all(data)
         .with_context(|| format!("writing {}", path.display()))?;
     staged.commit(mode, durable)
+}
+
+/// Create `dir` (and its parents) with `mode` when missing.
+pub fn create_dir(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
 }
 
 /// [`write_atomic`], creating `path`'s directory with `dir_mode` when missing.

@@ -9,6 +9,7 @@ mod golden;
 mod ksdir;
 mod ksdisk;
 mod layers;
+mod outdir;
 mod packer;
 mod packer_box;
 mod probe;

@@ -1,0 +1,193 @@
+//! `out/` under concurrent, failing, killed and unusual runs (issue 12,
+//! items 2 to 5 and 18): one lock, everything or nothing, no secret copies
+//! left, any file system, and a clear word when `out` is not a directory.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::common::{require_tool, Test, BIN};
+
+const TLS: &str = "version = 1\n[user]\nssh_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101CMrByUTqJB3xXQmJd8eW t@t\"]\n[registry.tls]\nmode = \"generate\"\n";
+
+fn render_in(dir: &Path, out: &str) -> std::process::Child {
+    Command::new(BIN)
+        .args(["-o", out, "render"])
+        .current_dir(dir)
+        .env("HOME", dir.join("home"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start regbake")
+}
+
+/// Four renders at once into one `out/` with a generated CA: every one
+/// succeeds and the CA kept in state is the one the overlay and the client
+/// files carry (before the lock, 5 of 12 trials left them different).
+#[test]
+fn concurrent_renders_agree_on_one_ca() {
+    for trial in 0..3 {
+        let t = Test::new().config(TLS);
+        let children: Vec<_> = (0..4).map(|_| render_in(t.path(), "out")).collect();
+        for c in children {
+            let o = c.wait_with_output().expect("wait");
+            assert!(
+                o.status.success(),
+                "trial {trial}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let state = t.read("out/secrets/tls/ca.crt");
+        assert_eq!(
+            t.read("out/overlay/opt/docker/certs/ca.crt"),
+            state,
+            "trial {trial}"
+        );
+        assert_eq!(
+            t.read("out/client/certs.d/registry.local:443/ca.crt"),
+            state,
+            "trial {trial}"
+        );
+        let leftovers: Vec<String> = std::fs::read_dir(t.path().join("out"))
+            .expect("read out")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".regbake-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+/// A run that finds `out/` locked says so once and waits.
+#[test]
+fn a_second_run_waits_for_the_lock_and_says_so() {
+    let t = Test::new().config(TLS);
+    std::fs::create_dir_all(t.path().join("out")).expect("mkdir");
+    let lock = File::create(t.path().join("out/.lock")).expect("lock file");
+    lock.lock().expect("lock");
+    let mut child = render_in(t.path(), "out");
+    // Its first line says it waits; until we unlock, it writes nothing.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).expect("read stderr");
+    assert!(first.contains("waiting for another regbake"), "{first}");
+    assert!(
+        !t.path().join("out/overlay").exists(),
+        "rendered without the lock"
+    );
+    lock.unlock().expect("unlock");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
+    assert!(child.wait().expect("wait").success(), "{rest}");
+    assert!(!rest.contains("waiting"), "said more than once: {rest}");
+    assert!(t.path().join("out/overlay").is_dir());
+}
+
+/// A render that cannot replace one family replaces none: with
+/// `out/vagrant` immutable, a new port reaches no file.
+#[test]
+fn a_failed_render_leaves_the_previous_output() {
+    if !require_tool("chattr") {
+        return;
+    }
+    let t = Test::new().config(TLS).args(&["render"]);
+    t.success();
+    let before = crate::golden::snapshot(&t.path().join("out"), &[".lock"]);
+    let vagrant = t.path().join("out/vagrant");
+    let st = Command::new("chattr")
+        .arg("+i")
+        .arg(&vagrant)
+        .status()
+        .expect("chattr");
+    assert!(st.success(), "chattr +i needs a file system that has it");
+    let t = t.config(&format!("{TLS}[registry]\nport = 5443\n"));
+    let o = t.run();
+    let _ = Command::new("chattr").arg("-i").arg(&vagrant).status();
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("nothing was replaced"), "{}", o.stderr);
+    let after = crate::golden::snapshot(&t.path().join("out"), &[".lock"]);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    for (path, (data, mode)) in &before {
+        assert!(after[path] == (data.clone(), *mode), "{path} changed");
+    }
+}
+
+/// Staging and old dirs left by a killed run (in `out/`, and beside it
+/// where older regbakes staged) are removed by the next run.
+#[test]
+fn leftovers_of_a_killed_run_are_removed() {
+    let t = Test::new().config(TLS);
+    for d in [
+        "out/.regbake-staging-abc/overlay/opt/docker/certs",
+        "out/.regbake-old-def/overlay",
+        ".regbake-staging-ghi/overlay",
+    ] {
+        std::fs::create_dir_all(t.path().join(d)).expect("mkdir");
+    }
+    std::fs::write(
+        t.path()
+            .join("out/.regbake-staging-abc/overlay/opt/docker/certs/registry.key"),
+        "secret",
+    )
+    .expect("write");
+    let t = t.args(&["render"]);
+    let o = t.success();
+    assert!(
+        o.stderr.contains("left by an interrupted run"),
+        "{}",
+        o.stderr
+    );
+    for d in [
+        "out/.regbake-staging-abc",
+        "out/.regbake-old-def",
+        ".regbake-staging-ghi",
+    ] {
+        assert!(!t.path().join(d).exists(), "{d} is still there");
+    }
+}
+
+/// `out/` as a mount point of another file system (tmpfs, in a private
+/// mount namespace), and as a symlink to one: renders twice (the second
+/// replaces the first).
+#[test]
+fn out_on_another_file_system_renders() {
+    if !require_tool("unshare") {
+        return;
+    }
+    let t = Test::new().config(TLS);
+    std::fs::create_dir_all(t.path().join("out")).expect("mkdir");
+    std::fs::create_dir_all(t.path().join("elsewhere")).expect("mkdir");
+    let bin = BIN;
+    let script = format!(
+        "set -e\nmount -t tmpfs tmpfs out\nmount -t tmpfs tmpfs elsewhere\n\
+         mkdir elsewhere/out && ln -s elsewhere/out link\n\
+         for o in out link; do {bin} -o $o render; {bin} -o $o render; done\n\
+         test -s out/overlay/etc/ssh/sshd_config && test -s elsewhere/out/kickstart/ks.cfg\n"
+    );
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .current_dir(t.path())
+        .env("HOME", t.path().join("home"))
+        .output()
+        .expect("unshare");
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `-o FILE`: the message says what is wrong, and the file is untouched.
+#[test]
+fn out_that_is_a_file_is_named() {
+    let t = Test::new().file("out", "mine").args(&["render"]);
+    let o = t.run();
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("is not a directory"), "{}", o.stderr);
+    assert!(!o.stderr.contains("secrets/http_secret"), "{}", o.stderr);
+    assert_eq!(t.read("out"), "mine");
+}

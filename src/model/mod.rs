@@ -61,6 +61,26 @@ pub struct Appliance {
     /// The registry's TLS files and htpasswd, for the overlay.
     #[serde(skip)]
     pub registry_files: RegistryFiles,
+    /// The `user:password@` of proxy and repository URLs: a rendered file
+    /// that holds one is readable by its owner only.
+    #[serde(skip)]
+    pub credentials: Vec<String>,
+}
+
+/// The `user[:password]@` of URLs that carry credentials.
+fn credentials(urls: &[&str]) -> Vec<String> {
+    let mut found: Vec<String> = urls
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .filter(|u| !u.username().is_empty() || u.password().is_some())
+        .map(|u| match u.password() {
+            Some(p) => format!("{}:{p}@", u.username()),
+            None => format!("{}@", u.username()),
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -373,6 +393,12 @@ impl Appliance {
             vagrant: resolve_vagrant(c, c.registry.effective_port()),
             packer: packer_settings(c, store, facts)?,
             registry_files,
+            credentials: credentials(&[
+                c.proxy.as_ref().map_or("", |p| p.http.as_str()),
+                c.proxy.as_ref().map_or("", |p| p.https.as_str()),
+                &c.repos.mirror,
+                &c.repos.docker_ce,
+            ]),
         })
     }
 }

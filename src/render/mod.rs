@@ -28,7 +28,8 @@ pub enum Scope {
 /// Render everything the scope asks for.
 pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
     let hb = handlebars()?;
-    let overlay = overlay::render(hb, app)?;
+    let mut overlay = overlay::render(hb, app)?;
+    owner_only_if_secret(app, &mut overlay);
     let tarball = overlay::pack(&overlay).context("packing the overlay")?;
     let mut tree = Tree::default();
     tree.add(
@@ -47,7 +48,23 @@ pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
             .unwrap_or_default();
         packer::render(hb, app, &ks, &mut tree)?;
     }
+    owner_only_if_secret(app, &mut tree);
     Ok(tree)
+}
+
+/// Files that hold proxy or repository credentials (yum's config and
+/// repos, docker's proxy drop-ins, the Vagrantfile, Packer's variables…)
+/// lose their group and other permissions.
+fn owner_only_if_secret(app: &Appliance, tree: &mut Tree) {
+    if app.credentials.is_empty() {
+        return;
+    }
+    for e in tree.files.values_mut() {
+        let text = String::from_utf8_lossy(&e.data);
+        if app.credentials.iter().any(|c| text.contains(c.as_str())) {
+            e.mode &= 0o700;
+        }
+    }
 }
 
 /// What a docker client host needs to use the registry: its CA (if any) and

@@ -156,3 +156,43 @@ fn check_json_lists_every_check() {
         .count();
     assert_eq!(units, 2, "both units verified");
 }
+
+/// Issue 12, item 6: proxy and repository credentials (`user:password@`)
+/// reach only files their owner alone can read, in `out/` and inside the
+/// overlay the appliance unpacks.
+#[test]
+fn credentials_stay_in_owner_only_files() {
+    let t = Test::new()
+        .config(
+            "version = 1\n[proxy]\nhttp = \"http://ops:s3cretPW@proxy.example:3128\"\n\
+             https = \"http://ops:s3cretPW@proxy.example:3128\"\n\
+             [repos]\nmirror = \"https://mirror:m1rrorPW@vault.example/7.9.2009\"\n",
+        )
+        .args(&["render"]);
+    t.success();
+    let out = t.path().join("out");
+    let files = crate::golden::snapshot(&out, &[".lock"]);
+    let mut holders = 0;
+    for (path, (data, mode)) in &files {
+        let text = String::from_utf8_lossy(data);
+        if text.contains("s3cretPW") || text.contains("m1rrorPW") {
+            holders += 1;
+            assert_eq!(mode & 0o077, 0, "{path} is {mode:o} and holds a password");
+        }
+    }
+    // yum.conf, two repo files, two drop-ins, the Vagrantfile, Packer's
+    // variables, two kickstarts at least.
+    assert!(holders >= 9, "only {holders} files hold the credentials");
+    let tar = std::fs::File::open(out.join("overlay.tar.gz")).expect("overlay");
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(tar));
+    for e in ar.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        let mode = e.header().mode().expect("mode");
+        let mut data = String::new();
+        let _ = std::io::Read::read_to_string(&mut e, &mut data);
+        if data.contains("s3cretPW") || data.contains("m1rrorPW") {
+            let path = e.path().expect("path").display().to_string();
+            assert_eq!(mode & 0o077, 0, "{path} in the overlay is {mode:o}");
+        }
+    }
+}

@@ -8,6 +8,7 @@ pub(crate) const USER_HELP: &str =
 pub(crate) const HOST_HELP: &str = "expected an RFC 1123 host name: dot-separated labels of letters, digits and '-', each 1-63 characters not starting or ending with '-', 253 characters at most";
 pub(crate) const PORT_HELP: &str = "expected a port number from 1 to 65535";
 pub(crate) const URL_HELP: &str = "expected an absolute http:// or https:// URL of ASCII characters (percent-encode others) without spaces, quotes or shell metacharacters";
+pub(crate) const BASE_URL_HELP: &str = "expected an absolute http:// or https:// URL of ASCII characters (percent-encode others) without a query or fragment (paths are appended to it), spaces, quotes or shell metacharacters";
 pub(crate) const HASH_HELP: &str = "expected a crypt(3) SHA-512 hash like $6$SALT$HASH (salt up to 16 of [./A-Za-z0-9], 86-character hash; make one with `openssl passwd -6`), or \"\" for none; never a plain password";
 pub(crate) const PATH_HELP: &str = "expected an absolute path of [A-Za-z0-9._-] components, without '.', '..' or a trailing '/', outside the system directories";
 
@@ -161,6 +162,12 @@ pub(crate) fn is_ifname(s: &str) -> bool {
         && s.len() <= 15
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// A URL that paths are appended to (repositories) or that names a proxy:
+/// no query or fragment, which would end up in the middle.
+pub(crate) fn is_base_url(s: &str) -> bool {
+    is_url(s) && !s.contains(['?', '#'])
 }
 
 /// Characters we never let into a URL: they would need quoting in one of the

@@ -10,11 +10,11 @@ use ipnet::Ipv4Net;
 
 use super::error::{Problem, Problems};
 use super::grammar::{
-    check_ssh_public_key, is_bcrypt, is_box_name, is_bucket, is_checksum, is_data_dir, is_disk,
-    is_duration, is_env_name, is_go_duration, is_hostname, is_ifname, is_image_ref, is_key_prefix,
-    is_mac, is_name, is_no_proxy_entry, is_package, is_rel_or_abs_path, is_sha512_crypt,
-    is_timezone, is_url, is_user_name, is_version, ENV_HELP, HASH_HELP, HOST_HELP, NAME_HELP,
-    PATH_HELP, PORT_HELP, URL_HELP, USER_HELP,
+    check_ssh_public_key, is_base_url, is_bcrypt, is_box_name, is_bucket, is_checksum, is_data_dir,
+    is_disk, is_duration, is_env_name, is_go_duration, is_hostname, is_ifname, is_image_ref,
+    is_key_prefix, is_mac, is_name, is_no_proxy_entry, is_package, is_rel_or_abs_path,
+    is_sha512_crypt, is_timezone, is_url, is_user_name, is_version, BASE_URL_HELP, ENV_HELP,
+    HASH_HELP, HOST_HELP, NAME_HELP, PATH_HELP, PORT_HELP, URL_HELP, USER_HELP,
 };
 use super::schema::{Backend, Config, NetworkMode, Sudo, TlsMode};
 
@@ -53,6 +53,13 @@ fn appliance(c: &Config, p: &mut Problems) {
         "appliance.hostname",
         &c.appliance.hostname,
         HOST_HELP,
+    );
+    // The kernel keeps at most 64 characters of a host name (HOST_NAME_MAX).
+    p.check(
+        !is_hostname(&c.appliance.hostname) || c.appliance.hostname.len() <= 64,
+        "appliance.hostname",
+        &c.appliance.hostname,
+        "expected at most 64 characters, the longest host name Linux keeps; put a longer name in registry.tls.sans",
     );
     p.check(
         is_timezone(&c.appliance.timezone),
@@ -109,14 +116,20 @@ fn network(c: &Config, p: &mut Problems) {
                         &c.network.address,
                         "expected an IPv4 address with a prefix length from 1 to 32",
                     );
+                } else if let Err(why) = host_address(net, net.addr()) {
+                    p.push("network.address", &c.network.address, &why);
                 }
                 match c.network.gateway.parse::<Ipv4Addr>() {
-                    Ok(gw) if net.contains(&gw) && gw != net.addr() => {}
-                    Ok(_) => p.push(
+                    Ok(gw) if !net.contains(&gw) || gw == net.addr() => p.push(
                         "network.gateway",
                         &c.network.gateway,
                         "expected an IPv4 address inside network.address's subnet, other than the address itself",
                     ),
+                    Ok(gw) => {
+                        if let Err(why) = host_address(net, gw) {
+                            p.push("network.gateway", &c.network.gateway, &why);
+                        }
+                    }
                     Err(_) => p.push(
                         "network.gateway",
                         &c.network.gateway,
@@ -159,6 +172,35 @@ fn network(c: &Config, p: &mut Problems) {
     );
 }
 
+/// Whether `a` can be a host's address in `net`: unicast, and neither the
+/// network's own address nor its broadcast address (subnets up to /30; a /31
+/// has neither, RFC 3021).
+fn host_address(net: Ipv4Net, a: Ipv4Addr) -> Result<(), String> {
+    if a.is_unspecified()
+        || a.is_loopback()
+        || a.is_multicast()
+        || a.is_broadcast()
+        || a.octets()[0] >= 240
+    {
+        return Err(format!(
+            "{a} is not a unicast host address: expected an address such as 192.0.2.10"
+        ));
+    }
+    if net.prefix_len() <= 30 && a == net.network() {
+        return Err(format!(
+            "{a} is the network address of {}: expected a host address inside it",
+            net.trunc()
+        ));
+    }
+    if net.prefix_len() <= 30 && a == net.broadcast() {
+        return Err(format!(
+            "{a} is the broadcast address of {}: expected a host address inside it",
+            net.trunc()
+        ));
+    }
+    Ok(())
+}
+
 /// [proxy]
 fn proxy(c: &Config, p: &mut Problems) {
     if let Some(proxy) = &c.proxy {
@@ -170,7 +212,7 @@ fn proxy(c: &Config, p: &mut Problems) {
             );
         }
         for (field, v) in [("proxy.http", &proxy.http), ("proxy.https", &proxy.https)] {
-            p.check(v.is_empty() || is_url(v), field, v, URL_HELP);
+            p.check(v.is_empty() || is_base_url(v), field, v, BASE_URL_HELP);
         }
         for (i, n) in proxy.no_proxy.iter().enumerate() {
             p.check(
@@ -186,16 +228,16 @@ fn proxy(c: &Config, p: &mut Problems) {
 /// [repos]
 fn repos(c: &Config, p: &mut Problems) {
     p.check(
-        is_url(&c.repos.mirror),
+        is_base_url(&c.repos.mirror),
         "repos.mirror",
         &c.repos.mirror,
-        URL_HELP,
+        BASE_URL_HELP,
     );
     p.check(
-        is_url(&c.repos.docker_ce),
+        is_base_url(&c.repos.docker_ce),
         "repos.docker_ce",
         &c.repos.docker_ce,
-        URL_HELP,
+        BASE_URL_HELP,
     );
 }
 
@@ -254,6 +296,12 @@ fn registry(c: &Config, p: &mut Problems) {
         "expected a port number from 1 to 65535, or 0 for the default (5000, or 443 with TLS)",
     );
     p.check(
+        c.registry.port != SSH_PORT,
+        "registry.port",
+        &c.registry.port.to_string(),
+        "expected a port other than 22, where the appliance's sshd listens",
+    );
+    p.check(
         is_name(&c.registry.container_name),
         "registry.container_name",
         &c.registry.container_name,
@@ -309,7 +357,19 @@ fn vagrant(c: &Config, p: &mut Problems) {
         &c.vagrant.host_port.to_string(),
         PORT_HELP,
     );
+    // Vagrant forwards the guest's ssh to 127.0.0.1:2222 (and on).
+    p.check(
+        ![SSH_PORT, VAGRANT_SSH_PORT].contains(&c.vagrant.host_port),
+        "vagrant.host_port",
+        &c.vagrant.host_port.to_string(),
+        "expected a port other than 22 and 2222 (ssh, and Vagrant's forward of the VM's ssh), or 0 for the registry port",
+    );
 }
+
+/// sshd on the appliance.
+const SSH_PORT: u32 = 22;
+/// Vagrant's first forwarded port for the guest's ssh.
+const VAGRANT_SSH_PORT: u32 = 2222;
 
 /// [packer]
 fn packer(c: &Config, p: &mut Problems) {
@@ -399,10 +459,12 @@ fn registry_backends(c: &Config, p: &mut Problems) {
         "expected a duration such as 168h or 30m, or \"\" to keep abandoned uploads",
     );
     p.check(
-        (1..=65535).contains(&r.metrics_port) && r.metrics_port != u32::from(r.effective_port()),
+        (1..=65535).contains(&r.metrics_port)
+            && r.metrics_port != u32::from(r.effective_port())
+            && r.metrics_port != SSH_PORT,
         "registry.metrics_port",
         &r.metrics_port.to_string(),
-        "expected a port number from 1 to 65535 other than the registry port",
+        "expected a port number from 1 to 65535 other than the registry port and ssh's 22",
     );
 
     // TLS files: the paths only; their content is checked when read.

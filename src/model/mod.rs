@@ -183,19 +183,30 @@ pub struct Vagrant {
     pub libvirt_domain: String,
 }
 
+/// The most a key file may hold: many keys, not a disk image.
+const MAX_KEY_FILE: u64 = 1 << 20;
+
 /// Public keys from `user.ssh_keys` and the readable `user.ssh_key_files`.
 fn collect_keys(c: &Config) -> Result<Vec<String>> {
     let mut keys: Vec<String> = c.user.ssh_keys.clone();
     let mut problems = vec![];
     for (i, f) in c.user.ssh_key_files.iter().enumerate() {
         let path = expand_home(f);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::util::fsx::read_text(&path, MAX_KEY_FILE) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 log::note(&format!(
                     "user.ssh_key_files[{i}]: {} not found, skipped",
                     path.display()
                 ));
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                problems.push(Problem {
+                    path: format!("user.ssh_key_files[{i}]"),
+                    value: format!("{:?}", path.display().to_string()),
+                    expected: format!("{e}: expected an OpenSSH public key file"),
+                });
                 continue;
             }
             Err(e) => {

@@ -116,7 +116,8 @@ fn env_secret(field: &str, var: &str) -> Result<String> {
 
 fn read_pem(field: &str, path: &str) -> Result<String> {
     let p = crate::config::expand_home(path);
-    let text = std::fs::read_to_string(&p)
+    // A certificate chain or a key: 1 MiB is plenty.
+    let text = crate::util::fsx::read_text(&p, 1 << 20)
         .map_err(|e| problem(field, path, format!("cannot read {}: {e}", p.display())))?;
     if !text.contains("-----BEGIN ") {
         return Err(problem(field, path, "expected a PEM file"));

@@ -325,3 +325,128 @@ fn closed_stdout_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
 }
+
+/// Issue 12, items 11, 12, 15 and 16: values that used to pass.
+#[test]
+fn addresses_ports_files_and_urls_that_cannot_work_are_refused() {
+    let stat = |addr: &str, gw: &str| {
+        format!("[network]\nmode = \"static\"\naddress = \"{addr}\"\ngateway = \"{gw}\"")
+    };
+    let long_host = format!("{}.{}.{}", "a".repeat(60), "b".repeat(60), "c".repeat(13));
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            stat("192.0.2.0/24", "192.0.2.1"),
+            "network.address",
+            "network address",
+        ),
+        (
+            stat("192.0.2.255/24", "192.0.2.1"),
+            "network.address",
+            "broadcast address",
+        ),
+        (
+            stat("192.0.2.10/24", "192.0.2.255"),
+            "network.gateway",
+            "broadcast address",
+        ),
+        (
+            stat("192.0.2.10/24", "198.51.100.1"),
+            "network.gateway",
+            "198.51.100.1",
+        ),
+        (
+            stat("127.0.0.5/8", "127.0.0.1"),
+            "network.address",
+            "not a unicast",
+        ),
+        (
+            stat("224.0.0.5/24", "224.0.0.1"),
+            "network.address",
+            "not a unicast",
+        ),
+        (
+            stat("0.0.0.0/1", "0.0.0.1"),
+            "network.address",
+            "not a unicast",
+        ),
+        (
+            format!("[appliance]\nhostname = \"{long_host}\""),
+            "appliance.hostname",
+            "at most 64",
+        ),
+        ("[registry]\nport = 22".into(), "registry.port", "sshd"),
+        (
+            "[registry]\nmetrics = true\nmetrics_port = 22".into(),
+            "registry.metrics_port",
+            "22",
+        ),
+        (
+            "[vagrant]\nhost_port = 22".into(),
+            "vagrant.host_port",
+            "2222",
+        ),
+        (
+            "[vagrant]\nhost_port = 2222".into(),
+            "vagrant.host_port",
+            "2222",
+        ),
+        (
+            "[repos]\nmirror = \"https://vault.centos.org/7.9.2009?token=abc#frag\"".into(),
+            "repos.mirror",
+            "query or fragment",
+        ),
+        (
+            "[proxy]\nhttp = \"http://proxy:3128/?x=1\"".into(),
+            "proxy.http",
+            "query or fragment",
+        ),
+        (
+            "[user]\nssh_key_files = [\"/dev/zero\"]".into(),
+            "user.ssh_key_files[0]",
+            "a device, not a regular file",
+        ),
+    ];
+    for (body, path, why) in &cases {
+        let t = Test::new()
+            .config(&format!("version = 1\n{body}\n"))
+            .args(&["render"]);
+        let o = t.failure(2);
+        assert!(
+            o.stderr.contains(path),
+            "{path} not named for:\n{body}\n{}",
+            o.stderr
+        );
+        assert!(
+            o.stderr.contains(why),
+            "{why:?} not said for:\n{body}\n{}",
+            o.stderr
+        );
+        assert!(!t.path().join("out").exists(), "out/ written for:\n{body}");
+    }
+    // A FIFO as a key file: refused at once instead of waiting for a writer.
+    let t = Test::new();
+    let fifo = t.path().join("key.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("c string");
+    // SAFETY: mkfifo on a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let t = t
+        .config(&format!(
+            "version = 1\n[user]\nssh_key_files = [\"{}\"]\n",
+            fifo.display()
+        ))
+        .args(&["render"]);
+    let o = t.failure(2);
+    assert!(
+        o.stderr.contains("a FIFO, not a regular file"),
+        "{}",
+        o.stderr
+    );
+    // The usual ones still pass: a /31 without network or broadcast address.
+    Test::new()
+        .config(&format!(
+            "version = 1\n{}\n",
+            stat("192.0.2.0/31", "192.0.2.1")
+        ))
+        .args(&["render"])
+        .success();
+}

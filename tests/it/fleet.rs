@@ -207,6 +207,15 @@ fn malformed_inventories_exit_2_naming_file_line_and_problem() {
             "[web]\nh1 hostname=reg.example.com\nh2 hostname=REG.example.com\n",
             "inv.ini:3: host h2: hostname = \"reg.example.com\": also host h1's (line 2)",
         ),
+        // Names the kickstart server would refuse to serve (issue 12, 13).
+        (
+            "[web]\nreg..1 ip=dhcp\n",
+            "inv.ini:2: host name \"reg..1\" is not a safe file name",
+        ),
+        (
+            "[web]\nreg2. ip=dhcp\n",
+            "inv.ini:2: host name \"reg2.\" is not a safe file name",
+        ),
     ];
     for (inv, want) in cases {
         let t = Test::new()

@@ -69,17 +69,22 @@ pub(super) fn strip_port(s: &str) -> &str {
 
 /// Host names become file names (`out/kickstart/HOST.ks`) and URL paths.
 pub(super) fn check_host_name(s: &str) -> Result<(), String> {
-    let b = s.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 253
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c));
+    // Dot-separated labels: `reg..1.ks` or `reg2..ks` would be names the
+    // kickstart server refuses to serve.
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"_-".contains(c))
+        });
     if ok || s.contains('[') {
         Ok(())
     } else {
         Err(format!(
-            "host name {s:?} is not a safe file name: expected letters, digits, '.', '_' and '-', starting with a letter or digit"
+            "host name {s:?} is not a safe file name: expected dot-separated labels of letters, digits, '_' and '-', each starting with a letter or digit"
         ))
     }
 }

@@ -10,7 +10,7 @@
 
 pub mod serve;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -20,7 +20,7 @@ use crate::config::inventory::{vars, Host, Inventory};
 use crate::config::{self, Config, ConfigError, NetworkMode, Problem, TlsMode};
 use crate::model::secrets::{SecretStore, Slot};
 use crate::model::{Appliance, Facts};
-use crate::out::Global;
+use crate::out::{Global, Writer};
 use crate::render::{self, Scope};
 use crate::tree::Tree;
 pub use serve::Kickstart;
@@ -70,18 +70,25 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
         Some(path) => {
             let (config, _) = config::load(opts.config.as_deref())?;
             let inv = Inventory::load(path)?;
-            let (tree, kickstarts) = render_fleet(&config, &inv, &opts.out, ko.oemdrv)?;
-            crate::out::write_as(&tree, &opts.out, crate::out::ksdir::Owner::Inventory, &lock)
-                .context("writing the output")?;
+            let mut w = Writer::new(&opts.out, crate::out::ksdir::Owner::Inventory, &lock)?;
+            let kept = render_fleet(
+                &config,
+                &inv,
+                &opts.out,
+                ko.oemdrv,
+                ko.serve.is_some(),
+                &mut w,
+            )?;
+            w.commit().context("writing the output")?;
             println!(
                 "rendered {} kickstarts{} from {} into {} in {} ms",
-                kickstarts.len(),
+                inv.hosts.len(),
                 if ko.oemdrv { " and OEMDRV images" } else { "" },
                 inv.file,
                 opts.out.join("kickstart").display(),
                 started.elapsed().as_millis()
             );
-            kickstarts
+            kept
         }
     };
     // Serving only reads what is in memory.
@@ -102,34 +109,28 @@ pub fn host_config(base: &Config, host: &Host) -> Config {
 }
 
 /// Validate every host's config; problems name the inventory line, the
-/// host, the var and the config field.
-fn validate_hosts(base: &Config, inv: &Inventory) -> Result<Vec<Config>, ConfigError> {
+/// host, the var and the config field. Nothing is kept: the render makes
+/// each host's config again as it goes.
+fn validate_hosts(base: &Config, inv: &Inventory) -> Result<(), ConfigError> {
     let mut problems = vec![];
-    let configs: Vec<Config> = inv
-        .hosts
-        .iter()
-        .map(|h| {
-            let c = host_config(base, h);
-            for p in config::validate(&c) {
-                let var = vars::var_of_field(&p.path).map(|v| v.name);
-                let line = var.and_then(|v| h.overrides.line_of(v)).unwrap_or(h.line);
-                let what = match var {
-                    Some(v) if h.overrides.line_of(v).is_some() || v == "hostname" => {
-                        format!("{v} ({})", p.path)
-                    }
-                    _ => p.path.clone(),
-                };
-                problems.push(Problem {
-                    path: format!("{}:{line}: host {}: {what}", inv.file, h.name),
-                    ..p
-                });
-            }
-            c
-        })
-        .collect();
     // Hosts left with the address or host name of regbake.toml would clash.
-    let mut seen: BTreeMap<(&str, String), &Host> = BTreeMap::new();
-    for (c, h) in configs.iter().zip(&inv.hosts) {
+    let mut seen: HashMap<(&str, String), &Host> = HashMap::new();
+    for h in &inv.hosts {
+        let c = host_config(base, h);
+        for p in config::validate(&c) {
+            let var = vars::var_of_field(&p.path).map(|v| v.name);
+            let line = var.and_then(|v| h.overrides.line_of(v)).unwrap_or(h.line);
+            let what = match var {
+                Some(v) if h.overrides.line_of(v).is_some() || v == "hostname" => {
+                    format!("{v} ({})", p.path)
+                }
+                _ => p.path.clone(),
+            };
+            problems.push(Problem {
+                path: format!("{}:{line}: host {}: {what}", inv.file, h.name),
+                ..p
+            });
+        }
         let mut keys = vec![("hostname", c.appliance.hostname.to_ascii_lowercase())];
         if c.network.mode == NetworkMode::Static {
             let addr = c.network.address.split('/').next().unwrap_or_default();
@@ -150,21 +151,28 @@ fn validate_hosts(base: &Config, inv: &Inventory) -> Result<Vec<Config>, ConfigE
         }
     }
     if problems.is_empty() {
-        Ok(configs)
+        Ok(())
     } else {
         Err(ConfigError::Invalid(problems))
     }
 }
 
-/// Render every host of the inventory: the tree to write (kickstarts, images,
-/// state) and the kickstarts to serve.
+/// How many hosts are resolved and rendered at a time: enough to keep every
+/// core busy, few enough that memory stays flat for any inventory.
+const CHUNK: usize = 256;
+
+/// Render every host of the inventory into `w` (kickstarts, images, state),
+/// a chunk of hosts at a time; the kickstarts are also returned when `keep`
+/// (to serve them), else only their host names.
 pub fn render_fleet(
     base: &Config,
     inv: &Inventory,
     out: &Path,
     oemdrv: bool,
-) -> Result<(Tree, Vec<Kickstart>)> {
-    let configs = validate_hosts(base, inv)?;
+    keep: bool,
+    w: &mut Writer,
+) -> Result<Vec<Kickstart>> {
+    validate_hosts(base, inv)?;
     let mut store = SecretStore::load(out).context("reading stored secrets")?;
     if base.registry.tls.mode != TlsMode::Off {
         store.index_hosts()?;
@@ -173,16 +181,16 @@ pub fn render_fleet(
         out_dir: std::path::absolute(out).context("resolving the out dir")?,
         packer: None,
     };
-    // The first host settles what all share (SSH keys, http secret, CA,
-    // htpasswd): it goes first, alone, through the one store.
     let resolve_host = |c: &Config, h: &Host, store: &mut SecretStore| -> Result<Appliance> {
         Appliance::resolve(c, store, &facts, Slot::Host(&h.name))
             .with_context(|| format!("host {}", h.name))
     };
-    let first = resolve_host(&configs[0], &inv.hosts[0], &mut store)?;
+    // The first host settles what all share (SSH keys, http secret, CA,
+    // htpasswd): it goes first, alone, through the one store.
+    let first = resolve_host(&host_config(base, &inv.hosts[0]), &inv.hosts[0], &mut store)?;
     let keys = first.user.authorized_keys.clone();
     // The first host's bcrypt hashes, so env passwords are hashed (or
-    // verified, at ~0.25 s each) once, not once per host.
+    // verified) once, not once per host.
     let hashes: BTreeMap<String, String> = first
         .registry_files
         .htpasswd
@@ -192,37 +200,53 @@ pub fn render_fleet(
         .filter_map(|l| l.split_once(':'))
         .map(|(u, h)| (u.to_string(), h.to_string()))
         .collect();
-    let mut apps = vec![first];
-    for (c, h) in configs.iter().zip(&inv.hosts).skip(1) {
-        let mut c = c.clone();
-        // Key files were read for the first host; don't read them 1,000 times.
-        c.user.ssh_keys = keys.clone();
+    let config_of = |h: &Host| -> Config {
+        let mut c = host_config(base, h);
+        // Key files were read for the first host; don't read them 100,000 times.
+        c.user.ssh_keys.clone_from(&keys);
         c.user.ssh_key_files.clear();
         for u in &mut c.registry.auth.users {
-            if let Some(h) = hashes.get(&u.name) {
-                u.password_hash = h.clone();
+            if let Some(hash) = hashes.get(&u.name) {
+                u.password_hash.clone_from(hash);
                 u.password_env.clear();
             }
         }
-        apps.push(resolve_host(&c, h, &mut store)?);
-    }
+        c
+    };
 
-    let rendered = render_all(&apps, oemdrv)?;
-    let mut tree = Tree::default();
-    let mut kickstarts = Vec::with_capacity(rendered.len());
-    for (h, (ks, img)) in inv.hosts.iter().zip(rendered) {
-        if let Some(img) = img {
-            tree.add(format!("kickstart/{}-oemdrv.img", h.name), img, 0o600);
+    let mut kickstarts = Vec::with_capacity(if keep { inv.hosts.len() } else { 0 });
+    let mut first = Some(first);
+    for hosts in inv.hosts.chunks(CHUNK) {
+        let mut apps = Vec::with_capacity(hosts.len());
+        for h in hosts {
+            apps.push(match first.take() {
+                Some(app) => app,
+                None => resolve_host(&config_of(h), h, &mut store)?,
+            });
         }
-        kickstarts.push(Kickstart {
-            host: Some(h.name.clone()),
-            mac: h.overrides.text("mac").map(str::to_string),
-            data: ks.clone().into(),
-        });
-        tree.add(format!("kickstart/{}.ks", h.name), ks, 0o600);
+        let rendered = render_all(&apps, oemdrv)?;
+        drop(apps);
+        for (h, (ks, img)) in hosts.iter().zip(rendered) {
+            let plan = w.kickstarts()?;
+            if let Some(img) = img {
+                plan.add(&format!("{}-oemdrv.img", h.name), &img, 0o600)?;
+            }
+            plan.add(&format!("{}.ks", h.name), &ks, 0o600)?;
+            if keep {
+                kickstarts.push(Kickstart {
+                    host: Some(h.name.clone()),
+                    mac: h.overrides.text("mac").map(str::to_string),
+                    data: ks.into(),
+                });
+            }
+        }
     }
-    store.write_into(&mut tree);
-    Ok((tree, kickstarts))
+    let mut state = Tree::default();
+    store.write_into(&mut state);
+    for (rel, e) in &state.files {
+        w.add(rel, e)?;
+    }
+    Ok(kickstarts)
 }
 
 type Rendered = (Vec<u8>, Option<Vec<u8>>);

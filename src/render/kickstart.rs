@@ -5,8 +5,6 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use handlebars::Handlebars;
 
-use crate::model::Appliance;
-
 /// Base64 wrapped at 76 columns, as `base64 -d` reads it.
 fn wrapped_base64(data: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(data);
@@ -21,15 +19,19 @@ fn wrapped_base64(data: &[u8]) -> String {
     out
 }
 
-pub fn render(hb: &Handlebars<'_>, app: &Appliance, overlay_tar_gz: &[u8]) -> Result<String> {
-    let mut ctx = serde_json::to_value(app).context("serializing the appliance")?;
+/// The kickstart of the appliance `app` (serialized), with the overlay.
+pub fn render(
+    hb: &Handlebars<'_>,
+    mut ctx: serde_json::Value,
+    overlay_tar_gz: &[u8],
+) -> Result<String> {
     if let Some(map) = ctx.as_object_mut() {
         map.insert(
             "overlay_base64".into(),
             wrapped_base64(overlay_tar_gz).into(),
         );
     }
-    hb.render("kickstart/ks.cfg", &ctx)
+    hb.render_with_context("kickstart/ks.cfg", &handlebars::Context::from(ctx))
         .context("rendering kickstart/ks.cfg")
 }
 

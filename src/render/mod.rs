@@ -28,25 +28,28 @@ pub enum Scope {
 /// Render everything the scope asks for.
 pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
     let hb = handlebars()?;
-    let mut overlay = overlay::render(hb, app)?;
+    // Serialized once for every template (a fleet renders thousands).
+    let json = serde_json::to_value(app).context("serializing the appliance")?;
+    let ctx = handlebars::Context::from(json.clone());
+    let mut overlay = overlay::render(hb, app, &ctx)?;
     owner_only_if_secret(app, &mut overlay);
     let tarball = overlay::pack(&overlay).context("packing the overlay")?;
     let mut tree = Tree::default();
     tree.add(
         "kickstart/ks.cfg",
-        kickstart::render(hb, app, &tarball)?,
+        kickstart::render(hb, json.clone(), &tarball)?,
         0o600,
     );
     if scope == Scope::All {
         tree.graft("overlay", &overlay);
         tree.add("overlay.tar.gz", tarball, 0o600);
-        tree.add(vagrant::PATH, vagrant::render(hb, app)?, 0o644);
-        tree.graft("client", &client_files(hb, app)?);
+        tree.add(vagrant::PATH, vagrant::render(hb, &ctx)?, 0o644);
+        tree.graft("client", &client_files(hb, app, &ctx)?);
         let ks = tree
             .get("kickstart/ks.cfg")
             .map(|e| String::from_utf8_lossy(&e.data).into_owned())
             .unwrap_or_default();
-        packer::render(hb, app, &ks, &mut tree)?;
+        packer::render(hb, app, json, &ks, &mut tree)?;
     }
     owner_only_if_secret(app, &mut tree);
     Ok(tree)
@@ -69,13 +72,13 @@ fn owner_only_if_secret(app: &Appliance, tree: &mut Tree) {
 
 /// What a docker client host needs to use the registry: its CA (if any) and
 /// the `client/` templates.
-fn client_files(hb: &Handlebars<'_>, app: &Appliance) -> Result<Tree> {
+fn client_files(hb: &Handlebars<'_>, app: &Appliance, ctx: &handlebars::Context) -> Result<Tree> {
     let mut t = Tree::default();
     if let Some(ca) = app.registry_files.tls.as_ref().and_then(|t| t.ca.as_ref()) {
         let addr = &app.registry.address;
         t.add(format!("certs.d/{addr}/ca.crt"), ca.clone(), 0o644);
     }
-    for (path, text) in render_dir(hb, "client", app)? {
+    for (path, text) in render_dir(hb, "client", ctx)? {
         t.add(path, text, 0o644);
     }
     Ok(t)

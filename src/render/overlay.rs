@@ -40,9 +40,9 @@ fn mode(path: &str) -> u32 {
     }
 }
 
-pub fn render(hb: &Handlebars<'_>, app: &Appliance) -> Result<Tree> {
+pub fn render(hb: &Handlebars<'_>, app: &Appliance, ctx: &handlebars::Context) -> Result<Tree> {
     let mut t = Tree::default();
-    for (path, text) in super::templates::render_dir(hb, "overlay", app)? {
+    for (path, text) in super::templates::render_dir(hb, "overlay", ctx)? {
         let target = target(&path, app);
         let mode = mode(&target);
         t.add(target, text, mode);

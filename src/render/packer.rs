@@ -94,6 +94,7 @@ pub(super) fn split_go_delimiters(ruby: &str) -> String {
 pub fn render(
     hb: &Handlebars<'_>,
     app: &Appliance,
+    mut json: serde_json::Value,
     kickstart: &str,
     tree: &mut Tree,
 ) -> Result<()> {
@@ -149,7 +150,6 @@ pub fn render(
         no_proxy: proxy.map(|p| p.no_proxy.clone()).unwrap_or_default(),
         box_private_keys: box_private_keys(app)?,
     };
-    let mut json = serde_json::to_value(app).context("serializing the appliance")?;
     if let Some(map) = json.as_object_mut() {
         map.insert(
             "packer".into(),

@@ -38,7 +38,7 @@ pub fn handlebars() -> Result<&'static Handlebars<'static>> {
 pub(crate) fn render_dir(
     hb: &Handlebars<'_>,
     dir: &str,
-    ctx: &impl serde::Serialize,
+    ctx: &handlebars::Context,
 ) -> Result<Vec<(String, String)>> {
     let prefix = format!("{dir}/");
     let mut names: Vec<&String> = hb
@@ -50,7 +50,7 @@ pub(crate) fn render_dir(
     let mut out = vec![];
     for name in names {
         let text = hb
-            .render(name, ctx)
+            .render_with_context(name, ctx)
             .with_context(|| format!("rendering {name}"))?;
         if !text.is_empty() {
             out.push((name[prefix.len()..].to_string(), text));

@@ -4,13 +4,11 @@
 use anyhow::{Context, Result};
 use handlebars::Handlebars;
 
-use crate::model::Appliance;
-
 /// Where it lands under `out/`.
 pub const PATH: &str = "vagrant/Vagrantfile";
 
-pub fn render(hb: &Handlebars<'_>, app: &Appliance) -> Result<String> {
-    hb.render("vagrant/Vagrantfile", app)
+pub fn render(hb: &Handlebars<'_>, ctx: &handlebars::Context) -> Result<String> {
+    hb.render_with_context("vagrant/Vagrantfile", ctx)
         .context("rendering vagrant/Vagrantfile")
 }
 
@@ -75,7 +73,7 @@ print JSON.generate({ 'vals' => $vals, 'env' => PROVISION_ENV })
         ];
         c.user.ssh_key_files = vec![];
         c.proxy = Some(config::ProxySection::default());
-        let mut app = Appliance::resolve(
+        let mut app = crate::model::Appliance::resolve(
             &c,
             &mut crate::model::secrets::SecretStore::default(),
             &crate::model::Facts::default(),
@@ -92,7 +90,11 @@ print JSON.generate({ 'vals' => $vals, 'env' => PROVISION_ENV })
                 proxy.no_proxy = format!("n{p}");
             }
             let vf = dir.path().join("Vagrantfile");
-            std::fs::write(&vf, render(hb, &app).expect("render")).expect("write");
+            std::fs::write(
+                &vf,
+                render(hb, &handlebars::Context::wraps(&app).expect("context")).expect("render"),
+            )
+            .expect("write");
             let out = std::process::Command::new("ruby")
                 .arg("-e")
                 .arg(RECORDER)

@@ -3,6 +3,7 @@
 
 mod boxfile;
 mod common;
+mod completions;
 mod config;
 mod fleet;
 mod golden;

@@ -7,6 +7,7 @@ mod completions;
 mod config;
 mod fleet;
 mod golden;
+mod init;
 mod ksdir;
 mod ksdisk;
 mod layers;

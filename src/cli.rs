@@ -41,6 +41,10 @@ pub enum Command {
     Box(crate::boxes::BoxCommand),
     /// Smoke-test a running registry: GET /v2/, and with --push a verified push/pull/delete
     Probe(Box<crate::probe::Args>),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(crate::commands::CompletionsArgs),
+    /// Print the man page (roff)
+    Man,
 }
 
 #[cfg(test)]

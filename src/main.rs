@@ -1,4 +1,4 @@
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use regbake::cli::{Cli, Command};
 use regbake::{bake, boxes, check, commands, config, fleet, probe, util};
 
@@ -24,6 +24,8 @@ fn main() {
         Command::Packer(a) => bake::packer::run(g, a),
         Command::Box(c) => boxes::run(g, c),
         Command::Probe(a) => probe::run(a),
+        Command::Completions(a) => commands::completions(Cli::command(), a),
+        Command::Man => commands::man(Cli::command()),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -3,9 +3,11 @@
 
 mod boxfile;
 mod common;
+mod completions;
 mod config;
 mod fleet;
 mod golden;
+mod init;
 mod ksdir;
 mod ksdisk;
 mod layers;

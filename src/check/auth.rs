@@ -6,10 +6,10 @@ use crate::model::registry::SuppliedHash;
 
 use super::outcome::{Check, Outcome};
 
-/// From this cost on a request costs more than about 50 ms of CPU: the
-/// Debian docker-registry 2.8 took 2.7 ms per request at cost 5 and 66 ms
-/// at cost 10 on a loaded 2-CPU machine (`scripts/bench-auth`), and each
-/// step doubles it.
+/// From this cost on a request costs more than about 50 ms of CPU: bcrypt
+/// took the Debian docker-registry 2.8 1.9 ms per request at cost 5, 31 ms
+/// at cost 9 and 60 ms at cost 10 on a busy 2-CPU machine
+/// (`scripts/bench-auth`); each step doubles it.
 const WARN_COST: u32 = 10;
 
 /// Milliseconds of CPU per request at `cost`, from cost 5's 1.6 ms (an idle

@@ -1,18 +1,20 @@
 //! `regbake check`: run the real consumers of each rendered file over the
 //! output directory, one line per check.
 
+mod auth;
+mod outcome;
 mod units;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
 
 use crate::bake::tools::{self, Cmd};
 use crate::out::Global;
 use crate::render::Scope;
 use crate::tree::Kind;
 use crate::util::Format;
+pub use outcome::{Check, Outcome};
 use units::prepare_unit_stubs;
 
 /// `regbake check`
@@ -29,32 +31,22 @@ pub struct Args {
     pub format: Format,
 }
 
-/// `regbake check`: render, then check everything rendered.
+/// `regbake check`: render, then check what the config supplied as is
+/// and everything rendered.
 pub fn command(g: &Global, args: &Args) -> Result<()> {
     let lock = crate::out::lock(&g.out)?;
-    crate::out::render_to(
+    let (app, _) = crate::out::render_to(
         g,
         Scope::All,
         crate::bake::packer::installed_version(),
         &lock,
     )?;
-    run(&g.out, args)
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase", tag = "status", content = "message")]
-pub enum Outcome {
-    Passed,
-    Failed(String),
-    Skipped(String),
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub check: String,
-    pub file: String,
-    #[serde(flatten)]
-    pub outcome: Outcome,
+    let supplied = auth::bcrypt_costs(
+        &app.registry_files.supplied_hashes,
+        &format!("overlay{}", app.registry.htpasswd_path),
+        args.strict,
+    );
+    run(&g.out, args, supplied)
 }
 
 /// A validator program and the Debian/PyPI package that provides it.
@@ -234,10 +226,11 @@ pub fn kickstart_scripts(ks: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Run every check over `out`; prints the results and fails on any failure
-/// (and on any skip when `require_all`).
-pub fn run(out: &Path, opts: &Args) -> Result<()> {
-    let checks = run_checks(out, opts.strict)?;
+/// Run every check over `out` after the `first` ones; prints the results
+/// and fails on any failure (and on any skip when `require_all`).
+pub fn run(out: &Path, opts: &Args, first: Vec<Check>) -> Result<()> {
+    let mut checks = first;
+    checks.extend(run_checks(out, opts.strict)?);
     if opts.format == Format::Json {
         println!(
             "{}",
@@ -247,8 +240,13 @@ pub fn run(out: &Path, opts: &Args) -> Result<()> {
         for c in &checks {
             match &c.outcome {
                 Outcome::Passed => println!("passed   {:<16} {}", c.check, c.file),
-                Outcome::Failed(m) => {
-                    println!("FAILED   {:<16} {}", c.check, c.file);
+                Outcome::Warning(m) | Outcome::Failed(m) => {
+                    let tag = if matches!(c.outcome, Outcome::Warning(_)) {
+                        "warning"
+                    } else {
+                        "FAILED"
+                    };
+                    println!("{tag:<8} {:<16} {}", c.check, c.file);
                     for line in m.lines() {
                         println!("         | {line}");
                     }
@@ -265,9 +263,13 @@ pub fn run(out: &Path, opts: &Args) -> Result<()> {
         .iter()
         .filter(|c| matches!(c.outcome, Outcome::Skipped(_)))
         .count();
-    let passed = checks.len() - failed - skipped;
+    let warned = checks
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Warning(_)))
+        .count();
+    let passed = checks.len() - failed - skipped - warned;
     if !(opts.format == Format::Json) {
-        println!("{passed} passed, {failed} failed, {skipped} skipped");
+        println!("{passed} passed, {warned} warned, {failed} failed, {skipped} skipped");
     }
     if failed > 0 {
         bail!("{failed} check(s) failed");

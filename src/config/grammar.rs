@@ -82,13 +82,15 @@ pub(crate) fn is_bucket(s: &str) -> bool {
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
-/// `$2a$`, `$2b$` or `$2y$`, a two-digit cost, then 53 characters of bcrypt base64.
+/// `$2a$`, `$2b$` or `$2y$`, a two-digit cost from 04 to 31 (what the
+/// registry's Go bcrypt verifies), then 53 characters of bcrypt base64.
 pub(crate) fn is_bcrypt(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 60
         && (s.starts_with("$2a$") || s.starts_with("$2b$") || s.starts_with("$2y$"))
         && b[4].is_ascii_digit()
         && b[5].is_ascii_digit()
+        && (4..=31).contains(&((b[4] - b'0') * 10 + (b[5] - b'0')))
         && b[6] == b'$'
         && s[7..]
             .chars()

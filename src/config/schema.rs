@@ -248,10 +248,25 @@ pub enum LogFormat {
     Logstash,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
     pub users: Vec<AuthUser>,
+    /// bcrypt cost of the hashes regbake makes from `password_env`: the
+    /// registry pays it on every authenticated request.
+    pub bcrypt_cost: u32,
+}
+
+/// `htpasswd -B`'s cost, the one the registry's docs use.
+pub const DEFAULT_BCRYPT_COST: u32 = 5;
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            users: vec![],
+            bcrypt_cost: DEFAULT_BCRYPT_COST,
+        }
+    }
 }
 
 /// One htpasswd user: a bcrypt hash, or the name of an environment variable

@@ -507,6 +507,12 @@ fn registry_backends(c: &Config, p: &mut Problems) {
             "basic auth needs TLS (the registry sends credentials only over HTTPS): set registry.tls.mode = \"generate\" or \"files\"",
         );
     }
+    p.check(
+        (4..=12).contains(&r.auth.bcrypt_cost),
+        "registry.auth.bcrypt_cost",
+        &r.auth.bcrypt_cost.to_string(),
+        "expected a bcrypt cost from 4 to 12 (each step doubles the CPU every authenticated request costs)",
+    );
     let mut seen = std::collections::HashSet::new();
     for (i, u) in r.auth.users.iter().enumerate() {
         let base = format!("registry.auth.users[{i}]");

@@ -190,7 +190,7 @@ pub fn render_fleet(
     let first = resolve_host(&host_config(base, &inv.hosts[0]), &inv.hosts[0], &mut store)?;
     let keys = first.user.authorized_keys.clone();
     // The first host's bcrypt hashes, so env passwords are hashed (or
-    // verified) once, not once per host.
+    // verified: ms at cost 5, ~0.25 s at cost 12) once, not once per host.
     let hashes: BTreeMap<String, String> = first
         .registry_files
         .htpasswd

@@ -84,6 +84,21 @@ pub struct ServerTls {
 pub struct RegistryFiles {
     pub tls: Option<ServerTls>,
     pub htpasswd: Option<String>,
+    /// The `password_hash`es given in the config, for `check` to weigh.
+    pub supplied_hashes: Vec<SuppliedHash>,
+}
+
+/// A bcrypt hash as the config gave it: its field, user and cost.
+#[derive(Debug, Clone)]
+pub struct SuppliedHash {
+    pub path: String,
+    pub user: String,
+    pub cost: u32,
+}
+
+/// The cost of a bcrypt hash, if it is one.
+pub fn bcrypt_cost(hash: &str) -> Option<u32> {
+    hash.parse::<bcrypt::HashParts>().ok().map(|p| p.get_cost())
 }
 
 fn problem(path: impl Into<String>, value: &str, expected: impl Into<String>) -> anyhow::Error {
@@ -213,12 +228,14 @@ fn key_matches(
 }
 
 /// htpasswd lines; users given by env var reuse their stored hash while it
-/// still matches, so re-renders are stable and the plain text is never kept.
+/// still matches and has the configured cost, so re-renders are stable, a
+/// changed cost takes effect, and the plain text is never kept.
 fn htpasswd(c: &Config, store: &SecretStore) -> Result<Option<String>> {
     let users = &c.registry.auth.users;
     if users.is_empty() {
         return Ok(None);
     }
+    let cost = c.registry.auth.bcrypt_cost;
     let previous: Vec<(&str, &str)> = store
         .htpasswd()
         .unwrap_or_default()
@@ -231,8 +248,14 @@ fn htpasswd(c: &Config, store: &SecretStore) -> Result<Option<String>> {
             let field = format!("registry.auth.users[{i}].password_env");
             let password = env_secret(&field, &u.password_env)?;
             match previous.iter().find(|(n, _)| *n == u.name) {
-                Some((_, h)) if bcrypt::verify(&password, h).unwrap_or(false) => h.to_string(),
-                _ => bcrypt::hash(&password, bcrypt::DEFAULT_COST)
+                // The cheap test first: a hash of another cost is not verified.
+                Some((_, h))
+                    if bcrypt_cost(h) == Some(cost)
+                        && bcrypt::verify(&password, h).unwrap_or(false) =>
+                {
+                    h.to_string()
+                }
+                _ => bcrypt::hash(&password, cost)
                     .with_context(|| format!("hashing the password of {}", u.name))?,
             }
         } else {
@@ -389,7 +412,27 @@ pub fn resolve(
     if let Some(h) = &htpasswd {
         store.set_htpasswd(h.clone());
     }
-    Ok((registry, RegistryFiles { tls, htpasswd }))
+    let supplied_hashes = r
+        .auth
+        .users
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            Some(SuppliedHash {
+                path: format!("registry.auth.users[{i}].password_hash"),
+                user: u.name.clone(),
+                cost: bcrypt_cost(&u.password_hash)?,
+            })
+        })
+        .collect();
+    Ok((
+        registry,
+        RegistryFiles {
+            tls,
+            htpasswd,
+            supplied_hashes,
+        },
+    ))
 }
 
 impl Registry {

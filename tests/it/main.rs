@@ -12,6 +12,7 @@ mod layers;
 mod packer;
 mod packer_box;
 mod probe;
+mod probe_hostile;
 mod props;
 mod readme;
 mod registry;

@@ -1,6 +1,7 @@
 //! Integration tests: the real `regbake` binary in a temp dir, with real
 //! validators, and stub programs on PATH where a VM would be needed.
 
+mod box_refusals;
 mod boxfile;
 mod common;
 mod config;

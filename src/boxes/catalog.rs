@@ -1,14 +1,15 @@
 //! The box catalog (`out/box/NAME.json`) that `vagrant box add` reads:
 //! versions, providers, sha256 checksums.
 
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::lock::BoxDirLock;
-use super::pack::sha256_file;
 use crate::config::boxes::{provider_name, BoxMeta};
 use crate::util::fsx::Staged;
 
@@ -73,7 +74,26 @@ fn version_key(v: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Read the catalog at `path`, or a new empty one for `name`.
+/// A catalog that belongs to another box whose name maps to the same files
+/// (`org/reg` and `org-reg` both use `org-reg.json`).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} is the catalog of box {owner:?}, whose files box {name:?} would replace \
+     ({stem}-VERSION-PROVIDER.box, {stem}.json): pack it as --name {owner}, or move \
+     {} and its boxes away to start box {name:?}",
+    .path.display(), .path.display()
+)]
+pub struct OtherBox {
+    pub path: PathBuf,
+    pub owner: String,
+    pub name: String,
+    pub stem: String,
+}
+
+/// Read the catalog at `path`, or a new empty one for `name`. A catalog
+/// that cannot be read, is not a catalog, or is another box's is an error
+/// ([`OtherBox`] for the last): the catalog's `name` decides whose files
+/// these are.
 pub fn read_catalog(path: &Path, name: &str) -> Result<Catalog> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
@@ -84,11 +104,16 @@ pub fn read_catalog(path: &Path, name: &str) -> Result<Catalog> {
                 )
             })?;
             if cat.name != name {
-                bail!(
-                    "{} is the catalog of box {:?}, not {name:?}",
-                    path.display(),
-                    cat.name
-                );
+                return Err(OtherBox {
+                    path: path.to_path_buf(),
+                    owner: cat.name,
+                    name: name.into(),
+                    stem: path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                }
+                .into());
             }
             Ok(cat)
         }
@@ -100,6 +125,15 @@ pub fn read_catalog(path: &Path, name: &str) -> Result<Catalog> {
         }),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+/// Check, before a box is written, that `box_dir/NAME.json` can take it:
+/// readable, a catalog, and this box's ([`read_catalog`]). A box written
+/// first would replace one the catalog vouches for, which then fails its
+/// checksum.
+pub fn check_catalog(box_dir: &Path, meta: &BoxMeta) -> Result<()> {
+    let path = box_dir.join(meta.catalog_file_name());
+    read_catalog(&path, &meta.name).map(drop)
 }
 
 /// Add (or replace, same version + provider) the box in
@@ -150,4 +184,12 @@ pub fn add_to_catalog_with_checksum(
         .with_context(|| format!("writing {}", tmp.path().display()))?;
     tmp.commit(0o644, true)?;
     Ok(path)
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hex::encode(h.finalize()))
 }

@@ -21,11 +21,14 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-pub use catalog::{add_to_catalog, add_to_catalog_with_checksum, read_catalog, Catalog};
+pub use catalog::{
+    add_to_catalog, add_to_catalog_with_checksum, check_catalog, read_catalog, sha256_file,
+    Catalog, OtherBox,
+};
 pub use formats::{ovf_disks, qcow2_info, Qcow2Info};
 pub use gz::ParGzWriter;
 pub use lock::BoxDirLock;
-pub use pack::{pack_libvirt, pack_virtualbox, sha256_file, Packed};
+pub use pack::{pack_libvirt, pack_virtualbox, Packed};
 
 pub use crate::config::boxes::{provider_name, BoxMeta};
 use crate::config::{ConfigError, Provider};
@@ -128,7 +131,20 @@ pub fn run_pack(opts: &Global, args: &PackArgs) -> Result<()> {
             ovf_disks(ovf).map_err(|e| usage(flag, format!("{e:#}")))?;
         }
     }
-    let dest = opts.out.join("box").join(meta.box_file_name());
+    // The catalog decides whose files these are; checked before anything is
+    // written, and again under the lock.
+    let box_dir = opts.out.join("box");
+    let name_flag = if args.name.is_some() {
+        "--name"
+    } else {
+        "vagrant.box_name"
+    };
+    let other_box = |e: anyhow::Error| match e.downcast::<OtherBox>() {
+        Ok(other) => usage(name_flag, other.to_string()),
+        Err(e) => e,
+    };
+    check_catalog(&box_dir, &meta).map_err(other_box)?;
+    let dest = box_dir.join(meta.box_file_name());
     if opts.dry_run {
         println!("would pack {} into {}", input.display(), dest.display());
         println!(
@@ -146,9 +162,10 @@ pub fn run_pack(opts: &Global, args: &PackArgs) -> Result<()> {
     let lock = BoxDirLock::acquire(&opts.out)?;
     let started = Instant::now();
     let packed = match &source {
-        PackSource::Libvirt { disk } => pack_libvirt(disk, &meta, &lock)?,
-        PackSource::Virtualbox { ovf } => pack_virtualbox(ovf, &meta, &lock)?,
-    };
+        PackSource::Libvirt { disk } => pack_libvirt(disk, &meta, &lock),
+        PackSource::Virtualbox { ovf } => pack_virtualbox(ovf, &meta, &lock),
+    }
+    .map_err(other_box)?;
     let catalog = add_to_catalog_with_checksum(&packed.path, &packed.sha256, &meta, &lock)?;
     println!(
         "packed {} ({:.1} MiB from {:.1} MiB) in {:.1}s",
@@ -182,12 +199,9 @@ mod tests {
         }
     }
 
-    /// A qcow2 v3 header (enough for the reader) followed by some data.
+    /// A qcow2 v3 header and tables followed by some data.
     fn fake_qcow2(path: &Path, virtual_size: u64) {
-        let mut h = vec![0u8; 4096];
-        h[..4].copy_from_slice(b"QFI\xfb");
-        h[4..8].copy_from_slice(&3u32.to_be_bytes());
-        h[24..32].copy_from_slice(&virtual_size.to_be_bytes());
+        let mut h = formats::tests::qcow2_bytes(virtual_size);
         h.extend(std::iter::repeat_n(b'x', 100_000));
         std::fs::write(path, h).unwrap();
     }
@@ -275,6 +289,29 @@ mod tests {
             .path()
             .join("box/regbake-registry-1-libvirt.box")
             .exists());
+    }
+
+    /// Also for callers that pack under the lock without `box pack`'s
+    /// early check (`regbake vagrant` for libvirt).
+    #[test]
+    fn another_boxs_catalog_stops_the_pack_before_the_box() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk.qcow2");
+        fake_qcow2(&disk, 1 << 30);
+        let lock = BoxDirLock::acquire(dir.path()).unwrap();
+        let mut m = meta(Provider::Libvirt, "1.0.0");
+        m.name = "org/reg".into();
+        let first = pack_libvirt(&disk, &m, &lock).unwrap().path;
+        add_to_catalog(&first, &m, &lock).unwrap();
+        let before = std::fs::read(&first).unwrap();
+        m.name = "org-reg".into();
+        let err = pack_libvirt(&disk, &m, &lock).unwrap_err();
+        let other = err.downcast_ref::<OtherBox>().expect("OtherBox");
+        assert_eq!(
+            (other.owner.as_str(), other.name.as_str()),
+            ("org/reg", "org-reg")
+        );
+        assert_eq!(std::fs::read(&first).unwrap(), before);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
+use super::catalog::check_catalog;
 use super::formats::{ovf_disks, qcow2_info};
 use super::gz::{self, ParGzWriter};
 use super::lock::BoxDirLock;
@@ -126,6 +126,9 @@ fn json_entry(v: &serde_json::Value) -> Result<Entry> {
 fn write_box(entries: Vec<Entry>, meta: &BoxMeta, lock: &BoxDirLock) -> Result<Packed> {
     meta.check()?;
     let box_dir = lock.dir().to_path_buf();
+    // Before the box: one the catalog vouches for must not be replaced by a
+    // box the catalog then refuses.
+    check_catalog(&box_dir, meta)?;
     let dest = box_dir.join(meta.box_file_name());
     // Hidden, and not named *.box, so a killed pack leaves nothing that looks
     // like a box.
@@ -198,12 +201,4 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, lock: &BoxDirLock) -> Result<P
         size,
         input: total,
     })
-}
-
-/// sha256 of a file, hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
-    Ok(hex::encode(h.finalize()))
 }

@@ -21,7 +21,11 @@ use crate::config::parse_mac;
 /// `X-RHN-Provisioning-MAC-0: eth0 52:54:00:12:34:56`.
 const MAC_HEADER: &str = "x-rhn-provisioning-mac-";
 const MAX_CONNECTIONS: usize = 1024;
-const MAX_REQUEST: usize = 16 * 1024;
+/// Room for a server with 64 NICs (one ~60-byte MAC header each) beside the
+/// installer's own headers, with margin; bounded so a client cannot make a
+/// connection hold more.
+const MAX_HEADERS: usize = 128;
+const MAX_REQUEST: usize = 32 * 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One rendered kickstart, as served.
@@ -96,8 +100,26 @@ enum Answer<'a> {
     Error(u16, String),
 }
 
+/// The MAC headers of a request: the addresses read, and the headers (name,
+/// value) whose value held none.
+#[derive(Debug, Default)]
+struct Macs {
+    found: Vec<String>,
+    malformed: Vec<(String, String)>,
+}
+
+impl Macs {
+    /// `eth0 52:54:00:12:34:56`: the MAC is the last word.
+    fn add(&mut self, name: &str, value: &str) {
+        match value.split_whitespace().last().and_then(parse_mac) {
+            Some(mac) => self.found.push(mac),
+            None => self.malformed.push((name.to_string(), value.to_string())),
+        }
+    }
+}
+
 /// Route one request. `path` is the raw request target.
-fn route<'a>(site: &'a Site, path: &str, macs: &[String]) -> Answer<'a> {
+fn route<'a>(site: &'a Site, path: &str, macs: &Macs) -> Answer<'a> {
     let path = path.split(['?', '#']).next().unwrap_or_default();
     let Some(rest) = path.strip_prefix('/') else {
         return Answer::Error(
@@ -116,23 +138,35 @@ fn route<'a>(site: &'a Site, path: &str, macs: &[String]) -> Answer<'a> {
         if let Some(p) = &site.single {
             return Answer::Page(p);
         }
-        if macs.is_empty() {
+        // Any NIC of the machine may be the one in the inventory; a header
+        // regbake cannot read (an InfiniBand address) only matters when no
+        // other one matched.
+        if let Some(p) = macs.found.iter().find_map(|m| site.by_mac.get(m)) {
+            return Answer::Page(p);
+        }
+        if let Some((name, value)) = macs.malformed.first() {
+            return Answer::Error(
+                400,
+                format!(
+                    "malformed {name} header {value:?}: expected INTERFACE MAC, \
+                     e.g. \"eth0 52:54:00:12:34:56\"; fetch /HOST.ks instead"
+                ),
+            );
+        }
+        if macs.found.is_empty() {
             return Answer::Error(
                 404,
                 "no X-RHN-Provisioning-MAC-* header: boot with inst.ks.sendmac, or fetch /HOST.ks"
                     .into(),
             );
         }
-        return match macs.iter().find_map(|m| site.by_mac.get(m)) {
-            Some(p) => Answer::Page(p),
-            None => Answer::Error(
-                404,
-                format!(
-                    "no inventory host has MAC {}: add mac=… to its host line, or fetch /HOST.ks",
-                    macs.join(", ")
-                ),
+        return Answer::Error(
+            404,
+            format!(
+                "no inventory host has MAC {}: add mac=… to its host line, or fetch /HOST.ks",
+                macs.found.join(", ")
             ),
-        };
+        );
     }
     if let Some(host) = name.strip_suffix(".ks") {
         if let Some(p) = site.by_name.get(host) {
@@ -261,6 +295,29 @@ fn log(peer: &SocketAddr, method: &str, path: &str, status: u16, host: &str, mac
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
+/// Answer a request that was not read to its end, then close. Closing with
+/// unread input would reset the connection and lose the answer, so the rest
+/// is read and dropped first, for a bounded time and amount.
+fn refuse(stream: &mut TcpStream, answer: &[u8]) {
+    if stream.write_all(answer).is_err() {
+        return;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 4096];
+    let mut left = MAX_REQUEST * 2;
+    while left > 0 {
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
 /// Serve one connection until it closes, errs, idles out or asks to close.
 fn connection(mut stream: TcpStream, site: &Site) {
     let Ok(peer) = stream.peer_addr() else { return };
@@ -271,14 +328,14 @@ fn connection(mut stream: TcpStream, site: &Site) {
     let mut chunk = [0u8; 4096];
     loop {
         // Parse what is buffered; read more only when it is incomplete.
-        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         let parsed = req.parse(&buf);
         let n = match parsed {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
                 if buf.len() > MAX_REQUEST {
-                    let _ = stream.write_all(&error_response(431, "request too large", true));
+                    refuse(&mut stream, &error_response(431, "request too large", true));
                     return;
                 }
                 match stream.read(&mut chunk) {
@@ -294,7 +351,7 @@ fn connection(mut stream: TcpStream, site: &Site) {
                     httparse::Error::TooManyHeaders => (431, "too many headers".to_string()),
                     e => (400, format!("malformed request ({e})")),
                 };
-                let _ = stream.write_all(&error_response(status, &why, true));
+                refuse(&mut stream, &error_response(status, &why, true));
                 log(&peer, "-", "-", status, "-", &[]);
                 return;
             }
@@ -303,7 +360,7 @@ fn connection(mut stream: TcpStream, site: &Site) {
         let path = req.path.unwrap_or_default().to_string();
         let mut close = req.version != Some(1);
         let mut has_body = false;
-        let mut macs = vec![];
+        let mut macs = Macs::default();
         for h in req.headers.iter() {
             let name = h.name.to_ascii_lowercase();
             let value = String::from_utf8_lossy(h.value);
@@ -314,10 +371,7 @@ fn connection(mut stream: TcpStream, site: &Site) {
             {
                 has_body = true;
             } else if name.starts_with(MAC_HEADER) {
-                // `eth0 52:54:00:12:34:56`: the MAC is the last word.
-                if let Some(mac) = value.split_whitespace().last().and_then(parse_mac) {
-                    macs.push(mac);
-                }
+                macs.add(h.name, &value);
             }
         }
         buf.drain(..n);
@@ -365,7 +419,7 @@ fn connection(mut stream: TcpStream, site: &Site) {
                 }
             };
         let ok = stream.write_all(&out).is_ok();
-        log(&peer, &method, &path, status, host, &macs);
+        log(&peer, &method, &path, status, host, &macs.found);
         if !ok || close {
             return;
         }
@@ -398,20 +452,30 @@ mod tests {
         }
     }
 
+    /// MAC headers as anaconda sends them: `eth0 MAC` values.
+    fn macs(values: &[&str]) -> Macs {
+        let mut m = Macs::default();
+        for (i, v) in values.iter().enumerate() {
+            m.add(&format!("X-RHN-Provisioning-MAC-{i}"), v);
+        }
+        m
+    }
+
     #[test]
     fn routes() {
         let s = site();
-        let mac = vec!["52:54:00:00:00:01".to_string()];
-        assert_eq!(status(route(&s, "/web2.ks", &[])), 200);
+        let none = Macs::default();
+        let mac = macs(&["eth0 52:54:00:00:00:01"]);
+        assert_eq!(status(route(&s, "/web2.ks", &none)), 200);
         assert_eq!(status(route(&s, "/ks.cfg", &mac)), 200);
         assert_eq!(status(route(&s, "/ks.cfg?x=1", &mac)), 200);
-        assert_eq!(status(route(&s, "/ks.cfg", &[])), 404);
+        assert_eq!(status(route(&s, "/ks.cfg", &none)), 404);
         assert_eq!(
-            status(route(&s, "/ks.cfg", &["52:54:00:00:00:09".into()])),
+            status(route(&s, "/ks.cfg", &macs(&["eth0 52:54:00:00:00:09"]))),
             404
         );
-        assert_eq!(status(route(&s, "/web3.ks", &[])), 404);
-        assert_eq!(status(route(&s, "/", &[])), 404);
+        assert_eq!(status(route(&s, "/web3.ks", &none)), 404);
+        assert_eq!(status(route(&s, "/", &none)), 404);
         for bad in [
             "/../web1.ks",
             "/..%2fweb1.ks",
@@ -421,7 +485,21 @@ mod tests {
             "/%ff.ks",
             "web1.ks",
         ] {
-            assert_eq!(status(route(&s, bad, &[])), 400, "{bad}");
+            assert_eq!(status(route(&s, bad, &none)), 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_malformed_mac_header_is_named_unless_another_matches() {
+        let s = site();
+        let Answer::Error(400, why) = route(&s, "/ks.cfg", &macs(&["eth0 zz:zz"])) else {
+            panic!("expected 400");
+        };
+        assert!(
+            why.contains("malformed X-RHN-Provisioning-MAC-0 header \"eth0 zz:zz\""),
+            "{why}"
+        );
+        let both = macs(&["ib0 80:00:00:48:fe:80:00:00", "eth1 52:54:00:00:00:01"]);
+        assert_eq!(status(route(&s, "/ks.cfg", &both)), 200);
     }
 }

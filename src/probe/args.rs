@@ -10,7 +10,7 @@ use crate::util::Format;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Registry URL: http://HOST:PORT or https://HOST:PORT
-    #[arg(value_parser = parse_url)]
+    #[arg(value_parser = UrlParser)]
     pub url: url::Url,
     /// Trust only this CA certificate (PEM) for https
     #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
@@ -43,15 +43,60 @@ pub struct Args {
     /// Also write the probe image as an OCI layout into DIR (for the bench)
     #[arg(long, value_name = "DIR", hide = true, requires = "push")]
     pub save_oci: Option<PathBuf>,
+    /// Give up on a request when the registry has not connected, answered,
+    /// or sent or taken data for this long
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
-/// clap value parser for the registry URL.
+/// clap's parser for the URL: [`parse_url`], with errors that never repeat
+/// the value (it may hold a password).
+#[derive(Debug, Clone, Copy)]
+struct UrlParser;
+
+impl clap::builder::TypedValueParser for UrlParser {
+    type Value = Url;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Url, clap::Error> {
+        let text = value.to_str().ok_or_else(|| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidUtf8,
+                "the registry URL is not valid UTF-8\n",
+            )
+        })?;
+        parse_url(text).map_err(|why| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid registry URL: {why}\n"),
+            )
+        })
+    }
+}
+
+/// The registry URL: scheme, host and port only. Errors do not quote the
+/// URL, which may carry a password.
 pub fn parse_url(s: &str) -> std::result::Result<Url, String> {
     let url = Url::parse(s)
         .map_err(|e| format!("{e} (expected http://HOST:PORT or https://HOST:PORT)"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        // In a URL they show in process lists, shell history and the lines
+        // probe prints.
+        return Err(
+            "credentials in the URL are not accepted: give the user with \
+             --username and the name of an environment variable holding the \
+             password with --password-env"
+                .into(),
+        );
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "scheme {:?} not supported (expected http://HOST:PORT or https://HOST:PORT)",
@@ -100,6 +145,13 @@ mod tests {
         assert!(parse_url("ftp://x").is_err());
         assert!(parse_url("127.0.0.1:5000").is_err());
         assert!(parse_url("http://h/some/path").is_err());
+        for with_credentials in ["https://u:pw@h", "https://u@h:5000/", "http://:pw@h/v2/"] {
+            let err = parse_url(with_credentials).unwrap_err();
+            assert!(
+                err.contains("--password-env") && !err.contains("pw"),
+                "{err}"
+            );
+        }
         assert!(parse_repo("regbake-probe").is_ok());
         assert!(parse_repo("a/b.c/d__e").is_ok());
         assert!(parse_repo("Upper").is_err());

@@ -1,18 +1,19 @@
 //! The registry client: the Distribution HTTP API calls the probe makes,
 //! each with its checks.
 
-use std::fmt::Write as _;
 use std::io::Read;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
-use ureq::http::{Response, StatusCode};
+use ureq::http::Response;
 use ureq::{Agent, Body, RequestBuilder};
 use url::Url;
 
 use super::args::Args;
 use sha2::{Digest, Sha256};
 
+use super::fail::{error_body, status_text, Explain};
 use super::oci::{layer_bytes, layer_tar_size, sha256_digest, Blob, Layer, LayerStream};
 use super::report::{human, short, Done};
 
@@ -22,9 +23,11 @@ pub(super) const DIGEST_HEADER: &str = "docker-content-digest";
 pub(super) struct Client {
     pub(super) agent: Agent,
     pub(super) base: Url,
-    /// `Basic …` header value; never printed.
+    /// `Basic …` header value; never printed, sent only to `base`'s origin.
     pub(super) auth: Option<String>,
     pub(super) username: Option<String>,
+    /// Turns failures into advice.
+    pub(super) explain: Explain,
 }
 
 impl Client {
@@ -54,8 +57,19 @@ impl Client {
         if opts.insecure {
             tls = tls.disable_verification(true);
         }
+        let timeout = Some(Duration::from_secs(opts.timeout));
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
+            // Every step is bounded; a body is bounded per read and write, not
+            // in total, so a big layer on a slow link still gets through.
+            .timeout_resolve(timeout)
+            .timeout_connect(timeout)
+            .timeout_send_request(timeout)
+            .timeout_recv_response(timeout)
+            .timeout_per_read(timeout)
+            .timeout_per_write(timeout)
+            // A redirect may leave the origin; credentials never follow it.
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
             .tls_config(tls.build())
             .user_agent(concat!("regbake-probe/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -80,6 +94,12 @@ impl Client {
         Ok(Self {
             agent,
             base: opts.url.clone(),
+            explain: Explain {
+                base: opts.url.clone(),
+                credentials: auth.is_some(),
+                ca: opts.ca.clone(),
+                timeout: Duration::from_secs(opts.timeout),
+            },
             auth,
             username: opts.username.clone(),
         })
@@ -91,19 +111,27 @@ impl Client {
             .with_context(|| format!("building the URL for {path}"))
     }
 
-    pub(super) fn authed<B>(&self, rb: RequestBuilder<B>) -> RequestBuilder<B> {
+    /// The request with the credentials, when it goes to the origin they
+    /// were given for (as docker does): never to another host, port or
+    /// scheme an upload Location names, so never over plain HTTP unless the
+    /// registry URL itself was plain HTTP.
+    pub(super) fn authed<B>(&self, rb: RequestBuilder<B>, url: &Url) -> RequestBuilder<B> {
         match &self.auth {
-            Some(a) => rb.header("Authorization", a),
-            None => rb,
+            Some(a) if self.same_origin(url) => rb.header("Authorization", a),
+            _ => rb,
         }
+    }
+
+    pub(super) fn same_origin(&self, url: &Url) -> bool {
+        self.explain.same_origin(url)
     }
 
     /// `GET /v2/`: returns whether the registry asked for credentials.
     pub(super) fn check_v2(&self, with_auth: bool) -> Result<(bool, Done)> {
         let url = self.url("/v2/")?;
         let rb = self.agent.get(url.as_str());
-        let rb = if with_auth { self.authed(rb) } else { rb };
-        let mut resp = rb.call().map_err(|e| transport(e, &url))?;
+        let rb = if with_auth { self.authed(rb, &url) } else { rb };
+        let mut resp = rb.call().map_err(|e| self.explain.fail(e, "GET", &url))?;
         let status = resp.status();
         let api = header(&resp, API_HEADER);
         let check_api = |what: &str| -> Result<()> {
@@ -142,7 +170,7 @@ impl Client {
                     )),
                 ))
             }
-            _ => Err(unexpected(&mut resp, &url)),
+            _ => Err(self.explain.unexpected(&mut resp, &url)),
         }
     }
 
@@ -150,11 +178,14 @@ impl Client {
     pub(super) fn start_upload(&self, repo: &str) -> Result<Url> {
         let start = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
         let mut resp = self
-            .authed(self.agent.post(start.as_str()))
+            .authed(self.agent.post(start.as_str()), &start)
             .send_empty()
-            .map_err(|e| transport(e, &start))?;
+            .map_err(|e| self.explain.fail(e, "POST", &start))?;
         if resp.status().as_u16() != 202 {
-            return Err(unexpected(&mut resp, &start).context("starting the upload (POST)"));
+            return Err(self
+                .explain
+                .unexpected(&mut resp, &start)
+                .context("starting the upload (POST)"));
         }
         let location = upload_location(&resp, &start)?;
         drain(&mut resp);
@@ -173,12 +204,15 @@ impl Client {
     ) -> Result<()> {
         let put = with_digest(upload, digest);
         let mut resp = self
-            .authed(self.agent.put(put.as_str()))
+            .authed(self.agent.put(put.as_str()), &put)
             .header("Content-Type", "application/octet-stream")
             .send(body)
-            .map_err(|e| transport(e, &put))?;
+            .map_err(|e| self.explain.fail(e, "PUT", &put))?;
         if resp.status().as_u16() != 201 {
-            return Err(unexpected(&mut resp, &put).context("finishing the upload (PUT)"));
+            return Err(self
+                .explain
+                .unexpected(&mut resp, &put)
+                .context("finishing the upload (PUT)"));
         }
         let echoed = header(&resp, DIGEST_HEADER);
         drain(&mut resp);
@@ -186,11 +220,14 @@ impl Client {
 
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
         let mut resp = self
-            .authed(self.agent.head(url.as_str()))
+            .authed(self.agent.head(url.as_str()), &url)
             .call()
-            .map_err(|e| transport(e, &url))?;
+            .map_err(|e| self.explain.fail(e, "HEAD", &url))?;
         if resp.status().as_u16() != 200 {
-            return Err(unexpected(&mut resp, &url).context("HEAD after the upload"));
+            return Err(self
+                .explain
+                .unexpected(&mut resp, &url)
+                .context("HEAD after the upload"));
         }
         let length = header(&resp, "content-length").and_then(|l| l.parse::<u64>().ok());
         drain(&mut resp);
@@ -219,14 +256,17 @@ impl Client {
         let upload = self.start_upload(repo)?;
         let mut body = LayerStream::new(content_size)?;
         let mut resp = self
-            .authed(self.agent.patch(upload.as_str()))
+            .authed(self.agent.patch(upload.as_str()), &upload)
             .header("Content-Type", "application/octet-stream")
             // Known up front: a plain body instead of chunked encoding.
             .header("Content-Length", layer_tar_size(content_size).to_string())
             .send(ureq::SendBody::from_reader(&mut body))
-            .map_err(|e| transport(e, &upload))?;
+            .map_err(|e| self.explain.fail(e, "PATCH", &upload))?;
         if resp.status().as_u16() != 202 {
-            return Err(unexpected(&mut resp, &upload).context("streaming the layer (PATCH)"));
+            return Err(self
+                .explain
+                .unexpected(&mut resp, &upload)
+                .context("streaming the layer (PATCH)"));
         }
         let layer = body.finish()?;
         let upload = upload_location(&resp, &upload)?;
@@ -243,12 +283,12 @@ impl Client {
     pub(super) fn push_manifest(&self, repo: &str, tag: &str, manifest: &Blob) -> Result<String> {
         let url = self.url(&format!("/v2/{repo}/manifests/{tag}"))?;
         let mut resp = self
-            .authed(self.agent.put(url.as_str()))
+            .authed(self.agent.put(url.as_str()), &url)
             .header("Content-Type", manifest.media_type)
             .send(&manifest.data[..])
-            .map_err(|e| transport(e, &url))?;
+            .map_err(|e| self.explain.fail(e, "PUT", &url))?;
         if resp.status().as_u16() != 201 {
-            return Err(unexpected(&mut resp, &url));
+            return Err(self.explain.unexpected(&mut resp, &url));
         }
         let echoed = header(&resp, DIGEST_HEADER);
         drain(&mut resp);
@@ -262,12 +302,12 @@ impl Client {
     pub(super) fn pull_manifest(&self, repo: &str, tag: &str, manifest: &Blob) -> Result<String> {
         let url = self.url(&format!("/v2/{repo}/manifests/{tag}"))?;
         let mut resp = self
-            .authed(self.agent.get(url.as_str()))
+            .authed(self.agent.get(url.as_str()), &url)
             .header("Accept", manifest.media_type)
             .call()
-            .map_err(|e| transport(e, &url))?;
+            .map_err(|e| self.explain.fail(e, "GET", &url))?;
         if resp.status().as_u16() != 200 {
-            return Err(unexpected(&mut resp, &url));
+            return Err(self.explain.unexpected(&mut resp, &url));
         }
         let content_type = header(&resp, "content-type").unwrap_or_default();
         let echoed = header(&resp, DIGEST_HEADER);
@@ -276,7 +316,7 @@ impl Client {
             .with_config()
             .limit(4 << 20)
             .read_to_vec()
-            .map_err(|e| transport(e, &url))?;
+            .map_err(|e| self.explain.fail_body(e, "GET", &url))?;
         let got = sha256_digest(&body);
         if got != manifest.digest {
             bail!(
@@ -298,11 +338,11 @@ impl Client {
     pub(super) fn get_blob(&self, repo: &str, digest: &str) -> Result<(Url, Response<Body>)> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
         let mut resp = self
-            .authed(self.agent.get(url.as_str()))
+            .authed(self.agent.get(url.as_str()), &url)
             .call()
-            .map_err(|e| transport(e, &url))?;
+            .map_err(|e| self.explain.fail(e, "GET", &url))?;
         if resp.status().as_u16() != 200 {
-            return Err(unexpected(&mut resp, &url));
+            return Err(self.explain.unexpected(&mut resp, &url));
         }
         Ok((url, resp))
     }
@@ -323,7 +363,7 @@ impl Client {
         loop {
             let n = reader
                 .read(&mut buf)
-                .with_context(|| format!("reading GET {url}"))?;
+                .map_err(|e| self.explain.body_failed(e, "GET", &url))?;
             if n == 0 {
                 break;
             }
@@ -359,7 +399,7 @@ impl Client {
         loop {
             let n = reader
                 .read(&mut got)
-                .with_context(|| format!("reading GET {url}"))?;
+                .map_err(|e| self.explain.body_failed(e, "GET", &url))?;
             if n == 0 {
                 break;
             }
@@ -398,9 +438,9 @@ impl Client {
     pub(super) fn delete_manifest(&self, repo: &str, manifest: &Blob) -> Result<Done> {
         let url = self.url(&format!("/v2/{repo}/manifests/{}", manifest.digest))?;
         let mut resp = self
-            .authed(self.agent.delete(url.as_str()))
+            .authed(self.agent.delete(url.as_str()), &url)
             .call()
-            .map_err(|e| transport(e, &url))?;
+            .map_err(|e| self.explain.fail(e, "DELETE", &url))?;
         match resp.status().as_u16() {
             202 => drain(&mut resp),
             405 => {
@@ -409,14 +449,14 @@ impl Client {
                     "delete disabled, skipped (405 Method Not Allowed)".into(),
                 ));
             }
-            _ => return Err(unexpected(&mut resp, &url)),
+            _ => return Err(self.explain.unexpected(&mut resp, &url)),
         }
         // The delete only counts when the manifest is really gone.
         let mut resp = self
-            .authed(self.agent.get(url.as_str()))
+            .authed(self.agent.get(url.as_str()), &url)
             .header("Accept", manifest.media_type)
             .call()
-            .map_err(|e| transport(e, &url))?;
+            .map_err(|e| self.explain.fail(e, "GET", &url))?;
         let status = resp.status();
         drain(&mut resp);
         if status.as_u16() != 404 {
@@ -475,94 +515,39 @@ pub(super) fn same_digest(echoed: Option<&str>, ours: &str) -> Result<()> {
     }
 }
 
-pub(super) fn status_text(s: StatusCode) -> String {
-    format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or(""))
-        .trim_end()
-        .to_string()
-}
-
-/// ": <body>" of an error answer (the registry's JSON errors), trimmed.
-pub(super) fn error_body(resp: &mut Response<Body>) -> String {
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .lossy_utf8(true)
-        .read_to_string()
-        .unwrap_or_default();
-    let body = body.trim();
-    if body.is_empty() {
-        String::new()
-    } else {
-        format!(": {body}")
-    }
-}
-
-/// An unexpected HTTP status, with the registry's error body.
-pub(super) fn unexpected(resp: &mut Response<Body>, url: &Url) -> anyhow::Error {
-    let status = resp.status();
-    let body = error_body(resp);
-    let mut msg = format!("HTTP {}{body}", status_text(status));
-    // What a Go TLS server answers to plain HTTP on its port.
-    if url.scheme() == "http" && body.contains("HTTP request to an HTTPS server") {
-        let _ = write!(
-            msg,
-            "\n{} speaks TLS: use https://{}",
-            host_port(url),
-            host_port(url)
-        );
-    }
-    anyhow!(msg)
-}
-
-pub(super) fn host_port(url: &Url) -> String {
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or(""),
-        url.port_or_known_default().unwrap_or(0)
-    )
-}
-
-/// A transport error (no HTTP answer) as advice.
-pub(super) fn transport(err: ureq::Error, url: &Url) -> anyhow::Error {
-    let at = host_port(url);
-    let text = err.to_string();
-    if let ureq::Error::Io(io) = &err {
-        match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => {
-                return anyhow!("nothing is listening on {at} (connection refused)")
-            }
-            std::io::ErrorKind::TimedOut => return anyhow!("{at}: connection timed out"),
-            _ => {}
-        }
-    }
-    if matches!(err, ureq::Error::HostNotFound) {
-        return anyhow!("cannot resolve {}", url.host_str().unwrap_or(""));
-    }
-    if url.scheme() == "https" {
-        // rustls errors surface either directly or wrapped in an io::Error.
-        if text.contains("certificate") || text.contains("Certificate") {
-            return anyhow!(
-                "TLS verification of {at} failed ({text}): the system trust store does not \
-                 vouch for it; pass --ca with the registry's CA certificate (or --insecure for \
-                 a throwaway test registry)"
-            );
-        }
-        if text.contains("corrupt message") || text.contains("InvalidContentType") {
-            return anyhow!(
-                "TLS handshake with {at} failed ({text}): the server does not speak TLS there; \
-                 for a plain-HTTP registry use http://{at}"
-            );
-        }
-        if matches!(err, ureq::Error::Rustls(_) | ureq::Error::Tls(_)) {
-            return anyhow!("TLS handshake with {at} failed: {text}");
-        }
-    }
-    anyhow!("request to {url} failed: {text}")
-}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_go_only_to_the_origin_they_were_given_for() {
+        let client = |base: &str| Client {
+            agent: Agent::new_with_defaults(),
+            base: Url::parse(base).unwrap(),
+            auth: Some("Basic x".into()),
+            username: None,
+            explain: Explain {
+                base: Url::parse(base).unwrap(),
+                credentials: true,
+                ca: None,
+                timeout: Duration::from_secs(1),
+            },
+        };
+        let tls = client("https://reg.local:5000");
+        let at = |u: &str| Url::parse(u).unwrap();
+        assert!(tls.same_origin(&at("https://reg.local:5000/v2/r/blobs/uploads/u")));
+        for other in [
+            "http://reg.local:5000/v2/",
+            "https://reg.local:5001/v2/",
+            "https://other.local:5000/v2/",
+            "https://reg.local.evil:5000/v2/",
+        ] {
+            assert!(!tls.same_origin(&at(other)), "{other}");
+        }
+        assert!(client("https://reg.local").same_origin(&at("https://reg.local:443/v2/")));
+        assert!(client("http://reg.local:5000").same_origin(&at("http://reg.local:5000/u")));
+        assert!(!client("http://reg.local:5000").same_origin(&at("https://reg.local:5000/u")));
+    }
 
     #[test]
     pub(super) fn upload_locations_relative_absolute_and_with_query() {

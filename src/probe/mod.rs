@@ -2,9 +2,12 @@
 //! Distribution HTTP API. `GET /v2/` always; with `push`, a tiny deterministic
 //! OCI image is pushed, pulled back with every digest verified, and deleted
 //! again when the registry allows it. One line per step with its timing.
+//! Every request is bounded by `--timeout`; credentials go only to the
+//! origin of the URL given.
 
 mod args;
 mod client;
+mod fail;
 mod oci;
 mod report;
 

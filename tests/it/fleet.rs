@@ -443,3 +443,62 @@ fn oemdrv_images_hold_the_exact_kickstart() {
         );
     }
 }
+
+/// A malformed MAC header is named with its value (400), not answered as
+/// if the installer had sent none.
+#[test]
+fn serve_names_a_malformed_mac_header() {
+    let t = Test::new().file("hosts.ini", INVENTORY);
+    let server = Server::start(&t, &["kickstart", "--inventory", "hosts.ini"]);
+    let (status, body) = server.get("/ks.cfg", &["X-RHN-Provisioning-MAC-0: eth0 52:54:00:zz"]);
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("malformed X-RHN-Provisioning-MAC-0 header")
+            && body.contains("eth0 52:54:00:zz"),
+        "{body}"
+    );
+    // A NIC whose address regbake cannot read (InfiniBand's 20 bytes) does
+    // not stop a machine whose other NIC is in the inventory.
+    let reg2 = std::fs::read(t.path().join("out/kickstart/reg2.ks")).unwrap();
+    let (status, body) = server.get(
+        "/ks.cfg",
+        &[
+            "X-RHN-Provisioning-MAC-0: ib0 80:00:00:48:fe:80:00:00:00:00:00:00:f4:52:14:03:00:7b:cb:a1",
+            "X-RHN-Provisioning-MAC-1: eth1 52:54:00:12:34:02",
+        ],
+    );
+    assert_eq!((status, &body), (200, &reg2));
+}
+
+/// A server with many NICs sends one header per NIC beside curl's own:
+/// 40 of them are answered, by the last one.
+#[test]
+fn serve_answers_a_machine_with_40_nics() {
+    let t = Test::new().file("hosts.ini", INVENTORY);
+    let server = Server::start(&t, &["kickstart", "--inventory", "hosts.ini"]);
+    let mut headers: Vec<String> = [
+        "User-Agent: curl/7.29.0",
+        "Accept: */*",
+        "X-Anaconda-Architecture: x86_64",
+        "X-Anaconda-System-Release: CentOS Linux",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    for i in 0..39 {
+        headers.push(format!(
+            "X-RHN-Provisioning-MAC-{i}: enp{i}s0f0 52:54:00:ee:00:{i:02x}"
+        ));
+    }
+    headers.push("X-RHN-Provisioning-MAC-39: enp39s0f0 52:54:00:12:34:02".into());
+    let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let (status, body) = server.get("/ks.cfg", &refs);
+    let reg2 = std::fs::read(t.path().join("out/kickstart/reg2.ks")).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, reg2);
+    // Still bounded.
+    let many: Vec<String> = (0..300).map(|i| format!("X-Pad-{i}: {i}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(server.get("/ks.cfg", &refs).0, 431);
+}

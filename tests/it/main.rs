@@ -2,6 +2,7 @@
 //! validators, and stub programs on PATH where a VM would be needed.
 
 mod auth;
+mod box_refusals;
 mod boxfile;
 mod common;
 mod completions;
@@ -16,6 +17,7 @@ mod outdir;
 mod packer;
 mod packer_box;
 mod probe;
+mod probe_hostile;
 mod props;
 mod readme;
 mod registry;

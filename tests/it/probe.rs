@@ -491,3 +491,33 @@ fn nothing_listening_is_a_clear_failure() {
         out.stderr
     );
 }
+
+/// With `--ca`, a certificate from another CA is blamed on that file, not on
+/// the system trust store.
+#[test]
+fn a_ca_that_did_not_sign_the_certificate_is_named() {
+    if !require_tool("docker-registry") {
+        return;
+    }
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (_, cert, key) = tls_files(certs.path());
+    let other = tempfile::tempdir().expect("temp dir");
+    let (other_ca, _, _) = tls_files(other.path());
+    let reg = Registry::start(&Setup {
+        tls: Some((cert, key)),
+        ..Setup::default()
+    });
+    let https = format!("https://{}", reg.addr());
+    let other_ca = other_ca.to_str().unwrap();
+    let out = Test::new()
+        .args(&["probe", &https, "--ca", other_ca])
+        .failure(1);
+    assert!(
+        out.stderr.contains(&format!(
+            "the CA in {other_ca} (--ca) does not vouch for it"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("system trust store"), "{}", out.stderr);
+}

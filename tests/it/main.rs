@@ -5,6 +5,7 @@ mod boxfile;
 mod common;
 mod config;
 mod fleet;
+mod gc;
 mod golden;
 mod ksdir;
 mod ksdisk;

@@ -100,6 +100,11 @@ pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str) {
         &format!("docker://{ip}:5000/regbake/during:v1"),
     ]);
     assert!(!ok, "a push went through during the collect: {out}");
+    assert_eq!(
+        status_at(ip, 5000, "POST", "/v2/regbake/during/blobs/uploads/"),
+        405,
+        "uploads are not refused as read-only"
+    );
     let (ok, out) = hello_present(&hello, &no_tls);
     assert!(ok, "no pulls during the collect: {out}");
     tb.sh("touch /run/regbake-test-release");

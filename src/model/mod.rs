@@ -319,14 +319,14 @@ impl Appliance {
             data_size_mb: c.storage.data_size_gb * 1024,
         };
 
-        let (mut registry, registry_files) = registry::resolve(
+        let (registry, registry_files) = registry::resolve(
             c,
             &hostname,
             network.is_static.then_some(network.ip.as_str()),
+            &storage.registry_dir,
             store,
             slot,
         )?;
-        registry.mounts = registry.container_mounts(&storage.registry_dir);
         let secret_files = registry.secret_files();
         let uninstall_files = registry.uninstall_files();
         let mut selinux_container_dirs = vec![storage.registry_dir.clone()];

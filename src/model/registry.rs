@@ -262,13 +262,14 @@ fn htpasswd(c: &Config, store: &SecretStore) -> Result<Option<String>> {
     Ok(Some(out))
 }
 
-/// The registry of the appliance `hostname` (with `static_ip`), its
-/// secrets from (or made into) `store`; `slot` says whose server
-/// certificate it is.
+/// The registry of the appliance `hostname` (with `static_ip`), its data
+/// in `registry_dir`, its secrets from (or made into) `store`; `slot` says
+/// whose server certificate it is.
 pub fn resolve(
     c: &Config,
     hostname: &str,
     static_ip: Option<&str>,
+    registry_dir: &str,
     store: &mut SecretStore,
     slot: Slot<'_>,
 ) -> Result<(Registry, RegistryFiles)> {
@@ -379,7 +380,7 @@ pub fn resolve(
         (format!("http://127.0.0.1:{port}/v2/"), vec![])
     };
 
-    let registry = Registry {
+    let mut registry = Registry {
         image: r.image.clone(),
         major,
         port,
@@ -421,6 +422,7 @@ pub fn resolve(
         local_url,
         curl_args,
     };
+    registry.mounts = registry.container_mounts(registry_dir);
     let htpasswd = htpasswd(c, store)?;
     if let Some(h) = &htpasswd {
         store.set_htpasswd(h.clone());
@@ -455,7 +457,7 @@ impl Registry {
     /// The container's `-v` mounts: the data in `registry_dir` (on the host)
     /// at `/var/lib/registry`, the other directories read-only at their
     /// own paths.
-    pub fn container_mounts(&self, registry_dir: &str) -> Vec<String> {
+    fn container_mounts(&self, registry_dir: &str) -> Vec<String> {
         let mut v = vec![format!("{registry_dir}:/var/lib/registry")];
         v.extend(self.mounted_dirs().map(|d| format!("{d}:{d}:ro")));
         v

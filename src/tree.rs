@@ -61,7 +61,7 @@ pub enum Kind {
     Sudoers,
     /// sshd's config (`sshd -t`).
     SshdConfig,
-    /// A systemd unit (`systemd-analyze verify`).
+    /// A systemd unit, service or timer (`systemd-analyze verify`).
     Unit,
     /// A drop-in of a unit (checked with its unit).
     DropIn,
@@ -95,7 +95,9 @@ impl Kind {
             Kind::SshdConfig
         } else if path.starts_with("overlay/etc/systemd/system/") && path.contains(".service.d/") {
             Kind::DropIn
-        } else if path.starts_with("overlay/etc/systemd/system/") && name.ends_with(".service") {
+        } else if path.starts_with("overlay/etc/systemd/system/")
+            && (name.ends_with(".service") || name.ends_with(".timer"))
+        {
             Kind::Unit
         } else if path.starts_with("overlay/") && name == "config.yml" {
             Kind::RegistryConfig

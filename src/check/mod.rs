@@ -348,11 +348,16 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
     let units = of(Kind::Unit);
     if !units.is_empty() {
         let stub = prepare_unit_stubs(scratch.path(), &overlay)?;
+        // All copies first: a timer is verified with the service it starts.
+        let mut copies = vec![];
         for unit in &units {
             let copy = stub.dir.join(unit.file_name().context("unit file name")?);
             let text = std::fs::read_to_string(unit)
                 .with_context(|| format!("reading {}", unit.display()))?;
             std::fs::write(&copy, stub.rewrite(&text)).context("writing a unit copy")?;
+            copies.push(copy);
+        }
+        for (unit, copy) in units.iter().zip(copies) {
             let unit_path = stub.dir.display().to_string();
             r.run("systemd-analyze", unit, "systemd-analyze", false, |t| {
                 Cmd::new(t)

@@ -2,6 +2,7 @@
 //! and the separate validation pass in [`validate`].
 
 pub mod boxes;
+mod calendar;
 mod error;
 mod grammar;
 pub mod inventory;

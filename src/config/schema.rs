@@ -206,6 +206,7 @@ pub struct RegistrySection {
     pub auth: AuthSection,
     pub storage: BackendSection,
     pub mirror: Option<MirrorSection>,
+    pub gc: GcSection,
 }
 
 impl Default for RegistrySection {
@@ -227,6 +228,7 @@ impl Default for RegistrySection {
             auth: AuthSection::default(),
             storage: BackendSection::default(),
             mirror: None,
+            gc: GcSection::default(),
         }
     }
 }
@@ -314,6 +316,28 @@ impl Default for BackendSection {
 pub enum Backend {
     Filesystem,
     S3,
+}
+
+/// Garbage collection on a systemd timer: `registry garbage-collect`, with
+/// the registry read-only meanwhile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcSection {
+    pub enabled: bool,
+    /// A systemd `OnCalendar` value, in the form CentOS 7's systemd 219 reads.
+    pub schedule: String,
+    /// Also delete manifests that no tag points at (`--delete-untagged`).
+    pub delete_untagged: bool,
+}
+
+impl Default for GcSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            schedule: "weekly".into(),
+            delete_untagged: false,
+        }
+    }
 }
 
 /// Pull-through cache of another registry.

@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use super::calendar::{is_on_calendar, CALENDAR_HELP};
 use super::error::{Problem, Problems};
 use super::grammar::{
     check_ssh_public_key, is_base_url, is_bcrypt, is_box_name, is_bucket, is_checksum, is_data_dir,
@@ -308,6 +309,13 @@ fn registry(c: &Config, p: &mut Problems) {
         NAME_HELP,
     );
     registry_backends(c, p);
+    // Checked even when disabled: the value is kept for when it is enabled.
+    p.check(
+        is_on_calendar(&c.registry.gc.schedule),
+        "registry.gc.schedule",
+        &c.registry.gc.schedule,
+        CALENDAR_HELP,
+    );
     for (i, san) in c.registry.tls.sans.iter().enumerate() {
         p.check(
             is_hostname(san) || san.parse::<std::net::IpAddr>().is_ok(),

@@ -354,6 +354,7 @@ impl Appliance {
             c,
             &hostname,
             network.is_static.then_some(network.ip.as_str()),
+            &storage.registry_dir,
             store,
             slot,
         )?;

@@ -11,6 +11,9 @@ use crate::model::secrets::{SecretStore, Slot};
 pub const CERTS_DIR: &str = "/opt/docker/certs";
 pub const AUTH_DIR: &str = "/opt/docker/auth";
 pub const CA_ANCHOR: &str = "/etc/pki/ca-trust/source/anchors/regbake-ca.crt";
+/// Written by regbake-gc for the length of a collect, read by the registry
+/// unit: while it exists the registry runs read-only.
+pub const GC_MAINTENANCE_ENV: &str = "/run/regbake/registry-maintenance.env";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Registry {
@@ -42,6 +45,13 @@ pub struct Registry {
     pub htpasswd_path: String,
     pub s3: Option<S3>,
     pub mirror: Option<Mirror>,
+    /// The container's `-v` mounts (`HOST:CONTAINER[:ro]`): the registry's
+    /// and the garbage collection's.
+    pub mounts: Vec<String>,
+    /// Garbage collection on a timer; `None` when disabled.
+    pub gc: Option<Gc>,
+    /// While this file exists the registry starts read-only (regbake-gc).
+    pub maintenance_env: &'static str,
     /// `HOST:PORT` as docker clients name it (certs.d directory name).
     pub address: String,
     /// What the appliance itself curls to see the registry is up.
@@ -62,6 +72,16 @@ pub struct S3 {
     pub root_directory: String,
     /// Clients cannot follow redirects to a private endpoint.
     pub redirect_disable: bool,
+}
+
+/// `[registry.gc]` resolved: what regbake-gc and its timer run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gc {
+    /// The timer's `OnCalendar` value.
+    pub schedule: String,
+    /// The arguments of `registry` in the collect's container.
+    pub args: Vec<String>,
+    pub container_name: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -266,13 +286,14 @@ fn htpasswd(c: &Config, store: &SecretStore) -> Result<Option<String>> {
     Ok(Some(out))
 }
 
-/// The registry of the appliance `hostname` (with `static_ip`), its
-/// secrets from (or made into) `store`; `slot` says whose server
-/// certificate it is.
+/// The registry of the appliance `hostname` (with `static_ip`), its data
+/// in `registry_dir`, its secrets from (or made into) `store`; `slot` says
+/// whose server certificate it is.
 pub fn resolve(
     c: &Config,
     hostname: &str,
     static_ip: Option<&str>,
+    registry_dir: &str,
     store: &mut SecretStore,
     slot: Slot<'_>,
 ) -> Result<(Registry, RegistryFiles)> {
@@ -353,6 +374,24 @@ pub fn resolve(
         None => None,
     };
 
+    let config_dir = if major >= 3 {
+        "/etc/distribution"
+    } else {
+        "/etc/docker/registry"
+    };
+    let gc = r.gc.enabled.then(|| {
+        let mut args = vec!["garbage-collect".to_string()];
+        if r.gc.delete_untagged {
+            args.push("--delete-untagged".into());
+        }
+        args.push(format!("{config_dir}/config.yml"));
+        Gc {
+            schedule: r.gc.schedule.clone(),
+            args,
+            container_name: format!("{}-gc", r.container_name),
+        }
+    });
+
     let address = format!("{hostname}:{port}");
     let (local_url, curl_args) = if tls_on {
         let mut args = vec![];
@@ -365,7 +404,7 @@ pub fn resolve(
         (format!("http://127.0.0.1:{port}/v2/"), vec![])
     };
 
-    let registry = Registry {
+    let mut registry = Registry {
         image: r.image.clone(),
         major,
         port,
@@ -393,21 +432,21 @@ pub fn resolve(
         tls_cert: format!("{CERTS_DIR}/registry.crt"),
         tls_key: format!("{CERTS_DIR}/registry.key"),
         tls_ca,
-        config_dir: if major >= 3 {
-            "/etc/distribution"
-        } else {
-            "/etc/docker/registry"
-        },
+        config_dir,
         certs_dir: CERTS_DIR,
         auth: !r.auth.users.is_empty(),
         auth_dir: AUTH_DIR,
         htpasswd_path: format!("{AUTH_DIR}/htpasswd"),
         s3,
         mirror,
+        mounts: vec![],
+        gc,
+        maintenance_env: GC_MAINTENANCE_ENV,
         address,
         local_url,
         curl_args,
     };
+    registry.mounts = registry.container_mounts(registry_dir);
     let htpasswd = htpasswd(c, store)?;
     if let Some(h) = &htpasswd {
         store.set_htpasswd(h.clone());
@@ -457,6 +496,15 @@ impl Registry {
         ]
         .into_iter()
         .flatten()
+    }
+
+    /// The container's `-v` mounts: the data in `registry_dir` (on the host)
+    /// at `/var/lib/registry`, the other directories read-only at their
+    /// own paths.
+    fn container_mounts(&self, registry_dir: &str) -> Vec<String> {
+        let mut v = vec![format!("{registry_dir}:/var/lib/registry")];
+        v.extend(self.mounted_dirs().map(|d| format!("{d}:{d}:ro")));
+        v
     }
 
     /// Files `regbake-uninstall` removes besides the units and firstboot.

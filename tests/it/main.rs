@@ -8,6 +8,7 @@ mod common;
 mod completions;
 mod config;
 mod fleet;
+mod gc;
 mod golden;
 mod init;
 mod ksdir;

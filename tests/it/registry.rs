@@ -53,8 +53,31 @@ impl Served {
     /// `filesystem`: override the storage dir (not for S3 configs, where a
     /// second driver would be an error).
     pub(crate) fn start_with(out: &Path, config_rel: &str, filesystem: bool) -> Self {
-        let port = free_port();
         let data = tempfile::tempdir().expect("data dir");
+        let store = filesystem.then(|| data.path().join("store"));
+        Self::spawn(out, config_rel, data, store.as_deref(), &[])
+    }
+
+    /// Serving the storage dir `store`, which outlives it, with more
+    /// environment (REGISTRY_* overrides).
+    pub(crate) fn start_on(
+        out: &Path,
+        config_rel: &str,
+        store: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let data = tempfile::tempdir().expect("data dir");
+        Self::spawn(out, config_rel, data, Some(store), env)
+    }
+
+    fn spawn(
+        out: &Path,
+        config_rel: &str,
+        data: tempfile::TempDir,
+        store: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let port = free_port();
         let log = data.path().join("registry.log");
         let overlay = out.join("overlay");
         let script = format!(
@@ -76,12 +99,10 @@ impl Served {
         .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
         // A CA bundle set for the sandbox makes 2.8's S3 driver refuse to start.
         .env_remove("AWS_CA_BUNDLE");
-        if filesystem {
-            cmd.env(
-                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
-                data.path().join("store"),
-            );
+        if let Some(store) = store {
+            cmd.env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", store);
         }
+        cmd.envs(env.iter().copied());
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
@@ -142,17 +163,29 @@ fn sha(data: &[u8]) -> String {
 
 /// A one-layer OCI image layout on disk, made here so no network is needed.
 pub(crate) fn oci_layout(dir: &Path) -> String {
+    oci_image(dir, b"hello from regbake's registry test\n").src
+}
+
+/// An image of [`oci_image`]: its skopeo source and digests.
+pub(crate) struct OciImage {
+    pub(crate) src: String,
+    pub(crate) manifest: String,
+    pub(crate) config: String,
+    pub(crate) layer: String,
+}
+
+/// A one-layer OCI image layout whose layer holds `hello.txt` = `body`: two
+/// bodies make two images that share no blob.
+pub(crate) fn oci_image(dir: &Path, body: &[u8]) -> OciImage {
     let mut layer = Vec::new();
     {
         let gz = flate2::write::GzEncoder::new(&mut layer, flate2::Compression::default());
         let mut tar = tar::Builder::new(gz);
-        let body = b"hello from regbake's registry test\n";
         let mut h = tar::Header::new_gnu();
         h.set_size(body.len() as u64);
         h.set_mode(0o644);
         h.set_mtime(0);
-        tar.append_data(&mut h, "hello.txt", &body[..])
-            .expect("tar");
+        tar.append_data(&mut h, "hello.txt", body).expect("tar");
         tar.into_inner().expect("tar").finish().expect("gz");
     }
     let diff_id = {
@@ -187,7 +220,12 @@ pub(crate) fn oci_layout(dir: &Path) -> String {
             "annotations": {"org.opencontainers.image.ref.name": "v1"}}]
     });
     std::fs::write(dir.join("index.json"), index.to_string()).expect("index");
-    format!("oci:{}:v1", dir.display())
+    OciImage {
+        src: format!("oci:{}:v1", dir.display()),
+        manifest: sha(&manifest),
+        config: sha(&config),
+        layer: sha(&layer),
+    }
 }
 
 pub(crate) fn skopeo(args: &[&str]) -> (bool, String) {

@@ -205,6 +205,14 @@ fn install_firstboot_uninstall_are_idempotent_and_keep_data() {
         calls.contains("--cacert /opt/docker/certs/ca.crt"),
         "{calls}"
     );
+    // Garbage collection on its schedule once the registry runs.
+    let started = calls.find("systemctl start regbake-registry.service");
+    let timer = calls.find("systemctl enable regbake-gc.timer");
+    assert!(started < timer && timer.is_some(), "{calls}");
+    assert!(
+        calls.contains("systemctl start regbake-gc.timer"),
+        "{calls}"
+    );
     let first = a.snapshot();
     assert!(first.contains_key("var/lib/regbake/firstboot.done"));
     let calls = a.run("regbake-firstboot", &[]);
@@ -232,8 +240,15 @@ fn install_firstboot_uninstall_are_idempotent_and_keep_data() {
         after[data_file], "file 644 layer",
         "uninstall lost registry data"
     );
+    assert!(
+        calls.contains("systemctl disable --now regbake-gc.timer"),
+        "{calls}"
+    );
     for gone in [
         "etc/systemd/system/regbake-registry.service",
+        "etc/systemd/system/regbake-gc.service",
+        "etc/systemd/system/regbake-gc.timer",
+        "usr/local/sbin/regbake-gc",
         "etc/docker/registry/config.yml",
         "opt/docker/certs/registry.key",
         "var/lib/regbake/firstboot.done",

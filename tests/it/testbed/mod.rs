@@ -14,6 +14,7 @@
 //! CentOS 7's systemd 219 and docker-ce 26; anaconda, yum and SELinux are
 //! stubbed.
 
+mod gc;
 mod scenarios;
 
 use std::path::{Path, PathBuf};

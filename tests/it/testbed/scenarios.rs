@@ -88,7 +88,7 @@ fn kickstart_into(
     tb.reboot_installed();
 }
 
-fn journal(tb: &Testbed, unit: &str) -> String {
+pub(super) fn journal(tb: &Testbed, unit: &str) -> String {
     tb.sh(&format!(
         "journalctl -b --no-pager -o cat -u {unit} || true"
     ))
@@ -117,14 +117,14 @@ fn push_hello(t: &Test, url: &str, tls_verify: &[&str]) {
     assert!(ok, "skopeo copy {url}: {out}");
 }
 
-fn hello_present(url: &str, tls_verify: &[&str]) -> (bool, String) {
+pub(super) fn hello_present(url: &str, tls_verify: &[&str]) -> (bool, String) {
     let mut args = vec!["inspect", "--raw"];
     args.extend_from_slice(tls_verify);
     args.push(url);
     skopeo(&args)
 }
 
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+pub(super) fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while t0.elapsed() < timeout {
         if f() {
@@ -153,6 +153,9 @@ fn kickstart_install_boots_into_a_working_registry() {
     assert_first_boot_ok(&tb, 5000);
     let log = journal(&tb, "regbake-firstboot");
     assert!(log.contains("loading registry:2 from"), "{log}");
+    // Garbage collection is scheduled once the registry runs.
+    let timers = tb.sh("systemctl list-timers --all --no-pager");
+    assert!(timers.contains("regbake-gc.timer"), "{timers}");
     // The %post ran under the live path, not only the file layout.
     let calls = tb.stub_calls();
     assert!(calls.contains("restorecon -R"), "{calls}");
@@ -391,6 +394,9 @@ fn vagrant_provisioners_bake_a_working_registry() {
         "packages installed again: {new_calls}"
     );
 
+    // Garbage collection: the timer's service, run.
+    super::gc::collect_on_the_appliance(&tb, &t, &ip);
+
     // Scenario 6: uninstall keeps the data, asks for trust and firewall.
     let calls_before = tb.stub_calls();
     tb.sh("/usr/local/sbin/regbake-uninstall");
@@ -403,9 +409,15 @@ fn vagrant_provisioners_bake_a_working_registry() {
         "/etc/systemd/system/docker.service.wants/regbake-registry.service",
         "/etc/docker/registry/config.yml",
         "/var/lib/regbake/firstboot.done",
+        "/etc/systemd/system/regbake-gc.timer",
+        "/etc/systemd/system/timers.target.wants/regbake-gc.timer",
+        "/etc/systemd/system/regbake-gc.service",
+        "/usr/local/sbin/regbake-gc",
     ] {
         tb.sh(&format!("! test -e {gone}"));
     }
+    let timers = tb.sh("systemctl list-timers --all --no-pager");
+    assert!(!timers.contains("regbake-gc"), "{timers}");
     let blobs = "/data/docker-registry/registry/docker/registry/v2/repositories/regbake/hello";
     tb.sh(&format!("test -d {blobs}"));
     let new_calls = tb.stub_calls()[calls_before.len()..].to_string();

@@ -1,0 +1,129 @@
+//! Garbage collection on a running appliance (`[registry.gc]`), a step of
+//! the Vagrant scenario: the timer firstboot enabled, and its service run
+//! by systemd as the timer would.
+
+use std::time::{Duration, Instant};
+
+use super::scenarios::{hello_present, journal, wait_until};
+use super::Testbed;
+use crate::common::Test;
+use crate::gc::status_at;
+use crate::registry::{oci_image, skopeo};
+
+const BLOBS: &str = "/data/docker-registry/registry/docker/registry/v2/blobs/sha256";
+
+fn blob(digest: &str) -> String {
+    let hex = digest.trim_start_matches("sha256:");
+    format!("{BLOBS}/{}/{hex}/data", &hex[..2])
+}
+
+fn push(t: &Test, dir: &str, body: &[u8], dest: &str) -> crate::registry::OciImage {
+    let image = oci_image(&t.path().join(dir), body);
+    let (ok, out) = skopeo(&["copy", "--dest-tls-verify=false", &image.src, dest]);
+    assert!(ok, "push {dest}: {out}");
+    image
+}
+
+/// The registry container runs without the read-only setting.
+fn writable(tb: &Testbed) -> bool {
+    !tb.sh("docker inspect registry")
+        .contains("\"REGISTRY_STORAGE_MAINTENANCE_READONLY=")
+}
+
+/// The appliance at `ip` (plain HTTP on 5000, `regbake/hello:v1` pushed):
+/// - regbake-gc.timer is enabled and listed by `systemctl list-timers`;
+/// - a tag deleted through the API leaves its layer on disk until
+///   `systemctl start regbake-gc.service`, which frees it, keeps hello,
+///   logs to the journal and leaves the registry writable;
+/// - during a collect (held open by a `docker` shim on the service's PATH
+///   that then fails it) pushes are refused and pulls served, and after
+///   the failed collect the registry is writable again.
+pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str) {
+    let t0 = Instant::now();
+    assert_eq!(
+        tb.sh("systemctl is-enabled regbake-gc.timer").trim(),
+        "enabled"
+    );
+    let timers = tb.sh("systemctl list-timers --all --no-pager");
+    assert!(timers.contains("regbake-gc.timer"), "{timers}");
+    let hello = format!("docker://{ip}:5000/regbake/hello:v1");
+    let no_tls = ["--tls-verify=false"];
+
+    let gone = push(
+        t,
+        "gc-gone",
+        b"deleted before the collect\n",
+        &format!("docker://{ip}:5000/regbake/gone:v1"),
+    );
+    let path = format!("/v2/regbake/gone/manifests/{}", gone.manifest);
+    assert_eq!(status_at(ip, 5000, "DELETE", &path), 202);
+    tb.sh(&format!("test -f {}", blob(&gone.layer)));
+
+    let o = tb.try_sh("systemctl start regbake-gc.service");
+    let log = journal(tb, "regbake-gc");
+    assert!(o.status.success(), "regbake-gc failed:\n{log}");
+    for want in [
+        "regbake-gc: restarting the registry read-only for the collect",
+        "regbake-gc: registry is read-only: pulls are served, pushes and deletes refused",
+        "regbake-gc: collecting: registry garbage-collect /etc/docker/registry/config.yml",
+        &format!("blob eligible for deletion: {}", gone.layer),
+        "regbake-gc: collect done: /data/docker-registry/registry had ",
+        "regbake-gc: registry answers http://127.0.0.1:5000/v2/",
+    ] {
+        assert!(log.contains(want), "{want:?} not in the journal:\n{log}");
+    }
+    tb.sh(&format!("! test -e {}", blob(&gone.layer)));
+    tb.sh("! test -e /run/regbake/registry-maintenance.env");
+    assert!(writable(tb));
+    let (ok, out) = hello_present(&hello, &no_tls);
+    assert!(ok, "hello lost in the collect: {out}");
+
+    // A collect held open, then failing.
+    tb.write(
+        "/usr/local/bin/docker",
+        b"#!/bin/sh\ncase \" $* \" in\n  *\" garbage-collect \"*)\n    touch /run/regbake-test-collecting\n    \
+          while [ ! -e /run/regbake-test-release ]; do sleep 0.2; done\n    echo 'test: the collect fails' >&2\n    exit 3 ;;\nesac\n\
+          exec /usr/bin/docker \"$@\"\n",
+        0o755,
+    );
+    tb.sh("systemctl start --no-block regbake-gc.service");
+    wait_until("the collect to start", Duration::from_secs(120), || {
+        tb.try_sh("test -e /run/regbake-test-collecting")
+            .status
+            .success()
+    });
+    let during = oci_image(&t.path().join("gc-during"), b"pushed during the collect\n");
+    let (ok, out) = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &during.src,
+        &format!("docker://{ip}:5000/regbake/during:v1"),
+    ]);
+    assert!(!ok, "a push went through during the collect: {out}");
+    assert_eq!(
+        status_at(ip, 5000, "POST", "/v2/regbake/during/blobs/uploads/"),
+        405,
+        "uploads are not refused as read-only"
+    );
+    let (ok, out) = hello_present(&hello, &no_tls);
+    assert!(ok, "no pulls during the collect: {out}");
+    tb.sh("touch /run/regbake-test-release");
+    let state = tb.wait_unit("regbake-gc.service", Duration::from_secs(120));
+    let log = journal(tb, "regbake-gc");
+    assert_eq!(state, "failed", "{log}");
+    let failed = log.rfind("regbake-gc: error: garbage-collect failed");
+    let back = log.rfind("regbake-gc: registry answers");
+    assert!(failed.is_some() && back > failed, "{log}");
+    assert!(writable(tb));
+    push(
+        t,
+        "gc-after",
+        b"pushed after the collect\n",
+        &format!("docker://{ip}:5000/regbake/after:v1"),
+    );
+    tb.sh(
+        "rm -f /usr/local/bin/docker /run/regbake-test-collecting /run/regbake-test-release && \
+         systemctl reset-failed regbake-gc.service",
+    );
+    eprintln!("garbage collection steps took {:?}", t0.elapsed());
+}

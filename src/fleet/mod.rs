@@ -20,9 +20,10 @@ use crate::config::inventory::{vars, Host, Inventory};
 use crate::config::{self, Config, ConfigError, NetworkMode, Problem, TlsMode};
 use crate::model::secrets::{SecretStore, Slot};
 use crate::model::{Appliance, Facts};
-use crate::out::{Global, Writer};
+use crate::out::{ksdir, Global, Writer};
 use crate::render::{self, Scope};
 use crate::tree::Tree;
+use crate::util::fsx;
 pub use serve::Kickstart;
 
 /// `regbake kickstart`
@@ -172,7 +173,13 @@ pub fn render_fleet(
     keep: bool,
     w: &mut Writer,
 ) -> Result<Vec<Kickstart>> {
+    let started = Instant::now();
     validate_hosts(base, inv)?;
+    crate::util::log::debug(&format!(
+        "validated {} hosts in {} ms",
+        inv.hosts.len(),
+        started.elapsed().as_millis()
+    ));
     let mut store = SecretStore::load(out).context("reading stored secrets")?;
     if base.registry.tls.mode != TlsMode::Off {
         store.index_hosts()?;
@@ -216,6 +223,7 @@ pub fn render_fleet(
 
     let mut kickstarts = Vec::with_capacity(if keep { inv.hosts.len() } else { 0 });
     let mut first = Some(first);
+    let dir = w.kickstarts()?.dir().to_path_buf();
     for hosts in inv.hosts.chunks(CHUNK) {
         let mut apps = Vec::with_capacity(hosts.len());
         for h in hosts {
@@ -224,15 +232,14 @@ pub fn render_fleet(
                 None => resolve_host(&config_of(h), h, &mut store)?,
             });
         }
-        let rendered = render_all(&apps, oemdrv)?;
-        drop(apps);
-        for (h, (ks, img)) in hosts.iter().zip(rendered) {
-            let plan = w.kickstarts()?;
-            if let Some(img) = img {
-                plan.add(&format!("{}-oemdrv.img", h.name), &img, 0o600)?;
+        let jobs: Vec<(&Host, Appliance)> = hosts.iter().zip(apps).collect();
+        let done = render_all(&jobs, &dir, oemdrv, keep)?;
+        let plan = w.kickstarts()?;
+        for ((h, _), staged) in jobs.iter().zip(done) {
+            for (name, file) in staged.files {
+                plan.add_staged(&name, file, 0o600);
             }
-            plan.add(&format!("{}.ks", h.name), &ks, 0o600)?;
-            if keep {
+            if let Some(ks) = staged.kept {
                 kickstarts.push(Kickstart {
                     host: Some(h.name.clone()),
                     mac: h.overrides.text("mac").map(str::to_string),
@@ -249,24 +256,42 @@ pub fn render_fleet(
     Ok(kickstarts)
 }
 
-type Rendered = (Vec<u8>, Option<Vec<u8>>);
+/// One host's files by name, staged in `out/kickstart` (`None`: there
+/// already as they are), and its kickstart when it is to be served.
+struct Staged {
+    files: Vec<(String, Option<fsx::Closed>)>,
+    kept: Option<Vec<u8>>,
+}
 
-/// Render the hosts' kickstarts (and images) on every core, each exactly as
-/// `regbake kickstart` renders one appliance.
-fn render_all(apps: &[Appliance], oemdrv: bool) -> Result<Vec<Rendered>> {
-    let one = |app: &Appliance| -> Result<Rendered> {
+/// Render the hosts' kickstarts (and images) and stage them in `dir`, on
+/// every core, each exactly as `regbake kickstart` renders one appliance.
+fn render_all(
+    apps: &[(&Host, Appliance)],
+    dir: &Path,
+    oemdrv: bool,
+    keep: bool,
+) -> Result<Vec<Staged>> {
+    let one = |(h, app): &(&Host, Appliance)| -> Result<Staged> {
         let mut tree = render::render(app, Scope::Kickstart)?;
         let ks = tree
             .files
             .remove("kickstart/ks.cfg")
             .context("the render has a kickstart")?
             .data;
-        let img = if oemdrv {
-            Some(render::oemdrv::image(&ks)?)
-        } else {
-            None
-        };
-        Ok((ks, img))
+        let mut files = vec![];
+        if oemdrv {
+            let name = format!("{}-oemdrv.img", h.name);
+            let img = render::oemdrv::image(&ks)?;
+            let staged = ksdir::stage(dir, &name, &img, 0o600)?;
+            files.push((name, staged));
+        }
+        let name = format!("{}.ks", h.name);
+        let staged = ksdir::stage(dir, &name, &ks, 0o600)?;
+        files.push((name, staged));
+        Ok(Staged {
+            files,
+            kept: keep.then_some(ks),
+        })
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)

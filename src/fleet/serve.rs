@@ -319,6 +319,130 @@ fn refuse(stream: &mut TcpStream, answer: &[u8]) {
 }
 
 /// Serve one connection until it closes, errs, idles out or asks to close.
+/// What a look at a connection's buffered bytes gives.
+pub enum Step {
+    /// The request is incomplete: read more.
+    More,
+    /// Answer with `out`; `consumed` bytes of the buffer were the request.
+    Reply(Reply),
+}
+
+/// One answer of the server, and what the access log says of it.
+pub struct Reply {
+    pub consumed: usize,
+    pub out: Vec<u8>,
+    /// Close the connection after `out`.
+    pub close: bool,
+    /// A refusal of a request that may have more input: drain it first.
+    pub refused: bool,
+    pub status: u16,
+    pub method: String,
+    pub path: String,
+    pub host: String,
+    pub macs: Vec<String>,
+}
+
+impl Reply {
+    fn refusal(status: u16, why: &str, consumed: usize) -> Self {
+        Self {
+            consumed,
+            out: error_response(status, why, true),
+            close: true,
+            refused: true,
+            status,
+            method: "-".into(),
+            path: "-".into(),
+            host: "-".into(),
+            macs: vec![],
+        }
+    }
+}
+
+/// Parse the first request in `buf` and answer it: the whole request path,
+/// without the socket (so it can be fuzzed).
+pub fn step(site: &Site, buf: &[u8]) -> Step {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let n = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_REQUEST => {
+            return Step::Reply(Reply::refusal(431, "request too large", buf.len()));
+        }
+        Ok(httparse::Status::Partial) => return Step::More,
+        Err(e) => {
+            let (status, why) = match e {
+                httparse::Error::TooManyHeaders => (431, "too many headers".to_string()),
+                e => (400, format!("malformed request ({e})")),
+            };
+            return Step::Reply(Reply::refusal(status, &why, buf.len()));
+        }
+    };
+    let method = req.method.unwrap_or_default().to_string();
+    let path = req.path.unwrap_or_default().to_string();
+    let mut close = req.version != Some(1);
+    let mut has_body = false;
+    let mut macs = Macs::default();
+    for h in req.headers.iter() {
+        let name = h.name.to_ascii_lowercase();
+        let value = String::from_utf8_lossy(h.value);
+        if name == "connection" && value.eq_ignore_ascii_case("close") {
+            close = true;
+        } else if name == "transfer-encoding" || (name == "content-length" && value.trim() != "0") {
+            has_body = true;
+        } else if name.starts_with(MAC_HEADER) {
+            macs.add(h.name, &value);
+        }
+    }
+    let head = method == "HEAD";
+    let (out, status, host): (Vec<u8>, u16, &str) = if method != "GET" && !head {
+        close = true;
+        (error_response(405, "only GET and HEAD", true), 405, "-")
+    } else if has_body {
+        // Requests here have no body; refusing one keeps framing simple.
+        close = true;
+        (
+            error_response(400, "request bodies are not accepted", true),
+            400,
+            "-",
+        )
+    } else {
+        match route(site, &path, &macs) {
+            Answer::Page(p) if close => {
+                let mut v = p.full[..p.header_len - 2].to_vec();
+                v.extend_from_slice(b"Connection: close\r\n\r\n");
+                if !head {
+                    v.extend_from_slice(&p.full[p.header_len..]);
+                }
+                (v, 200, p.host.as_str())
+            }
+            Answer::Page(p) if head => (p.full[..p.header_len].to_vec(), 200, &p.host),
+            Answer::Page(p) => (p.full.to_vec(), 200, &p.host),
+            Answer::Error(status, why) => {
+                let mut v = error_response(status, &why, close);
+                if head {
+                    let end = v
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(v.len(), |i| i + 4);
+                    v.truncate(end);
+                }
+                (v, status, "-")
+            }
+        }
+    };
+    Step::Reply(Reply {
+        consumed: n,
+        out,
+        close,
+        refused: false,
+        status,
+        method,
+        path,
+        host: host.to_string(),
+        macs: macs.found,
+    })
+}
+
 fn connection(mut stream: TcpStream, site: &Site) {
     let Ok(peer) = stream.peer_addr() else { return };
     let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
@@ -328,99 +452,25 @@ fn connection(mut stream: TcpStream, site: &Site) {
     let mut chunk = [0u8; 4096];
     loop {
         // Parse what is buffered; read more only when it is incomplete.
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let parsed = req.parse(&buf);
-        let n = match parsed {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => {
-                if buf.len() > MAX_REQUEST {
-                    refuse(&mut stream, &error_response(431, "request too large", true));
-                    return;
+        let r = match step(site, &buf) {
+            Step::More => match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(k) => {
+                    buf.extend_from_slice(&chunk[..k]);
+                    continue;
                 }
-                match stream.read(&mut chunk) {
-                    Ok(0) | Err(_) => return,
-                    Ok(k) => {
-                        buf.extend_from_slice(&chunk[..k]);
-                        continue;
-                    }
-                }
-            }
-            Err(e) => {
-                let (status, why) = match e {
-                    httparse::Error::TooManyHeaders => (431, "too many headers".to_string()),
-                    e => (400, format!("malformed request ({e})")),
-                };
-                refuse(&mut stream, &error_response(status, &why, true));
-                log(&peer, "-", "-", status, "-", &[]);
-                return;
-            }
+            },
+            Step::Reply(r) => r,
         };
-        let method = req.method.unwrap_or_default().to_string();
-        let path = req.path.unwrap_or_default().to_string();
-        let mut close = req.version != Some(1);
-        let mut has_body = false;
-        let mut macs = Macs::default();
-        for h in req.headers.iter() {
-            let name = h.name.to_ascii_lowercase();
-            let value = String::from_utf8_lossy(h.value);
-            if name == "connection" && value.eq_ignore_ascii_case("close") {
-                close = true;
-            } else if name == "transfer-encoding"
-                || (name == "content-length" && value.trim() != "0")
-            {
-                has_body = true;
-            } else if name.starts_with(MAC_HEADER) {
-                macs.add(h.name, &value);
-            }
+        if r.refused {
+            refuse(&mut stream, &r.out);
+            log(&peer, "-", "-", r.status, "-", &[]);
+            return;
         }
-        buf.drain(..n);
-
-        let head = method == "HEAD";
-        let (out, status, host): (std::borrow::Cow<'_, [u8]>, u16, &str) =
-            if method != "GET" && !head {
-                close = true;
-                (
-                    error_response(405, "only GET and HEAD", true).into(),
-                    405,
-                    "-",
-                )
-            } else if has_body {
-                // Requests here have no body; refusing one keeps framing simple.
-                close = true;
-                (
-                    error_response(400, "request bodies are not accepted", true).into(),
-                    400,
-                    "-",
-                )
-            } else {
-                match route(site, &path, &macs) {
-                    Answer::Page(p) if close => {
-                        let mut v = p.full[..p.header_len - 2].to_vec();
-                        v.extend_from_slice(b"Connection: close\r\n\r\n");
-                        if !head {
-                            v.extend_from_slice(&p.full[p.header_len..]);
-                        }
-                        (v.into(), 200, p.host.as_str())
-                    }
-                    Answer::Page(p) if head => (p.full[..p.header_len].into(), 200, &p.host),
-                    Answer::Page(p) => (p.full[..].into(), 200, &p.host),
-                    Answer::Error(status, why) => {
-                        let mut v = error_response(status, &why, close);
-                        if head {
-                            let end = v
-                                .windows(4)
-                                .position(|w| w == b"\r\n\r\n")
-                                .map_or(v.len(), |i| i + 4);
-                            v.truncate(end);
-                        }
-                        (v.into(), status, "-")
-                    }
-                }
-            };
-        let ok = stream.write_all(&out).is_ok();
-        log(&peer, &method, &path, status, host, &macs.found);
-        if !ok || close {
+        buf.drain(..r.consumed);
+        let ok = stream.write_all(&r.out).is_ok();
+        log(&peer, &r.method, &r.path, r.status, &r.host, &r.macs);
+        if !ok || r.close {
             return;
         }
     }

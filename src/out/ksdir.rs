@@ -122,7 +122,7 @@ pub struct Plan {
     owner: Owner,
     old: Manifest,
     names: BTreeSet<String>,
-    staged: Vec<(fsx::Staged, u32)>,
+    staged: Vec<(fsx::Closed, u32)>,
     /// Kickstarts whose OEMDRV image an earlier run of this owner wrote.
     images: BTreeSet<String>,
 }
@@ -152,17 +152,22 @@ impl Plan {
     /// One file of the set (a name of `dir`), staged unless it is there
     /// already as it is.
     pub fn add(&mut self, name: &str, data: &[u8], mode: u32) -> Result<()> {
-        self.names.insert(name.to_string());
-        let path = self.dir.join(name);
-        if same_file(&path, data, mode) {
-            return Ok(());
-        }
-        let mut staged = fsx::Staged::beside(&path, false)?;
-        staged
-            .write_all(data)
-            .with_context(|| format!("writing {}", staged.path().display()))?;
-        self.staged.push((staged, mode));
+        let staged = stage(&self.dir, name, data, mode)?;
+        self.add_staged(name, staged, mode);
         Ok(())
+    }
+
+    /// The directory this set is written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// One file of the set that [`stage`] wrote (on any thread).
+    pub fn add_staged(&mut self, name: &str, staged: Option<fsx::Closed>, mode: u32) {
+        self.names.insert(name.to_string());
+        if let Some(staged) = staged {
+            self.staged.push((staged, mode));
+        }
     }
 
     /// Put the set in place: the manifest first records the new files (so an
@@ -194,7 +199,7 @@ impl Plan {
             write_manifest(&self.dir, &intent)?;
         }
         for (staged, mode) in self.staged {
-            staged.commit(mode, false)?;
+            staged.commit(mode)?;
         }
         for (ks, img) in &rebuild {
             let path = self.dir.join(img);
@@ -228,6 +233,20 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// Stage `data` as the file `name` of `dir` (a hidden temp file beside it,
+/// closed), or `None` when the file is there already as it is.
+pub fn stage(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<Option<fsx::Closed>> {
+    let path = dir.join(name);
+    if same_file(&path, data, mode) {
+        return Ok(None);
+    }
+    let mut staged = fsx::Staged::beside(&path, false)?;
+    staged
+        .write_all(data)
+        .with_context(|| format!("writing {}", staged.path().display()))?;
+    Ok(Some(staged.close()))
 }
 
 /// Write `files` (names relative to `dir`) as `owner`'s complete set.

@@ -19,19 +19,20 @@ fn wrapped_base64(data: &[u8]) -> String {
     out
 }
 
-/// The kickstart of the appliance `app` (serialized), with the overlay.
+/// The kickstart of the appliance in `ctx`, with the overlay (added to
+/// `ctx` as `overlay_base64`).
 pub fn render(
     hb: &Handlebars<'_>,
-    mut ctx: serde_json::Value,
+    ctx: &mut handlebars::Context,
     overlay_tar_gz: &[u8],
 ) -> Result<String> {
-    if let Some(map) = ctx.as_object_mut() {
+    if let Some(map) = ctx.data_mut().as_object_mut() {
         map.insert(
             "overlay_base64".into(),
             wrapped_base64(overlay_tar_gz).into(),
         );
     }
-    hb.render_with_context("kickstart/ks.cfg", &handlebars::Context::from(ctx))
+    hb.render_with_context("kickstart/ks.cfg", ctx)
         .context("rendering kickstart/ks.cfg")
 }
 

@@ -29,15 +29,14 @@ pub enum Scope {
 pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
     let hb = handlebars()?;
     // Serialized once for every template (a fleet renders thousands).
-    let json = serde_json::to_value(app).context("serializing the appliance")?;
-    let ctx = handlebars::Context::from(json.clone());
+    let mut ctx = handlebars::Context::wraps(app).context("serializing the appliance")?;
     let mut overlay = overlay::render(hb, app, &ctx)?;
     owner_only_if_secret(app, &mut overlay);
     let tarball = overlay::pack(&overlay).context("packing the overlay")?;
     let mut tree = Tree::default();
     tree.add(
         "kickstart/ks.cfg",
-        kickstart::render(hb, json.clone(), &tarball)?,
+        kickstart::render(hb, &mut ctx, &tarball)?,
         0o600,
     );
     if scope == Scope::All {
@@ -49,7 +48,7 @@ pub fn render(app: &Appliance, scope: Scope) -> Result<Tree> {
             .get("kickstart/ks.cfg")
             .map(|e| String::from_utf8_lossy(&e.data).into_owned())
             .unwrap_or_default();
-        packer::render(hb, app, json, &ks, &mut tree)?;
+        packer::render(hb, app, ctx.data().clone(), &ks, &mut tree)?;
     }
     owner_only_if_secret(app, &mut tree);
     Ok(tree)

@@ -82,6 +82,39 @@ impl Staged {
     }
 }
 
+/// A [`Staged`] file written and closed: it holds no file descriptor, so a
+/// run may stage 100,000 of them. Removed if dropped uncommitted.
+pub struct Closed {
+    tmp: tempfile::TempPath,
+    dest: PathBuf,
+}
+
+impl Staged {
+    /// Close the temp file (after writing it).
+    pub fn close(self) -> Closed {
+        Closed {
+            tmp: self.tmp.into_temp_path(),
+            dest: self.dest,
+        }
+    }
+}
+
+impl Closed {
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Give it `mode` and move it into place (not synced: what is staged
+    /// closed can be made again).
+    pub fn commit(self, mode: u32) -> Result<()> {
+        std::fs::set_permissions(&self.tmp, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", self.dest.display()))?;
+        self.tmp
+            .persist(&self.dest)
+            .with_context(|| format!("moving {} into place", self.dest.display()))
+    }
+}
+
 /// Replace `path` with `data` (see [`Staged`]).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32, durable: bool) -> Result<()> {
     let mut staged = Staged::beside(path, false)?;

@@ -188,7 +188,7 @@ fn credentials_stay_in_owner_only_files() {
     // variables, two kickstarts at least.
     assert!(holders >= 9, "only {holders} files hold the credentials");
     let tar = std::fs::File::open(out.join("overlay.tar.gz")).expect("overlay");
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(tar));
+    let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(tar));
     for e in ar.entries().expect("entries") {
         let mut e = e.expect("entry");
         let mode = e.header().mode().expect("mode");

@@ -506,7 +506,7 @@ fn holders(out: &Path, needles: &[&str]) -> Vec<String> {
             .any(|n| data.windows(n.len()).any(|w| w == n.as_bytes()))
     };
     let in_tar = |gz: &[u8], rel: &str, found: &mut Vec<String>| {
-        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+        let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(gz));
         for e in tar.entries().expect("tar entries") {
             let mut e = e.expect("tar entry");
             let mut data = vec![];

@@ -6,7 +6,8 @@ use super::lex::Var;
 
 #[derive(Default)]
 pub(super) struct Group {
-    pub(super) hosts: Vec<String>,
+    /// Its hosts (a set: a group may list thousands).
+    pub(super) hosts: std::collections::HashSet<String>,
     pub(super) children: Vec<String>,
     pub(super) vars: Vec<(String, Var)>,
 }

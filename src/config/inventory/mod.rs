@@ -224,7 +224,7 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
                     }
                 }
                 let group = groups.entry(g.clone()).or_default();
-                if group.hosts.iter().any(|h| h == name) {
+                if group.hosts.contains(name) {
                     let first = index.get(name).map_or(line, |&i| hosts[i].line);
                     p.add(
                         line,
@@ -234,7 +234,7 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
                     );
                     continue;
                 }
-                group.hosts.push(name.to_string());
+                group.hosts.insert(name.to_string());
                 if let Some(&i) = index.get(name) {
                     let decl = &mut hosts[i];
                     if !vars.is_empty() {

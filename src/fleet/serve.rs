@@ -416,7 +416,7 @@ pub fn step(site: &Site, buf: &[u8]) -> Step {
                 (v, 200, p.host.as_str())
             }
             Answer::Page(p) if head => (p.full[..p.header_len].to_vec(), 200, &p.host),
-            Answer::Page(p) => (p.full.to_vec(), 200, &p.host),
+            Answer::Page(p) => (p.full.clone(), 200, &p.host),
             Answer::Error(status, why) => {
                 let mut v = error_response(status, &why, close);
                 if head {

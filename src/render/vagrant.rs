@@ -20,29 +20,8 @@ mod tests {
     /// Loads a Vagrantfile in real Ruby with a stand-in for `Vagrant` that
     /// records `config.…= value` assignments; prints them and the provisioner
     /// env as JSON.
-    const RECORDER: &str = r"
-require 'json'
-require 'pathname'
-$vals = {}
-class Rec
-  def initialize(path) @path = path end
-  def method_missing(name, *args, **kw, &blk)
-    n = name.to_s
-    return ($vals[(@path + [n.chomp('=')]).join('.')] = args[0]) && nil if n.end_with?('=')
-    sub = Rec.new(@path + [n])
-    blk.call(sub) if blk
-    sub
-  end
-  def respond_to_missing?(*) true end
-end
-module Vagrant
-  def self.require_version(*) end
-  def self.source_root() Pathname.new('/nonexistent') end
-  def self.configure(_v) yield Rec.new([]) end
-end
-load ARGV[0]
-print JSON.generate({ 'vals' => $vals, 'env' => PROVISION_ENV })
-";
+    /// The tests' one Vagrant recorder.
+    const RECORDER: &str = include_str!("../../tests/fixtures/vagrant-recorder.rb");
 
     /// Values that reach the Vagrantfile stay one Ruby string each, even
     /// if they got past validation: nothing they contain is evaluated.
@@ -109,9 +88,10 @@ print JSON.generate({ 'vals' => $vals, 'env' => PROVISION_ENV })
             let rec: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
             assert_eq!(rec["vals"]["vm.box"], p.as_str());
             assert_eq!(rec["vals"]["vm.hostname"], format!("h{p}"));
-            assert_eq!(rec["env"]["http_proxy"], format!("http://{p}"));
-            assert_eq!(rec["env"]["HTTPS_PROXY"], format!("https://{p}"));
-            assert_eq!(rec["env"]["no_proxy"], format!("n{p}"));
+            let env = &rec["constants"]["PROVISION_ENV"];
+            assert_eq!(env["http_proxy"], format!("http://{p}"));
+            assert_eq!(env["HTTPS_PROXY"], format!("https://{p}"));
+            assert_eq!(env["no_proxy"], format!("n{p}"));
             assert!(!marker.exists(), "{p:?} was evaluated");
         }
     }

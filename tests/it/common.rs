@@ -210,3 +210,22 @@ pub(crate) fn bash42() -> Option<PathBuf> {
         }
     }
 }
+
+/// What a Vagrantfile configures, as Vagrant would load it, recorded by
+/// `tests/fixtures/vagrant-recorder.rb` (see there for the shape), run in
+/// `dir` with `HOME` (for `~` in key paths) when given.
+pub(crate) fn vagrant_record(vagrantfile: &Path, dir: Option<&Path>) -> serde_json::Value {
+    let mut cmd = Command::new("ruby");
+    cmd.arg(repo().join("tests/fixtures/vagrant-recorder.rb"))
+        .arg(vagrantfile);
+    if let Some(d) = dir {
+        cmd.current_dir(d).env("HOME", d.join("home"));
+    }
+    let out = cmd.output().expect("run ruby");
+    assert!(
+        out.status.success(),
+        "ruby failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("recorder JSON")
+}

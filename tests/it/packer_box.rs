@@ -41,50 +41,15 @@ fn vagrant_validate_box(t: &Test, out: &str) {
     );
 }
 
-/// Ruby that loads a Vagrantfile with a recording stand-in for `Vagrant`:
-/// prints every `config.…= value` and every call's arguments as JSON.
-const RECORDER: &str = r"
-require 'json'
-$vals = {}
-class Rec
-  def initialize(path) @path = path end
-  def method_missing(name, *args, **kw, &blk)
-    n = name.to_s
-    if n.end_with?('=')
-      $vals[(@path + [n.chomp('=')]).join('.')] = args[0]
-      return nil
-    end
-    $vals[(@path + [n]).join('.')] = { 'args' => args, 'kw' => kw.transform_keys(&:to_s) }
-    sub = Rec.new(@path + [n])
-    blk.call(sub) if blk
-    sub
-  end
-  def respond_to_missing?(*) true end
-end
-module Vagrant
-  def self.configure(_v) yield Rec.new([]) end
-end
-load ARGV[0]
-print JSON.generate($vals)
-";
-
-/// Load the box Vagrantfile in Ruby, with the test's HOME (for `~` keys) and
-/// working directory.
+/// What the box Vagrantfile configures, loaded in the test's dir with its
+/// HOME (for `~` keys): its values and calls, merged into one map.
 fn ruby_record(t: &Test, vagrantfile: &Path) -> serde_json::Value {
-    let out = Command::new("ruby")
-        .arg("-e")
-        .arg(RECORDER)
-        .arg(vagrantfile)
-        .current_dir(t.path())
-        .env("HOME", t.path().join("home"))
-        .output()
-        .expect("run ruby");
-    assert!(
-        out.status.success(),
-        "ruby failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("recorder JSON")
+    let rec = crate::common::vagrant_record(vagrantfile, Some(t.path()));
+    let mut v = rec["calls"].clone();
+    if let (Some(v), Some(vals)) = (v.as_object_mut(), rec["vals"].as_object()) {
+        v.extend(vals.clone());
+    }
+    v
 }
 
 fn tools() -> bool {

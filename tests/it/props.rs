@@ -451,8 +451,8 @@ fn config_values_are_refused_or_read_back() {
         prop_assert_eq!(&rec["vals"]["vm.box"], &serde_json::json!(get("vagrant.base_box", "centos/7")));
         prop_assert_eq!(&rec["vals"]["vm.hostname"], &serde_json::json!(hostname));
         if proxy {
-            prop_assert_eq!(&rec["env"]["http_proxy"], &serde_json::json!(http));
-            prop_assert_eq!(&rec["env"]["HTTPS_PROXY"], &serde_json::json!(https));
+            prop_assert_eq!(&rec["constants"]["PROVISION_ENV"]["http_proxy"], &serde_json::json!(http));
+            prop_assert_eq!(&rec["constants"]["PROVISION_ENV"]["HTTPS_PROXY"], &serde_json::json!(https));
         }
 
         // Packer: its HCL reader gives the variables back.

@@ -141,52 +141,9 @@ fn validate_catches_a_missing_overlay() {
     assert!(text.contains("overlay.tar.gz"), "{text}");
 }
 
-/// Ruby that loads a Vagrantfile with a recording stand-in for `Vagrant`:
-/// prints every `config.…= value`, the provisioners in order and the
-/// provisioner scripts as JSON.
-const RECORDER: &str = r"
-require 'json'
-require 'pathname'
-$vals = {}
-$provs = []
-class Rec
-  def initialize(path) @path = path end
-  def method_missing(name, *args, **kw, &blk)
-    n = name.to_s
-    $provs << kw.transform_keys(&:to_s).merge('name' => args[0]) if n == 'provision'
-    if n.end_with?('=')
-      $vals[(@path + [n.chomp('=')]).join('.')] = args[0]
-      return nil
-    end
-    sub = Rec.new(@path + [n] + args.map(&:to_s))
-    $vals[(@path + [n] + args.map(&:to_s)).join('.')] = kw.transform_keys(&:to_s) unless kw.empty?
-    blk.call(sub) if blk
-    sub
-  end
-  def respond_to_missing?(*) true end
-end
-module Vagrant
-  def self.require_version(*) end
-  def self.source_root() Pathname.new('/nonexistent') end
-  def self.configure(_v) yield Rec.new([]) end
-end
-load ARGV[0]
-print JSON.generate({ 'vals' => $vals, 'provisioners' => $provs, 'env' => PROVISION_ENV, 'install' => INSTALL, 'clean' => CLEAN })
-";
-
+/// What the Vagrantfile configures (see `common::vagrant_record`).
 pub(crate) fn record(vagrantfile: &Path) -> serde_json::Value {
-    let out = Command::new("ruby")
-        .arg("-e")
-        .arg(RECORDER)
-        .arg(vagrantfile)
-        .output()
-        .expect("run ruby");
-    assert!(
-        out.status.success(),
-        "ruby failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("recorder JSON")
+    crate::common::vagrant_record(vagrantfile, None)
 }
 
 #[test]
@@ -200,7 +157,11 @@ fn provisioner_scripts_pass_bash_and_shellcheck() {
     t.success();
     let rec = record(&t.path().join("out/vagrant/Vagrantfile"));
     for name in ["install", "clean"] {
-        let script = format!("#!/bin/bash\n{}", rec[name].as_str().expect("script text"));
+        let key = name.to_uppercase();
+        let text = rec["constants"][key.as_str()]
+            .as_str()
+            .expect("script text");
+        let script = format!("#!/bin/bash\n{text}");
         let p = t.path().join(format!("{name}.sh"));
         std::fs::write(&p, script).expect("write script");
         for (tool, args) in [
@@ -221,13 +182,14 @@ fn provisioner_scripts_pass_bash_and_shellcheck() {
     assert_eq!(vals["vm.hostname"], "registry.example.internal");
     assert_eq!(vals["vm.provider.libvirt.memory"], 1024);
     assert_eq!(
-        rec["env"]["https_proxy"],
+        rec["constants"]["PROVISION_ENV"]["https_proxy"],
         "http://proxy.example.internal:3128"
     );
-    let fwd = &vals["vm.network.forwarded_port"];
-    assert_eq!(fwd["guest"], 443);
-    assert_eq!(fwd["host"], 8443);
-    assert_eq!(vals["vm.synced_folder.../vagrant"]["disabled"], true);
+    let fwd = &rec["calls"]["vm.network"];
+    assert_eq!(fwd["args"][0], "forwarded_port");
+    assert_eq!(fwd["kw"]["guest"], 443);
+    assert_eq!(fwd["kw"]["host"], 8443);
+    assert_eq!(rec["calls"]["vm.synced_folder"]["kw"]["disabled"], true);
 }
 
 #[test]

@@ -158,6 +158,16 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
         bail!("missing programs: {}", missing.join(", "));
     }
     let packer = packer.unwrap_or_else(|| PathBuf::from("packer"));
+    // A catalog of another box under this name would refuse the boxes only
+    // after the whole build.
+    for b in &builders {
+        let meta = crate::boxes::BoxMeta {
+            name: settings.box_name.clone(),
+            version: settings.box_version.clone(),
+            provider: crate::config::boxes::provider_of_builder(b),
+        };
+        crate::boxes::check_box_name(&opts.out.join("box"), &meta, "vagrant.box_name")?;
+    }
 
     // Packer runs in the out dir so relative paths in the template
     // (packer.output_dir) land there; the template directory is `packer`.

@@ -77,6 +77,9 @@ pub fn run(opts: &Global, v: &Args) -> Result<()> {
         out,
         vm_may_exist: false,
     };
+    // A catalog of another box under this name would refuse the box only
+    // after the whole build.
+    crate::boxes::check_box_name(&bake.out.join("box"), &bake.meta, "vagrant.box_name")?;
     let started = Instant::now();
     match bake.run(&app, *v) {
         Ok(()) => {

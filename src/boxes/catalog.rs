@@ -79,7 +79,7 @@ fn version_key(v: &str) -> Vec<u64> {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "{} is the catalog of box {owner:?}, whose files box {name:?} would replace \
-     ({stem}-VERSION-PROVIDER.box, {stem}.json): pack it as --name {owner}, or move \
+     ({stem}-VERSION-PROVIDER.box, {stem}.json): name it {owner:?}, or move \
      {} and its boxes away to start box {name:?}",
     .path.display(), .path.display()
 )]

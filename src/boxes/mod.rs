@@ -16,7 +16,7 @@ mod gz;
 mod lock;
 mod pack;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -101,6 +101,29 @@ fn usage(flag: &str, message: String) -> anyhow::Error {
     .into()
 }
 
+/// [`check_catalog`] as a usage error against `name_path` when the catalog
+/// belongs to another box: bakes and `box pack` call it before any work, so
+/// a name clash stops a run at once, not after a build.
+pub fn check_box_name(box_dir: &Path, meta: &BoxMeta, name_path: &str) -> Result<()> {
+    check_catalog(box_dir, meta).map_err(|e| other_box_usage(e, name_path))
+}
+
+/// An [`OtherBox`] error as a usage error against `name_path`, saying what
+/// to set it to; other errors as they are.
+fn other_box_usage(e: anyhow::Error, name_path: &str) -> anyhow::Error {
+    match e.downcast::<OtherBox>() {
+        Ok(other) => {
+            let fix = if name_path.starts_with("--") {
+                format!("{name_path} {}", other.owner)
+            } else {
+                format!("{name_path} = {:?}", other.owner)
+            };
+            usage(name_path, format!("{other} ({fix})"))
+        }
+        Err(e) => e,
+    }
+}
+
 /// Run `regbake box pack`: bad arguments (missing or non-qcow2 disk, bad
 /// name) exit 2 like config errors; I/O failures exit 1.
 pub fn run_pack(opts: &Global, args: &PackArgs) -> Result<()> {
@@ -139,11 +162,7 @@ pub fn run_pack(opts: &Global, args: &PackArgs) -> Result<()> {
     } else {
         "vagrant.box_name"
     };
-    let other_box = |e: anyhow::Error| match e.downcast::<OtherBox>() {
-        Ok(other) => usage(name_flag, other.to_string()),
-        Err(e) => e,
-    };
-    check_catalog(&box_dir, &meta).map_err(other_box)?;
+    check_box_name(&box_dir, &meta, name_flag)?;
     let dest = box_dir.join(meta.box_file_name());
     if opts.dry_run {
         println!("would pack {} into {}", input.display(), dest.display());
@@ -165,7 +184,7 @@ pub fn run_pack(opts: &Global, args: &PackArgs) -> Result<()> {
         PackSource::Libvirt { disk } => pack_libvirt(disk, &meta, &lock),
         PackSource::Virtualbox { ovf } => pack_virtualbox(ovf, &meta, &lock),
     }
-    .map_err(other_box)?;
+    .map_err(|e| other_box_usage(e, name_flag))?;
     let catalog = add_to_catalog_with_checksum(&packed.path, &packed.sha256, &meta, &lock)?;
     println!(
         "packed {} ({:.1} MiB from {:.1} MiB) in {:.1}s",

@@ -83,8 +83,7 @@ fn out_of_range_costs_are_refused() {
     let t = Test::new()
         .config(&config("bcrypt_cost = -1", ENV_USER))
         .args(&["render"]);
-    let o = t.failure(2);
-    assert!(o.stderr.contains("bcrypt_cost"), "{}", o.stderr);
+    t.status(2).stderr_contains("bcrypt_cost").check();
 }
 
 #[test]

@@ -59,6 +59,10 @@ pub(crate) struct Test {
     pub dir: tempfile::TempDir,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Expectations that `check()` asserts: exit status and output substrings.
+    status: i32,
+    stdout_has: Vec<String>,
+    stderr_has: Vec<String>,
 }
 
 impl Default for Test {
@@ -80,7 +84,56 @@ impl Test {
             dir,
             args: vec![],
             env: vec![],
+            status: 0,
+            stdout_has: vec![],
+            stderr_has: vec![],
         }
+    }
+
+    /// Expect exit `code` from `check()` (0 unless set).
+    pub(crate) fn status(mut self, code: i32) -> Self {
+        self.status = code;
+        self
+    }
+
+    /// Expect `text` in stderr from `check()`.
+    pub(crate) fn stderr_contains(mut self, text: &str) -> Self {
+        self.stderr_has.push(text.into());
+        self
+    }
+
+    /// Expect `text` in stdout from `check()`.
+    pub(crate) fn stdout_contains(mut self, text: &str) -> Self {
+        self.stdout_has.push(text.into());
+        self
+    }
+
+    /// Run and assert every expectation; a panic of the tool never passes.
+    pub(crate) fn check(&self) -> Output {
+        let o = self.run();
+        let shown = || {
+            format!(
+                "regbake {:?}\nstdout:\n{}\nstderr:\n{}",
+                self.args, o.stdout, o.stderr
+            )
+        };
+        assert_eq!(o.code, self.status, "exit status: {}", shown());
+        assert!(!o.stderr.contains("panicked"), "panic: {}", shown());
+        for text in &self.stdout_has {
+            assert!(
+                o.stdout.contains(text),
+                "stdout lacks {text:?}: {}",
+                shown()
+            );
+        }
+        for text in &self.stderr_has {
+            assert!(
+                o.stderr.contains(text),
+                "stderr lacks {text:?}: {}",
+                shown()
+            );
+        }
+        o
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -228,4 +281,28 @@ pub(crate) fn vagrant_record(vagrantfile: &Path, dir: Option<&Path>) -> serde_js
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("recorder JSON")
+}
+
+/// A port for a test server to listen on. Port 0 would hand out an ephemeral
+/// port that the kernel may also pick as the source port of any outgoing
+/// connection (or give to another test) between our probe and the server's
+/// bind; ports below the ephemeral range, handed out once per process from
+/// a per-process offset, are only ever taken by another test binary, and the
+/// servers retry on "address already in use".
+pub(crate) fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + u16::try_from(std::process::id() % 200).unwrap_or(0) * 60;
+    for _ in 0..600 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 60;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {base}..{}", base + 60);
+}
+
+/// Whether a server log says its port was taken after all.
+pub(crate) fn port_taken(log: &str) -> bool {
+    log.to_ascii_lowercase().contains("address already in use")
 }

@@ -117,13 +117,33 @@ pub(crate) fn assert_golden(actual: &BTreeMap<String, (Vec<u8>, u32)>, expected_
         let want = &expected[rel].0;
         assert!(
             data == want,
-            "{rel} differs from {} (REGBAKE_BLESS=1 regenerates)\n--- got ---\n{}",
+            "{rel} differs from {} (REGBAKE_BLESS=1 regenerates):\n{}",
             expected_dir.display(),
-            String::from_utf8_lossy(data)
+            diff(rel, want, data)
         );
     }
     let want_modes = std::fs::read_to_string(expected_dir.join("MODES")).expect("MODES");
-    assert_eq!(modes, want_modes, "file modes differ");
+    assert!(
+        modes == want_modes,
+        "file modes differ (REGBAKE_BLESS=1 regenerates):\n{}",
+        diff("MODES", want_modes.as_bytes(), modes.as_bytes())
+    );
+}
+
+/// A unified diff from `want` to `got`, or their sizes when either is binary.
+fn diff(rel: &str, want: &[u8], got: &[u8]) -> String {
+    match (std::str::from_utf8(want), std::str::from_utf8(got)) {
+        (Ok(want), Ok(got)) => similar::TextDiff::from_lines(want, got)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("expected/{rel}"), &format!("rendered/{rel}"))
+            .to_string(),
+        _ => format!(
+            "binary: expected {} bytes, rendered {} bytes",
+            want.len(),
+            got.len()
+        ),
+    }
 }
 
 fn golden_case(case: &str) {

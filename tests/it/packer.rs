@@ -523,8 +523,7 @@ fn only_must_be_a_configured_builder() {
     let t = packer_test()
         .config("version = 1\n[packer]\nbuilders = [\"qemu\"]\n")
         .args(&["packer", "--only", "virtualbox-iso"]);
-    let o = t.failure(2);
-    assert!(o.stderr.contains("packer.builders"), "{}", o.stderr);
+    t.status(2).stderr_contains("packer.builders").check();
 }
 
 #[test]
@@ -534,6 +533,26 @@ fn missing_hypervisor_says_what_to_install() {
         return;
     }
     let t = packer_test().args(&["packer", "--only", "virtualbox-iso", "--no-import"]);
-    let o = t.failure(1);
-    assert!(o.stderr.contains("VBoxManage (VirtualBox"), "{}", o.stderr);
+    t.status(1)
+        .stderr_contains("VBoxManage (VirtualBox")
+        .check();
+}
+
+/// A catalog of another box under this box's file name stops the bake
+/// before Packer runs, not after the build.
+#[test]
+fn another_boxs_catalog_stops_the_bake_before_packer_runs() {
+    let t = packer_test()
+        .file(
+            "out/box/regbake-registry.json",
+            r#"{"name":"regbake-registry","versions":[]}"#,
+        )
+        .args(&["packer", "--only", "qemu"]);
+    let t = t
+        .status(2)
+        .stderr_contains("is the catalog of box \"regbake-registry\"")
+        .stderr_contains("vagrant.box_name = \"regbake-registry\"");
+    t.check();
+    let calls = std::fs::read_to_string(t.path().join("calls.log")).unwrap_or_default();
+    assert!(!calls.contains("build"), "{calls}");
 }

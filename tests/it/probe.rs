@@ -2,12 +2,12 @@
 //! (distribution 2.8) on 127.0.0.1, plain, TLS and TLS + htpasswd, with
 //! `skopeo` as an independent client reading back what the probe pushed.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{require_tool, Test};
+use crate::common::{free_port, port_taken, require_tool, Test};
 
 /// A `docker-registry serve` child, killed when dropped (also on panic).
 struct Registry {
@@ -25,13 +25,18 @@ struct Setup {
     htpasswd: Option<PathBuf>,
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
-
 impl Registry {
     fn start(setup: &Setup) -> Registry {
+        for _ in 1..5 {
+            if let Some(reg) = Self::try_start(setup) {
+                return reg;
+            }
+        }
+        Self::try_start(setup).expect("a free port for docker-registry")
+    }
+
+    /// None when another process took the port first.
+    fn try_start(setup: &Setup) -> Option<Registry> {
         let dir = tempfile::Builder::new()
             .prefix("regbake-registry-")
             .tempdir()
@@ -82,17 +87,21 @@ impl Registry {
             log,
             dir,
         };
-        reg.wait_listening();
-        reg
+        reg.wait_listening().then_some(reg)
     }
 
-    fn wait_listening(&mut self) {
+    /// Whether it listens; false when its port was taken after all.
+    fn wait_listening(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+                return true;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                if port_taken(&log) {
+                    return false;
+                }
                 panic!(
                     "docker-registry exited ({status}):\n{}",
                     std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -15,19 +15,12 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{require_tool, Test};
+use crate::common::{free_port, port_taken, require_tool, Test};
 
 pub(crate) fn tools_present() -> bool {
     ["docker-registry", "skopeo", "unshare"]
         .iter()
         .all(|t| require_tool(t))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// A running `docker-registry serve`; killed on drop.
@@ -77,7 +70,6 @@ impl Served {
         store: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Self {
-        let port = free_port();
         let log = data.path().join("registry.log");
         let overlay = out.join("overlay");
         let script = format!(
@@ -86,53 +78,64 @@ impl Served {
              exec docker-registry serve '{o}/{config_rel}'",
             o = overlay.display()
         );
-        let mut cmd = Command::new("unshare");
-        cmd.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        // A CA bundle set for the sandbox makes 2.8's S3 driver refuse to start.
-        .env_remove("AWS_CA_BUNDLE");
-        if let Some(store) = store {
-            cmd.env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", store);
-        }
-        cmd.envs(env.iter().copied());
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&log)
-                    .expect("log"),
-            ))
-            .spawn()
-            .expect("start docker-registry");
-        let mut s = Self {
-            child,
-            port,
-            _data: data,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(st)) = s.child.try_wait() {
-                panic!("docker-registry exited ({st}):\n{}", s.log_text());
+        let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        for attempt in 1..=5 {
+            let port = free_port();
+            let mut cmd = Command::new("unshare");
+            cmd.args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            // A CA bundle set for the sandbox makes 2.8's S3 driver refuse to start.
+            .env_remove("AWS_CA_BUNDLE");
+            if let Some(store) = store {
+                cmd.env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", store);
             }
-            assert!(
-                Instant::now() < deadline,
-                "registry did not listen:\n{}",
-                s.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            cmd.envs(env.iter().copied());
+            let mut child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
+                .stderr(Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&log)
+                        .expect("log"),
+                ))
+                .spawn()
+                .expect("start docker-registry");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut exited = None;
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if let Ok(Some(st)) = child.try_wait() {
+                    exited = Some(st);
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    panic!("registry did not listen:\n{}", read_log());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            match exited {
+                None => {
+                    return Self {
+                        child,
+                        port,
+                        _data: data,
+                        log,
+                    }
+                }
+                Some(_) if attempt < 5 && port_taken(&read_log()) => {}
+                Some(st) => panic!("docker-registry exited ({st}):\n{}", read_log()),
+            }
         }
-        s
+        unreachable!("the last attempt returns or panics")
     }
 
     pub(crate) fn log_text(&self) -> String {
@@ -429,9 +432,10 @@ fn auth_without_tls_is_refused() {
     let t = Test::new()
         .config("version = 1\n[[registry.auth.users]]\nname = \"a\"\npassword_env = \"X\"\n")
         .args(&["render"]);
-    let o = t.failure(2);
-    assert!(o.stderr.contains("registry.auth.users"), "{}", o.stderr);
-    assert!(o.stderr.contains("TLS"), "{}", o.stderr);
+    t.status(2)
+        .stderr_contains("registry.auth.users")
+        .stderr_contains("TLS")
+        .check();
 }
 
 #[test]

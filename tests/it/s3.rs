@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{require_tool, Output, Test};
+use crate::common::{free_port, port_taken, require_tool, Output, Test};
 use crate::registry::{oci_layout, probe, skopeo, tools_present, Served, KEY};
 
 const CONFIG: &str = "etc/docker/registry/config.yml";
@@ -48,10 +48,17 @@ impl Moto {
     /// `unauthenticated`: with `Some(n)`, moto checks SigV4 signatures and
     /// IAM policies after the first `n` requests (INITIAL_NO_AUTH_ACTION_COUNT).
     fn start(unauthenticated: Option<u32>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        for _ in 1..5 {
+            if let Some(m) = Self::try_start(unauthenticated) {
+                return m;
+            }
+        }
+        Self::try_start(unauthenticated).expect("a free port for moto_server")
+    }
+
+    /// None when another process took the port first.
+    fn try_start(unauthenticated: Option<u32>) -> Option<Self> {
+        let port = free_port();
         let dir = tempfile::tempdir().expect("moto dir");
         let log = dir.path().join("moto.log");
         let mut cmd = Command::new("moto_server");
@@ -79,6 +86,9 @@ impl Moto {
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(st)) = m.child.try_wait() {
+                if port_taken(&m.log_text()) {
+                    return None;
+                }
                 panic!("moto_server exited ({st}):\n{}", m.log_text());
             }
             assert!(
@@ -88,7 +98,7 @@ impl Moto {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        m
+        Some(m)
     }
 
     fn url(&self) -> String {

@@ -233,6 +233,7 @@ echo "==> default: stub $1"
 if [ "${STUB_SLOW_AT:-}" = "$1" ]; then
   trap 'kill "$sleeper" 2>/dev/null; echo "stub $1 interrupted" >> "$log"; exit 130' INT
   sleep 30 & sleeper=$!
+  echo "stub $1 waiting" >> "$log"
   wait "$sleeper"
 fi
 if [ "${STUB_FAIL_AT:-}" = "$1" ]; then
@@ -523,11 +524,11 @@ fn ctrl_c_stops_the_tool_and_destroys_the_vm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn regbake");
-    // Wait until the stub is inside `vagrant up`.
+    // Wait until the stub is inside `vagrant up` with its trap set.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !std::fs::read_to_string(root.join("calls.log"))
         .unwrap_or_default()
-        .contains("vagrant up")
+        .contains("stub up waiting")
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -535,7 +536,6 @@ fn ctrl_c_stops_the_tool_and_destroys_the_vm() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -549,6 +549,7 @@ fn ctrl_c_stops_the_tool_and_destroys_the_vm() {
         calls(&t),
         [
             "vagrant up --provider virtualbox",
+            "stub up waiting",
             "stub up interrupted",
             "vagrant destroy -f"
         ]
@@ -560,9 +561,10 @@ fn missing_vagrant_says_what_to_install() {
     let t = Test::new().config(&default_config("libvirt"));
     let bin = t.path().join("bin").display().to_string();
     let t = t.env("PATH", &bin).args(&["vagrant"]);
-    let o = t.failure(1);
-    assert!(o.stderr.contains("apt-get install vagrant"), "{}", o.stderr);
-    assert!(o.stderr.contains("vagrant-libvirt"), "{}", o.stderr);
+    t.status(1)
+        .stderr_contains("apt-get install vagrant")
+        .stderr_contains("vagrant-libvirt")
+        .check();
 }
 
 #[test]
@@ -697,4 +699,23 @@ fn ctrl_c_while_waiting_for_the_lock_destroys_the_vm() {
         ]
     );
     assert!(!t.path().join("out/box/regbake-registry.json").exists());
+}
+
+/// A catalog of another box under this box's file name stops the bake
+/// before the build VM, not after it (the box would be refused at the end).
+#[test]
+fn another_boxs_catalog_stops_the_bake_before_it_starts() {
+    let t = stubbed("virtualbox")
+        .file(
+            "out/box/regbake-registry.json",
+            r#"{"name":"regbake-registry","versions":[]}"#,
+        )
+        .args(&["vagrant"]);
+    let t = t
+        .status(2)
+        .stderr_contains("vagrant.box_name")
+        .stderr_contains("is the catalog of box \"regbake-registry\"")
+        .stderr_contains("vagrant.box_name = \"regbake-registry\"");
+    t.check();
+    assert!(calls(&t).is_empty(), "{:?}", calls(&t));
 }

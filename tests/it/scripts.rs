@@ -240,10 +240,12 @@ fn install_firstboot_uninstall_are_idempotent_and_keep_data() {
         after[data_file], "file 644 layer",
         "uninstall lost registry data"
     );
+    // stop and disable, not `disable --now` (systemd 220).
     assert!(
-        calls.contains("systemctl disable --now regbake-gc.timer"),
+        calls.contains("systemctl stop regbake-gc.timer\nsystemctl disable regbake-gc.timer"),
         "{calls}"
     );
+    assert!(!calls.contains("--now"), "{calls}");
     for gone in [
         "etc/systemd/system/regbake-registry.service",
         "etc/systemd/system/regbake-gc.service",

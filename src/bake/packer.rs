@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::bake::steps::Steps;
 use crate::bake::tools::{self, Cmd};
-use crate::config::{ConfigError, Problem};
+use crate::config::{Builder, ConfigError, Problem};
 pub use crate::model::packer::{parse_version, Version};
 use crate::out::Global;
 use crate::render::{self, Scope};
@@ -80,8 +80,8 @@ fn cache_file() -> Option<PathBuf> {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
     /// Build with this builder only
-    #[arg(long, value_name = "BUILDER", value_parser = ["qemu", "virtualbox-iso"])]
-    pub only: Option<String>,
+    #[arg(long, value_name = "BUILDER")]
+    pub only: Option<Builder>,
     /// Render out/packer/ and stop
     #[arg(long)]
     pub render_only: bool,
@@ -108,13 +108,21 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
     if !settings.problems.is_empty() {
         return Err(ConfigError::Invalid(settings.problems.clone()).into());
     }
-    let builders: Vec<String> = match &p.only {
-        Some(b) if settings.section.builders.contains(b) => vec![b.clone()],
+    let builders: Vec<Builder> = match p.only {
+        Some(b) if settings.section.builders.contains(&b) => vec![b],
         Some(b) => {
             return Err(ConfigError::Invalid(vec![Problem {
                 path: "packer.builders".into(),
-                value: format!("{:?}", settings.section.builders),
-                expected: format!("--only {b} needs {b:?} in packer.builders"),
+                value: format!(
+                    "{:?}",
+                    settings
+                        .section
+                        .builders
+                        .iter()
+                        .map(|b| b.name())
+                        .collect::<Vec<_>>()
+                ),
+                expected: format!("--only {b} needs \"{b}\" in packer.builders"),
             }])
             .into())
         }
@@ -136,13 +144,15 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
         &mut missing,
     );
     for b in &builders {
-        match b.as_str() {
-            "qemu" => need(
+        match b {
+            Builder::Qemu => need(
                 "qemu-system-x86_64",
                 "apt-get install qemu-system-x86",
                 &mut missing,
             ),
-            _ => need("VBoxManage", "VirtualBox from virtualbox.org", &mut missing),
+            Builder::VirtualboxIso => {
+                need("VBoxManage", "VirtualBox from virtualbox.org", &mut missing)
+            }
         };
     }
     let vagrant = if p.no_import {
@@ -164,7 +174,7 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
         let meta = crate::boxes::BoxMeta {
             name: settings.box_name.clone(),
             version: settings.box_version.clone(),
-            provider: crate::config::boxes::provider_of_builder(b),
+            provider: b.provider(),
         };
         crate::boxes::check_box_name(&opts.out.join("box"), &meta, "vagrant.box_name")?;
     }
@@ -214,11 +224,11 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
     }
 
     for b in &builders {
-        let provider = crate::boxes::provider_name(crate::config::boxes::provider_of_builder(b));
+        let provider = crate::boxes::provider_name(b.provider());
         let meta = crate::boxes::BoxMeta {
             name: settings.box_name.clone(),
             version: settings.box_version.clone(),
-            provider: crate::config::boxes::provider_of_builder(b),
+            provider: b.provider(),
         };
         let box_path = out.join("box").join(meta.box_file_name());
         let built = out

@@ -80,11 +80,3 @@ pub fn box_file_name(stem: &str, version: &str, provider: &str) -> String {
 pub fn partial(file: &str) -> String {
     format!(".{file}.partial")
 }
-
-/// The Vagrant provider of the box a Packer builder makes.
-pub fn provider_of_builder(builder: &str) -> Provider {
-    match builder {
-        "qemu" => Provider::Libvirt,
-        _ => Provider::Virtualbox,
-    }
-}

@@ -425,7 +425,7 @@ pub enum Provider {
 pub struct PackerSection {
     pub iso_url: String,
     pub iso_checksum: String,
-    pub builders: Vec<String>,
+    pub builders: Vec<Builder>,
     /// Size of the VM's disk (the kickstart's /boot + root + data must fit).
     pub disk_size_mb: u64,
     pub memory: u32,
@@ -440,6 +440,38 @@ pub struct PackerSection {
     pub required_plugins: RequiredPlugins,
     /// How long Packer waits for SSH (the whole unattended install): Go duration.
     pub ssh_timeout: String,
+}
+
+/// A Packer builder regbake can bake with; its name is Packer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Builder {
+    Qemu,
+    VirtualboxIso,
+}
+
+impl Builder {
+    /// Packer's name of the builder (`source.NAME.…`, `-only=NAME.…`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Builder::Qemu => "qemu",
+            Builder::VirtualboxIso => "virtualbox-iso",
+        }
+    }
+
+    /// The Vagrant provider of the box it makes.
+    pub fn provider(self) -> Provider {
+        match self {
+            Builder::Qemu => Provider::Libvirt,
+            Builder::VirtualboxIso => Provider::Virtualbox,
+        }
+    }
+}
+
+impl std::fmt::Display for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Whether `plugins.pkr.hcl` (`packer { required_plugins … }`) is rendered:
@@ -461,7 +493,7 @@ impl Default for PackerSection {
                     .into(),
             iso_checksum: "sha256:07b94e6b1a0b0260b94c83d6bb76b26bf7a310dc78d7a9c7432809fb9bc6194a"
                 .into(),
-            builders: vec!["qemu".into(), "virtualbox-iso".into()],
+            builders: vec![Builder::Qemu, Builder::VirtualboxIso],
             disk_size_mb: 20480,
             memory: 2048,
             cpus: 2,

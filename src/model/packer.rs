@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::boxes::{box_file_name, partial};
-use crate::config::{Config, PackerSection, Problem, RequiredPlugins, Sudo};
+use crate::config::{Builder, Config, PackerSection, Problem, RequiredPlugins, Sudo};
 
 /// What the appliance depends on besides the config and the secrets.
 #[derive(Debug, Clone, Default)]
@@ -111,7 +111,7 @@ impl Settings {
                 expected: format!("the kickstart's /boot, storage.root_size_gb and storage.data_size_gb (plus 1 GiB spare) need at least {min_disk_mb} MiB"),
             });
         }
-        let vbox = p.builders.iter().any(|b| b == "virtualbox-iso");
+        let vbox = p.builders.contains(&Builder::VirtualboxIso);
         let qemu_disk_interface = match c.storage.disk.as_str() {
             // The VM's only disk: "auto" finds it, as sda.
             "auto" | "sda" => "virtio-scsi",

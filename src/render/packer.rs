@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use handlebars::Handlebars;
 use serde::Serialize;
 
+use crate::config::Builder;
 use crate::model::packer::Settings;
 use crate::model::secrets;
 use crate::model::Appliance;
@@ -112,8 +113,8 @@ pub fn render(
         tree.add(NOT_RENDERED, why, 0o644);
         return Ok(());
     }
-    let qemu = s.section.builders.iter().any(|b| b == "qemu");
-    let virtualbox = s.section.builders.iter().any(|b| b == "virtualbox-iso");
+    let qemu = s.section.builders.contains(&Builder::Qemu);
+    let virtualbox = s.section.builders.contains(&Builder::VirtualboxIso);
     let name = app.appliance.name.as_str();
     let mut scripts = vec!["install.sh"];
     if app.registry.preload {

@@ -344,14 +344,6 @@ fn packer(c: &Config, p: &mut Problems) {
     if c.packer.builders.is_empty() {
         p.push("packer.builders", "[]", "expected at least one builder");
     }
-    for (i, b) in c.packer.builders.iter().enumerate() {
-        p.check(
-            b == "qemu" || b == "virtualbox-iso",
-            format!("packer.builders[{i}]"),
-            b,
-            "expected \"qemu\" or \"virtualbox-iso\"",
-        );
-    }
     // Whether the kickstart's volumes fit is checked for `regbake packer`
     // only (render/packer.rs): it does not concern a bare-metal install.
     p.range(

@@ -196,3 +196,24 @@ fn no_import_loops_between_files() {
     }
     assert!(loops.is_empty(), "import loops:\n{}", loops.join("\n"));
 }
+
+/// No source file grows past 600 lines: split it along what it does.
+#[test]
+fn no_source_file_over_600_lines() {
+    fn walk(dir: &Path, long: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, long);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let n = std::fs::read_to_string(&p).expect("read").lines().count();
+                if n > 600 {
+                    long.push(format!("{} ({n} lines)", p.display()));
+                }
+            }
+        }
+    }
+    let mut long = vec![];
+    walk(&repo().join("src"), &mut long);
+    assert!(long.is_empty(), "over 600 lines: {long:?}");
+}

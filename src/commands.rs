@@ -39,12 +39,8 @@ pub fn init(g: &Global, args: &InitArgs) -> Result<()> {
 pub fn render(g: &Global) -> Result<()> {
     let started = Instant::now();
     let lock = crate::out::lock(&g.out)?;
-    let (_, tree) = crate::out::render_to(
-        g,
-        Scope::All,
-        crate::bake::packer::installed_version(),
-        &lock,
-    )?;
+    let (_, tree) =
+        crate::out::render_to(g, Scope::All, crate::bake::packer::installed_version, &lock)?;
     println!(
         "rendered {} files into {} in {} ms",
         tree.files.len(),

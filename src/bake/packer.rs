@@ -103,7 +103,7 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
     // out/ stays ours for the whole bake: a render meanwhile would change
     // what Packer uploads.
     let out_lock = crate::out::lock(&opts.out)?;
-    let (app, store) = crate::out::prepare(opts, installed_version(), &out_lock)?;
+    let (app, store) = crate::out::prepare(opts, installed_version, &out_lock)?;
     let settings = &app.packer;
     if !settings.problems.is_empty() {
         return Err(ConfigError::Invalid(settings.problems.clone()).into());

@@ -45,7 +45,7 @@ pub fn run(opts: &Global, v: &Args) -> Result<()> {
     let (app, _) = crate::out::render_to(
         opts,
         Scope::All,
-        super::packer::installed_version(),
+        super::packer::installed_version,
         &out_lock,
     )?;
     let vagrantfile = opts.out.join(render::vagrant::PATH);

@@ -35,12 +35,8 @@ pub struct Args {
 /// and everything rendered.
 pub fn command(g: &Global, args: &Args) -> Result<()> {
     let lock = crate::out::lock(&g.out)?;
-    let (app, _) = crate::out::render_to(
-        g,
-        Scope::All,
-        crate::bake::packer::installed_version(),
-        &lock,
-    )?;
+    let (app, _) =
+        crate::out::render_to(g, Scope::All, crate::bake::packer::installed_version, &lock)?;
     let supplied = auth::bcrypt_costs(
         &app.registry_files.supplied_hashes,
         &format!("overlay{}", app.registry.htpasswd_path),

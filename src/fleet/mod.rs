@@ -46,7 +46,7 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
     let kickstarts = match &ko.inventory {
         None => {
             // Only the kickstart: Packer's needs do not matter.
-            let (app, store) = crate::out::prepare(opts, None, &lock)?;
+            let (app, store) = crate::out::prepare(opts, || None, &lock)?;
             let mut tree = render::render(&app, Scope::Kickstart)?;
             store.write_into(&mut tree);
             let ks = tree

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::config;
+use crate::config::{self, RequiredPlugins};
 use crate::model::packer::Version;
 use crate::model::secrets::{SecretStore, Slot};
 use crate::model::{Appliance, Facts};
@@ -42,17 +42,23 @@ pub struct Global {
 
 /// Load and validate the config and resolve the appliance, with the secrets
 /// a previous render left in `out` (and any made now, in the store).
-/// `packer`: the `packer` on PATH, for `required_plugins = "auto"`.
+/// `packer` asks for the `packer` on PATH; it runs only for a valid config
+/// with `required_plugins = "auto"` (`packer version` costs more than a
+/// render, and a refused config runs nothing).
 pub fn prepare(
     g: &Global,
-    packer: Option<Version>,
+    packer: fn() -> Option<Version>,
     _lock: &OutLock,
 ) -> Result<(Appliance, SecretStore)> {
     let (config, _) = config::load(g.config.as_deref())?;
     let mut store = SecretStore::load(&g.out).context("reading stored secrets")?;
     let facts = Facts {
         out_dir: std::path::absolute(&g.out).context("resolving the out dir")?,
-        packer,
+        packer: if config.packer.required_plugins == RequiredPlugins::Auto {
+            packer()
+        } else {
+            None
+        },
     };
     let app = Appliance::resolve(&config, &mut store, &facts, Slot::Single)?;
     Ok((app, store))
@@ -63,7 +69,7 @@ pub fn prepare(
 pub fn render_to(
     g: &Global,
     scope: Scope,
-    packer: Option<Version>,
+    packer: fn() -> Option<Version>,
     lock: &OutLock,
 ) -> Result<(Appliance, Tree)> {
     let (app, store) = prepare(g, packer, lock)?;

@@ -450,3 +450,25 @@ fn addresses_ports_files_and_urls_that_cannot_work_are_refused() {
         .args(&["render"])
         .success();
 }
+
+/// A refused config runs nothing: not even `packer version`, which the
+/// valid path asks (once, cached) for `required_plugins = "auto"`.
+#[test]
+fn a_refused_config_runs_no_program() {
+    for cmd in ["render", "check", "vagrant", "packer"] {
+        let t = Test::new()
+            .config("version = 1\n[user]\nname = \"root\"\n")
+            .stub(
+                "packer",
+                "#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/../packer.log\"\necho 'Packer v1.6.6'\n",
+            )
+            .args(&[cmd]);
+        let t = t.status(2).stderr_contains("user.name");
+        t.check();
+        assert!(
+            !t.path().join("packer.log").exists(),
+            "{cmd}: {}",
+            t.read("packer.log")
+        );
+    }
+}

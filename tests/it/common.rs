@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_regbake");
 
@@ -305,4 +305,15 @@ pub(crate) fn free_port() -> u16 {
 /// Whether a server log says its port was taken after all.
 pub(crate) fn port_taken(log: &str) -> bool {
     log.to_ascii_lowercase().contains("address already in use")
+}
+
+/// A server's stdout and stderr into one `log` file (created anew), stdin
+/// closed: what a failed start prints comes from there.
+pub(crate) fn log_output<'a>(cmd: &'a mut Command, log: &Path) -> &'a mut Command {
+    let out = std::fs::File::create(log).expect("create log");
+    let err = std::fs::File::options()
+        .append(true)
+        .open(log)
+        .expect("open log");
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err)
 }

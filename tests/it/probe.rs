@@ -4,10 +4,10 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::common::{free_port, port_taken, require_tool, Test};
+use crate::common::{free_port, log_output, port_taken, require_tool, Test};
 
 /// A `docker-registry serve` child, killed when dropped (also on panic).
 struct Registry {
@@ -62,23 +62,16 @@ impl Registry {
         std::fs::write(&config, yaml).expect("write config.yml");
         let log = dir.path().join("registry.log");
         let port = free_port();
-        let child = Command::new("docker-registry")
-            .arg("serve")
+        let mut cmd = Command::new("docker-registry");
+        cmd.arg("serve")
             .arg(&config)
             // The documented env overrides: only address and storage change.
             .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env(
                 "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
                 dir.path().join("storage"),
-            )
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).expect("log"))
-            .stderr(
-                std::fs::File::options()
-                    .append(true)
-                    .open(&log)
-                    .expect("log"),
-            )
+            );
+        let child = log_output(&mut cmd, &log)
             .spawn()
             .expect("start docker-registry");
         let mut reg = Registry {

@@ -10,12 +10,12 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{free_port, port_taken, require_tool, Test};
+use crate::common::{free_port, log_output, port_taken, require_tool, Test};
 
 pub(crate) fn tools_present() -> bool {
     ["docker-registry", "skopeo", "unshare"]
@@ -98,15 +98,7 @@ impl Served {
                 cmd.env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", store);
             }
             cmd.envs(env.iter().copied());
-            let mut child = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
-                .stderr(Stdio::from(
-                    std::fs::OpenOptions::new()
-                        .append(true)
-                        .open(&log)
-                        .expect("log"),
-                ))
+            let mut child = log_output(&mut cmd, &log)
                 .spawn()
                 .expect("start docker-registry");
             let deadline = Instant::now() + Duration::from_secs(20);

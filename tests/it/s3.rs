@@ -14,10 +14,10 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::common::{free_port, port_taken, require_tool, Output, Test};
+use crate::common::{free_port, log_output, port_taken, require_tool, Output, Test};
 use crate::registry::{oci_layout, probe, skopeo, tools_present, Served, KEY};
 
 const CONFIG: &str = "etc/docker/registry/config.yml";
@@ -63,15 +63,8 @@ impl Moto {
         let log = dir.path().join("moto.log");
         let mut cmd = Command::new("moto_server");
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&log)
-                    .expect("log"),
-            ));
+            .current_dir(dir.path());
+        log_output(&mut cmd, &log);
         if let Some(n) = unauthenticated {
             cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
         }

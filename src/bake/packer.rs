@@ -168,15 +168,15 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
         bail!("missing programs: {}", missing.join(", "));
     }
     let packer = packer.unwrap_or_else(|| PathBuf::from("packer"));
+    let box_meta = |b: &Builder| crate::boxes::BoxMeta {
+        name: settings.box_name.clone(),
+        version: settings.box_version.clone(),
+        provider: b.provider(),
+    };
     // A catalog of another box under this name would refuse the boxes only
     // after the whole build.
     for b in &builders {
-        let meta = crate::boxes::BoxMeta {
-            name: settings.box_name.clone(),
-            version: settings.box_version.clone(),
-            provider: b.provider(),
-        };
-        crate::boxes::check_box_name(&opts.out.join("box"), &meta, "vagrant.box_name")?;
+        crate::boxes::check_box_name(&opts.out.join("box"), &box_meta(b), "vagrant.box_name")?;
     }
 
     // Packer runs in the out dir so relative paths in the template
@@ -225,11 +225,7 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
 
     for b in &builders {
         let provider = crate::boxes::provider_name(b.provider());
-        let meta = crate::boxes::BoxMeta {
-            name: settings.box_name.clone(),
-            version: settings.box_version.clone(),
-            provider: b.provider(),
-        };
+        let meta = box_meta(b);
         let box_path = out.join("box").join(meta.box_file_name());
         let built = out
             .join("box")

@@ -54,6 +54,14 @@ impl Staged {
         self.tmp.path()
     }
 
+    /// Close the temp file (after writing it).
+    pub fn close(self) -> Closed {
+        Closed {
+            tmp: self.tmp.into_temp_path(),
+            dest: self.dest,
+        }
+    }
+
     /// Give it `mode` and move it into place; `durable` also syncs the file
     /// before and its directory after, for what cannot be made again.
     pub fn commit(self, mode: u32, durable: bool) -> Result<()> {
@@ -89,21 +97,7 @@ pub struct Closed {
     dest: PathBuf,
 }
 
-impl Staged {
-    /// Close the temp file (after writing it).
-    pub fn close(self) -> Closed {
-        Closed {
-            tmp: self.tmp.into_temp_path(),
-            dest: self.dest,
-        }
-    }
-}
-
 impl Closed {
-    pub fn path(&self) -> &Path {
-        &self.tmp
-    }
-
     /// Give it `mode` and move it into place (not synced: what is staged
     /// closed can be made again).
     pub fn commit(self, mode: u32) -> Result<()> {

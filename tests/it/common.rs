@@ -303,7 +303,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// Whether a server log says its port was taken after all.
-pub(crate) fn port_taken(log: &str) -> bool {
+fn port_taken(log: &str) -> bool {
     log.to_ascii_lowercase().contains("address already in use")
 }
 
@@ -316,4 +316,46 @@ pub(crate) fn log_output<'a>(cmd: &'a mut Command, log: &Path) -> &'a mut Comman
         .open(log)
         .expect("open log");
     cmd.stdin(Stdio::null()).stdout(out).stderr(err)
+}
+
+/// Start a test server with `start(port)` on a [`free_port`], and again on
+/// another one while `start` says the port was taken after all (`None`).
+pub(crate) fn on_a_free_port<T>(what: &str, mut start: impl FnMut(u16) -> Option<T>) -> T {
+    for _ in 0..5 {
+        if let Some(server) = start(free_port()) {
+            return server;
+        }
+    }
+    panic!("{what}: five free ports were taken before it could listen");
+}
+
+/// Wait until `child`, just started, listens on `port`: true then; false
+/// when it exited because the port was taken. Any other exit, or no
+/// listener within `timeout`, fails the test with the server's `log`.
+pub(crate) fn wait_listening(
+    what: &str,
+    child: &mut std::process::Child,
+    port: u16,
+    log: &Path,
+    timeout: std::time::Duration,
+) -> bool {
+    let read_log = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = std::time::Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            if port_taken(&read_log()) {
+                return false;
+            }
+            panic!("{what} exited ({status}):\n{}", read_log());
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!(
+                "{what} did not listen on {port} within {timeout:?}:\n{}",
+                read_log()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
 }

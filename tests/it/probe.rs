@@ -2,12 +2,11 @@
 //! (distribution 2.8) on 127.0.0.1, plain, TLS and TLS + htpasswd, with
 //! `skopeo` as an independent client reading back what the probe pushed.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{free_port, log_output, port_taken, require_tool, Test};
+use crate::common::{free_port, log_output, on_a_free_port, require_tool, wait_listening, Test};
 
 /// A `docker-registry serve` child, killed when dropped (also on panic).
 struct Registry {
@@ -27,16 +26,11 @@ struct Setup {
 
 impl Registry {
     fn start(setup: &Setup) -> Registry {
-        for _ in 1..5 {
-            if let Some(reg) = Self::try_start(setup) {
-                return reg;
-            }
-        }
-        Self::try_start(setup).expect("a free port for docker-registry")
+        on_a_free_port("docker-registry", |port| Self::try_start(setup, port))
     }
 
     /// None when another process took the port first.
-    fn try_start(setup: &Setup) -> Option<Registry> {
+    fn try_start(setup: &Setup, port: u16) -> Option<Registry> {
         let dir = tempfile::Builder::new()
             .prefix("regbake-registry-")
             .tempdir()
@@ -61,7 +55,6 @@ impl Registry {
         let config = dir.path().join("config.yml");
         std::fs::write(&config, yaml).expect("write config.yml");
         let log = dir.path().join("registry.log");
-        let port = free_port();
         let mut cmd = Command::new("docker-registry");
         cmd.arg("serve")
             .arg(&config)
@@ -80,33 +73,14 @@ impl Registry {
             log,
             dir,
         };
-        reg.wait_listening().then_some(reg)
-    }
-
-    /// Whether it listens; false when its port was taken after all.
-    fn wait_listening(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                if port_taken(&log) {
-                    return false;
-                }
-                panic!(
-                    "docker-registry exited ({status}):\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "docker-registry did not listen on {} within 20 s:\n{}",
-            self.port,
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
+        wait_listening(
+            "docker-registry",
+            &mut reg.child,
+            port,
+            &reg.log,
+            Duration::from_secs(20),
+        )
+        .then_some(reg)
     }
 
     fn addr(&self) -> String {

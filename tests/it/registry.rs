@@ -11,11 +11,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{free_port, log_output, port_taken, require_tool, Test};
+use crate::common::{log_output, on_a_free_port, require_tool, wait_listening, Test};
 
 pub(crate) fn tools_present() -> bool {
     ["docker-registry", "skopeo", "unshare"]
@@ -78,9 +78,8 @@ impl Served {
              exec docker-registry serve '{o}/{config_rel}'",
             o = overlay.display()
         );
-        let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-        for attempt in 1..=5 {
-            let port = free_port();
+        let mut data = Some(data);
+        on_a_free_port("docker-registry", |port| {
             let mut cmd = Command::new("unshare");
             cmd.args([
                 "--mount",
@@ -101,33 +100,20 @@ impl Served {
             let mut child = log_output(&mut cmd, &log)
                 .spawn()
                 .expect("start docker-registry");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let mut exited = None;
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if let Ok(Some(st)) = child.try_wait() {
-                    exited = Some(st);
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    panic!("registry did not listen:\n{}", read_log());
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            match exited {
-                None => {
-                    return Self {
-                        child,
-                        port,
-                        _data: data,
-                        log,
-                    }
-                }
-                Some(_) if attempt < 5 && port_taken(&read_log()) => {}
-                Some(st) => panic!("docker-registry exited ({st}):\n{}", read_log()),
-            }
-        }
-        unreachable!("the last attempt returns or panics")
+            let listens = wait_listening(
+                "docker-registry",
+                &mut child,
+                port,
+                &log,
+                Duration::from_secs(20),
+            );
+            listens.then(|| Self {
+                child,
+                port,
+                _data: data.take().expect("started once"),
+                log: log.clone(),
+            })
+        })
     }
 
     pub(crate) fn log_text(&self) -> String {

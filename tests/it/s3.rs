@@ -15,9 +15,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{free_port, log_output, port_taken, require_tool, Output, Test};
+use crate::common::{log_output, on_a_free_port, require_tool, wait_listening, Output, Test};
 use crate::registry::{oci_layout, probe, skopeo, tools_present, Served, KEY};
 
 const CONFIG: &str = "etc/docker/registry/config.yml";
@@ -48,17 +48,11 @@ impl Moto {
     /// `unauthenticated`: with `Some(n)`, moto checks SigV4 signatures and
     /// IAM policies after the first `n` requests (INITIAL_NO_AUTH_ACTION_COUNT).
     fn start(unauthenticated: Option<u32>) -> Self {
-        for _ in 1..5 {
-            if let Some(m) = Self::try_start(unauthenticated) {
-                return m;
-            }
-        }
-        Self::try_start(unauthenticated).expect("a free port for moto_server")
+        on_a_free_port("moto_server", |port| Self::try_start(unauthenticated, port))
     }
 
     /// None when another process took the port first.
-    fn try_start(unauthenticated: Option<u32>) -> Option<Self> {
-        let port = free_port();
+    fn try_start(unauthenticated: Option<u32>, port: u16) -> Option<Self> {
         let dir = tempfile::tempdir().expect("moto dir");
         let log = dir.path().join("moto.log");
         let mut cmd = Command::new("moto_server");
@@ -76,22 +70,14 @@ impl Moto {
             _dir: dir,
         };
         // Python imports take a few seconds on a busy machine.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(st)) = m.child.try_wait() {
-                if port_taken(&m.log_text()) {
-                    return None;
-                }
-                panic!("moto_server exited ({st}):\n{}", m.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen:\n{}",
-                m.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(m)
+        wait_listening(
+            "moto_server",
+            &mut m.child,
+            port,
+            &m.log,
+            Duration::from_secs(60),
+        )
+        .then_some(m)
     }
 
     fn url(&self) -> String {

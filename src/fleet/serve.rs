@@ -6,6 +6,7 @@
 //! (installers and benchmarks hold few connections, each mostly idle), each
 //! response prebuilt so it goes out in one write.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -318,19 +319,19 @@ fn refuse(stream: &mut TcpStream, answer: &[u8]) {
     }
 }
 
-/// Serve one connection until it closes, errs, idles out or asks to close.
 /// What a look at a connection's buffered bytes gives.
-pub enum Step {
+pub enum Step<'a> {
     /// The request is incomplete: read more.
     More,
     /// Answer with `out`; `consumed` bytes of the buffer were the request.
-    Reply(Reply),
+    Reply(Reply<'a>),
 }
 
-/// One answer of the server, and what the access log says of it.
-pub struct Reply {
+/// One answer of the server, and what the access log says of it. A page
+/// is answered from the site as it is, not copied.
+pub struct Reply<'a> {
     pub consumed: usize,
-    pub out: Vec<u8>,
+    pub out: Cow<'a, [u8]>,
     /// Close the connection after `out`.
     pub close: bool,
     /// A refusal of a request that may have more input: drain it first.
@@ -342,11 +343,11 @@ pub struct Reply {
     pub macs: Vec<String>,
 }
 
-impl Reply {
+impl Reply<'_> {
     fn refusal(status: u16, why: &str, consumed: usize) -> Self {
         Self {
             consumed,
-            out: error_response(status, why, true),
+            out: error_response(status, why, true).into(),
             close: true,
             refused: true,
             status,
@@ -360,7 +361,7 @@ impl Reply {
 
 /// Parse the first request in `buf` and answer it: the whole request path,
 /// without the socket (so it can be fuzzed).
-pub fn step(site: &Site, buf: &[u8]) -> Step {
+pub fn step<'a>(site: &'a Site, buf: &[u8]) -> Step<'a> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let n = match req.parse(buf) {
@@ -394,14 +395,18 @@ pub fn step(site: &Site, buf: &[u8]) -> Step {
         }
     }
     let head = method == "HEAD";
-    let (out, status, host): (Vec<u8>, u16, &str) = if method != "GET" && !head {
+    let (out, status, host): (Cow<'a, [u8]>, u16, &str) = if method != "GET" && !head {
         close = true;
-        (error_response(405, "only GET and HEAD", true), 405, "-")
+        (
+            error_response(405, "only GET and HEAD", true).into(),
+            405,
+            "-",
+        )
     } else if has_body {
         // Requests here have no body; refusing one keeps framing simple.
         close = true;
         (
-            error_response(400, "request bodies are not accepted", true),
+            error_response(400, "request bodies are not accepted", true).into(),
             400,
             "-",
         )
@@ -413,10 +418,10 @@ pub fn step(site: &Site, buf: &[u8]) -> Step {
                 if !head {
                     v.extend_from_slice(&p.full[p.header_len..]);
                 }
-                (v, 200, p.host.as_str())
+                (v.into(), 200, p.host.as_str())
             }
-            Answer::Page(p) if head => (p.full[..p.header_len].to_vec(), 200, &p.host),
-            Answer::Page(p) => (p.full.clone(), 200, &p.host),
+            Answer::Page(p) if head => (p.full[..p.header_len].into(), 200, &p.host),
+            Answer::Page(p) => (p.full[..].into(), 200, &p.host),
             Answer::Error(status, why) => {
                 let mut v = error_response(status, &why, close);
                 if head {
@@ -426,7 +431,7 @@ pub fn step(site: &Site, buf: &[u8]) -> Step {
                         .map_or(v.len(), |i| i + 4);
                     v.truncate(end);
                 }
-                (v, status, "-")
+                (v.into(), status, "-")
             }
         }
     };
@@ -443,6 +448,7 @@ pub fn step(site: &Site, buf: &[u8]) -> Step {
     })
 }
 
+/// Serve one connection until it closes, errs, idles out or asks to close.
 fn connection(mut stream: TcpStream, site: &Site) {
     let Ok(peer) = stream.peer_addr() else { return };
     let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));

@@ -52,6 +52,11 @@ pub struct Registry {
     pub gc: Option<Gc>,
     /// While this file exists the registry starts read-only (regbake-gc).
     pub maintenance_env: &'static str,
+    /// The one SELinux MCS level (`s0:cN,cM`) of every container that
+    /// touches the data, the registry's and the collect's: docker would give
+    /// each new container a random one, and the next could not read what
+    /// the last one wrote (container_t is MCS-constrained).
+    pub selinux_level: String,
     /// `HOST:PORT` as docker clients name it (certs.d directory name).
     pub address: String,
     /// What the appliance itself curls to see the registry is up.
@@ -286,6 +291,21 @@ fn htpasswd(c: &Config, store: &SecretStore) -> Result<Option<String>> {
     Ok(Some(out))
 }
 
+/// The fixed MCS level of the appliance `name`: two categories of the 1024
+/// docker picks from, derived from the name so that every render of the
+/// appliance keeps it (a change is harmless: regbake-install relabels the
+/// data once whenever the level it last applied differs).
+fn mcs_level(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("regbake selinux level {name}").as_bytes());
+    let a = u16::from_be_bytes([h[0], h[1]]) % 1024;
+    let mut b = u16::from_be_bytes([h[2], h[3]]) % 1024;
+    if a == b {
+        b = (b + 1) % 1024;
+    }
+    format!("s0:c{},c{}", a.min(b), a.max(b))
+}
+
 /// The registry of the appliance `hostname` (with `static_ip`), its data
 /// in `registry_dir`, its secrets from (or made into) `store`; `slot` says
 /// whose server certificate it is.
@@ -442,6 +462,7 @@ pub fn resolve(
         mounts: vec![],
         gc,
         maintenance_env: GC_MAINTENANCE_ENV,
+        selinux_level: mcs_level(&c.appliance.name),
         address,
         local_url,
         curl_args,
@@ -527,5 +548,25 @@ impl Registry {
             v.push(self.htpasswd_path.clone());
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mcs_level;
+
+    #[test]
+    fn mcs_level_is_two_sorted_distinct_categories_kept_per_name() {
+        for name in ["registry", "reg1", "a", "x-y-z"] {
+            let level = mcs_level(name);
+            assert_eq!(level, mcs_level(name), "the level of {name} changed");
+            let (a, b) = level
+                .strip_prefix("s0:c")
+                .and_then(|r| r.split_once(",c"))
+                .expect("s0:cN,cM");
+            let (a, b): (u16, u16) = (a.parse().expect("N"), b.parse().expect("M"));
+            assert!(a < b && b < 1024, "{level}");
+        }
+        assert_ne!(mcs_level("registry"), mcs_level("registry2"));
     }
 }

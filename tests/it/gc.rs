@@ -15,6 +15,7 @@ use crate::common::{check_all, require_tool, Test};
 use crate::registry::{oci_image, skopeo, tools_present, Served, KEY};
 
 const CONFIG: &str = "etc/docker/registry/config.yml";
+const CONFIG3: &str = "etc/distribution/config.yml";
 const SCRIPT: &str = "out/overlay/usr/local/sbin/regbake-gc";
 
 fn render(extra: &str) -> Test {
@@ -213,7 +214,11 @@ fn delete_untagged_frees_what_a_tag_no_longer_names() {
     if !tools_present() {
         return;
     }
-    let t = render("[registry]\ndelete = false\n[registry.gc]\ndelete_untagged = true\n");
+    // registry:3 (delete_untagged needs it); its config is collected here
+    // by 2.8, which reads it alike, with single-platform images only.
+    let t = render(
+        "[registry]\nimage = \"registry:3\"\ndelete = false\n[registry.gc]\ndelete_untagged = true\n",
+    );
     let out = t.path().join("out");
     let (args, _) = gc_command(&t);
     assert_eq!(
@@ -221,14 +226,14 @@ fn delete_untagged_frees_what_a_tag_no_longer_names() {
         [
             "garbage-collect",
             "--delete-untagged",
-            "/etc/docker/registry/config.yml"
+            "/etc/distribution/config.yml"
         ]
     );
     let store = tempfile::tempdir().expect("store");
     let store = store.path();
     let old = oci_image(&t.path().join("old"), b"build 1\n");
     let new = oci_image(&t.path().join("new"), b"build 2\n");
-    let reg = Served::start_on(&out, CONFIG, store, &[]);
+    let reg = Served::start_on(&out, CONFIG3, store, &[]);
     push(&reg, &old.src, "regbake/app:latest");
     push(&reg, &new.src, "regbake/app:latest");
     drop(reg);
@@ -244,7 +249,7 @@ fn delete_untagged_frees_what_a_tag_no_longer_names() {
     assert!(!blob_file(store, &old.layer).exists(), "kept:\n{said}");
     assert!(blob_file(store, &new.layer).is_file());
 
-    let reg = Served::start_on(&out, CONFIG, store, &[]);
+    let reg = Served::start_on(&out, CONFIG3, store, &[]);
     let (ok, text) = skopeo(&[
         "inspect",
         "--raw",
@@ -299,6 +304,7 @@ fn schedule_reaches_the_timer_and_disabled_gc_ships_nothing() {
         Test::new()
             .config(&format!(
                 "version = 1\n[user]\nssh_keys = [\"{KEY}\"]\n\
+                 [registry]\nimage = \"registry:3\"\n\
                  [registry.gc]\nschedule = \"Sat,Sun 04:30\"\ndelete_untagged = true\n"
             ))
             .args(&["render"]),

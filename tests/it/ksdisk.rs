@@ -92,6 +92,48 @@ fn machine(root: &Path, disks: &[Disk], mounts: &[&str], oemdrv: Option<&str>) {
         },
     );
     std::fs::set_permissions(&blkid, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // udevadm: records what it was asked (settle must come before the scan).
+    let udevadm = root.join("stub/udevadm");
+    w(
+        &udevadm,
+        &format!(
+            "#!/bin/sh\necho \"udevadm $*\" >> '{}'\n",
+            root.join("udevadm.log").display()
+        ),
+    );
+    std::fs::set_permissions(&udevadm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// A multipath LUN over `paths` (disks made by [`machine`]): a dm device
+/// `dm` with uuid `mpath-WWID`, its paths as slaves, and its by-id link.
+fn multipath(root: &Path, dm: &str, wwid: &str, paths: &[&str]) {
+    let w = |p: &Path, s: &str| {
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, s).expect("write");
+    };
+    let dev = root.join(format!("sys/devices/virtual/block/{dm}"));
+    w(&dev.join("removable"), "0\n");
+    w(&dev.join("ro"), "0\n");
+    w(
+        &dev.join("size"),
+        &format!("{}\n", 2_000_000_000_000_u64 / 512),
+    );
+    w(&dev.join("dm/uuid"), &format!("mpath-{wwid}\n"));
+    std::fs::create_dir_all(dev.join("slaves")).expect("mkdir");
+    for p in paths {
+        symlink(
+            root.join("sys/class/block").join(p),
+            dev.join("slaves").join(p),
+        )
+        .expect("symlink");
+    }
+    for link in [format!("sys/block/{dm}"), format!("sys/class/block/{dm}")] {
+        symlink(&dev, root.join(link)).expect("symlink");
+    }
+    w(&root.join("dev").join(dm), "");
+    let id = root.join(format!("dev/disk/by-id/dm-uuid-mpath-{wwid}"));
+    std::fs::create_dir_all(id.parent().expect("parent")).expect("mkdir");
+    symlink(format!("../../{dm}"), id).expect("symlink");
 }
 
 struct Run {
@@ -178,6 +220,11 @@ fn auto_disk_picks_the_one_local_disk_and_never_the_installer_s() {
             .contains("installing on sda (500 GB, /dev/disk/by-id/wwn-0x5000c500a1b2c3d4)"),
         "{}",
         r.stderr
+    );
+    // Slow controllers: the disks are looked at once udev has settled.
+    assert_eq!(
+        std::fs::read_to_string(m.path().join("udevadm.log")).unwrap_or_default(),
+        "udevadm settle --timeout=120\n"
     );
     let part = r.part.expect("no /tmp/regbake-disk.ks");
     assert!(part.contains("ignoredisk --only-use=sda\n"), "{part}");
@@ -309,4 +356,129 @@ fn an_explicit_disk_needs_no_pre() {
             .expect("ksvalidator");
         assert!(out.status.success());
     }
+}
+
+/// A server with a local disk in use by the installer and a SAN LUN seen
+/// over two paths: the LUN is one disk (not two, which would stop the
+/// install), named by its WWID as anaconda takes multipath devices.
+#[test]
+fn auto_disk_counts_a_multipath_lun_once() {
+    let Some(bash) = bash42() else { return };
+    let t = Test::new().args(&["kickstart"]);
+    t.success();
+    let ks = t.read("out/kickstart/ks.cfg");
+    let wwid = "3600508b400105e210000900000490000";
+    let m = tempfile::tempdir().expect("tempdir");
+    // Two fibre channel paths to LUN 1.
+    let p1 = "pci0000:00/0000:00:03.0/host3/rport-3:0-0/target3:0:0/3:0:0:1";
+    let p2 = "pci0000:00/0000:00:03.1/host4/rport-4:0-0/target4:0:0/4:0:0:1";
+    machine(
+        m.path(),
+        &[
+            Disk {
+                removable: true,
+                gb: 16,
+                ..disk(
+                    "sda",
+                    "pci0000:00/0000:00:14.0/usb1/1-1/1-1:1.0/host0/target0:0:0/0:0:0:0",
+                )
+            },
+            disk("sdb", p1),
+            disk("sdc", p2),
+        ],
+        &["/dev/sda1"],
+        None,
+    );
+    multipath(m.path(), "dm-0", wwid, &["sdb", "sdc"]);
+    let r = run_pre(&bash, &ks, m.path());
+    assert!(r.ok, "%pre failed on one LUN seen twice:\n{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "installing on dm-0 (2000 GB, /dev/disk/by-id/dm-uuid-mpath-{wwid})"
+        )),
+        "{}",
+        r.stderr
+    );
+    let part = r.part.expect("partitioning");
+    let name = format!("disk/by-id/dm-uuid-mpath-{wwid}");
+    assert!(
+        part.contains(&format!("ignoredisk --only-use={name}\n")),
+        "{part}"
+    );
+    assert!(part.contains(&format!("--ondisk={name}\n")), "{part}");
+    assert!(!part.contains("sdb") && !part.contains("sdc"), "{part}");
+    if require_tool("ksvalidator") {
+        let full = ks.replace("%include /tmp/regbake-disk.ks\n", &part);
+        let f = m.path().join("full.ks");
+        std::fs::write(&f, full).expect("write");
+        let out = Command::new("ksvalidator")
+            .args(["-v", "RHEL7"])
+            .arg(&f)
+            .output()
+            .expect("ksvalidator");
+        assert!(out.status.success(), "ksvalidator: {out:?}");
+    }
+
+    // A path in use by the installer makes the whole LUN in use.
+    let m = tempfile::tempdir().expect("tempdir");
+    machine(
+        m.path(),
+        &[disk("sdb", p1), disk("sdc", p2)],
+        &["/dev/sdc1"],
+        None,
+    );
+    multipath(m.path(), "dm-0", wwid, &["sdb", "sdc"]);
+    let r = run_pre(&bash, &ks, m.path());
+    assert!(
+        !r.ok,
+        "%pre installed on a LUN the installer uses:\n{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("found no disk to install on"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `storage.disk` names a whole disk: partitions, file systems, optical,
+/// loop and RAM devices and `..` are refused with the field named.
+#[test]
+fn an_explicit_disk_must_be_a_whole_disk() {
+    for bad in [
+        "sda1",
+        "nvme0n1p2",
+        "sr0",
+        "loop0",
+        "ram0",
+        "/dev/disk/by-id/..",
+        "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4-part1",
+        "/dev/disk/by-uuid/0b6a7f5e-6f0e-4b0e-9b8a-2a6b7c2e1d11",
+        "/dev/disk/by-label/data",
+    ] {
+        Test::new()
+            .config(&format!("version = 1\n[storage]\ndisk = \"{bad}\"\n"))
+            .args(&["kickstart"])
+            .status(2)
+            .stderr_contains(&format!("storage.disk = \"{bad}\""))
+            .stderr_contains("not a partition")
+            .check();
+    }
+}
+
+/// The header of the single kickstart says which disk it erases.
+#[test]
+fn the_warning_names_the_disk_or_how_it_is_chosen() {
+    let t = Test::new().args(&["kickstart"]);
+    t.success();
+    let ks = t.read("out/kickstart/ks.cfg");
+    assert!(!ks.contains("on disk auto"), "{ks}");
+    assert!(ks.contains("# WARNING: erases ALL data on the one local disk that %pre picks"));
+    let t = Test::new()
+        .config("version = 1\n[storage]\ndisk = \"vdb\"\n")
+        .args(&["kickstart"]);
+    t.success();
+    assert!(t
+        .read("out/kickstart/ks.cfg")
+        .contains("# WARNING: erases ALL data on disk vdb.\n"));
 }

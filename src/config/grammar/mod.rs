@@ -259,23 +259,59 @@ pub(crate) fn is_data_dir(s: &str) -> bool {
         })
 }
 
+/// `storage.disk`: a whole disk, by a stable `/dev/disk/by-id/` or
+/// `by-path/` name or by its kernel name. Never a partition (the install
+/// partitions the disk itself), a file system (`by-uuid`, `by-label` name
+/// those), an optical drive, loop or RAM device.
 pub(crate) fn is_disk(s: &str) -> bool {
     if let Some(rest) = s.strip_prefix("/dev/disk/") {
         let Some((kind, name)) = rest.split_once('/') else {
             return false;
         };
-        ["by-id", "by-path", "by-uuid"].contains(&kind)
+        ["by-id", "by-path"].contains(&kind)
             && !name.is_empty()
+            && name != "."
+            && name != ".."
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || ":._-".contains(c))
+            && !is_partition_link(name)
     } else {
         !s.is_empty()
             && s.len() <= 32
             && s.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
             && s.as_bytes()[0].is_ascii_lowercase()
+            && !["sr", "loop", "ram", "zram", "fd", "nbd"].iter().any(|p| {
+                s.strip_prefix(p)
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            && !is_partition_name(s)
     }
+}
+
+/// udev names a partition's by-id and by-path links after its disk's, with
+/// `-partN` appended.
+fn is_partition_link(name: &str) -> bool {
+    name.rsplit_once("-part")
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The kernel names a partition after its disk: `sda` → `sda1`, and with a
+/// `p` when the disk's name ends in a digit: `nvme0n1` → `nvme0n1p1`.
+fn is_partition_name(s: &str) -> bool {
+    let base = s.trim_end_matches(|c: char| c.is_ascii_digit());
+    if base.len() == s.len() {
+        return false;
+    }
+    let lettered = ["sd", "vd", "xvd", "hd"].iter().any(|family| {
+        base.strip_prefix(family)
+            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase()))
+    });
+    let numbered = base
+        .strip_suffix('p')
+        .is_some_and(|d| d.ends_with(|c: char| c.is_ascii_digit()));
+    lettered || numbered
 }
 
 /// A path component of a repository name (the Distribution reference

@@ -148,3 +148,45 @@ fn urls() {
     }
     assert!(is_url("http://x/%C3%A9"));
 }
+
+#[test]
+fn disks_are_whole_disks() {
+    for good in [
+        "sda",
+        "sdp",
+        "vda",
+        "xvdb",
+        "nvme0n1",
+        "mmcblk0",
+        "md126",
+        "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4",
+        "/dev/disk/by-id/dm-uuid-mpath-3600508b400105e210000900000490000",
+        "/dev/disk/by-path/pci-0000:00:1f.2-ata-1",
+    ] {
+        assert!(is_disk(good), "{good}");
+    }
+    for bad in [
+        "sda1",
+        "vda2",
+        "xvdb1",
+        "sdp1",
+        "nvme0n1p1",
+        "mmcblk0p2",
+        "sr0",
+        "loop0",
+        "ram1",
+        "zram0",
+        "fd0",
+        "nbd3",
+        "/dev/disk/by-id/..",
+        "/dev/disk/by-id/.",
+        "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4-part1",
+        "/dev/disk/by-path/pci-0000:00:1f.2-ata-1-part2",
+        "/dev/disk/by-uuid/0b6a7f5e-6f0e-4b0e-9b8a-2a6b7c2e1d11",
+        "/dev/disk/by-label/data",
+        "/dev/disk/by-id/../../sda",
+        "/dev/sda",
+    ] {
+        assert!(!is_disk(bad), "{bad}");
+    }
+}

@@ -281,7 +281,7 @@ fn storage(c: &Config, p: &mut Problems) {
         is_disk(&c.storage.disk),
         "storage.disk",
         &c.storage.disk,
-        "expected \"auto\" (the kickstart finds the one local, non-removable disk), a /dev/disk/by-id/… (by-path, by-uuid) path, or a disk name such as sda, vda or nvme0n1",
+        "expected \"auto\" (the kickstart finds the one local, non-removable disk), a whole disk's /dev/disk/by-id/… or /dev/disk/by-path/… link, or a disk name such as sda, vda or nvme0n1 (not a partition, by-uuid/by-label file system, optical drive, loop or RAM device)",
     );
 }
 

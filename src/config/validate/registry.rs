@@ -43,6 +43,12 @@ pub(super) fn registry(c: &Config, p: &mut Problems) {
         &c.registry.gc.schedule,
         CALENDAR_HELP,
     );
+    p.check(
+        !c.registry.gc.delete_untagged || c.registry.effective_major() >= 3,
+        "registry.gc.delete_untagged",
+        "true",
+        "false with registry 2.x: before distribution 3.0, garbage-collect --delete-untagged also deletes the per-platform images of multi-arch images (distribution issues #3178, #3004), so their pulls fail; use registry.image = \"registry:3\" to collect untagged manifests",
+    );
     for (i, san) in c.registry.tls.sans.iter().enumerate() {
         p.check(
             is_hostname(san) || san.parse::<std::net::IpAddr>().is_ok(),

@@ -59,9 +59,31 @@ pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str) {
     assert_eq!(status_at(ip, 5000, "DELETE", &path), 202);
     tb.sh(&format!("test -f {}", blob(&gone.layer)));
 
+    // A shim on the service's PATH records what docker is asked.
+    tb.write(
+        "/usr/local/bin/docker",
+        b"#!/bin/sh\nprintf '%s\\n' \"$*\" >> /run/regbake-test-docker.log\nexec /usr/bin/docker \"$@\"\n",
+        0o755,
+    );
     let o = tb.try_sh("systemctl start regbake-gc.service");
     let log = journal(tb, "regbake-gc");
     assert!(o.status.success(), "regbake-gc failed:\n{log}");
+    // The collect runs at the registry's level (it must read its files).
+    let level = tb
+        .sh("docker inspect -f '{{json .HostConfig.SecurityOpt}}' registry")
+        .trim()
+        .to_string();
+    assert!(level.starts_with("[\"label=level:s0:c"), "{level}");
+    let asked = tb.sh("cat /run/regbake-test-docker.log");
+    let run = asked
+        .lines()
+        .find(|l| l.starts_with("run --rm --name registry-gc "))
+        .unwrap_or_else(|| panic!("no collect container in:\n{asked}"));
+    let want = format!(
+        "--security-opt {}",
+        level.trim_start_matches("[\"").trim_end_matches("\"]")
+    );
+    assert!(run.contains(&want), "{want:?} not in {run:?}");
     for want in [
         "regbake-gc: restarting the registry read-only for the collect",
         "regbake-gc: registry is read-only: pulls are served, pushes and deletes refused",
@@ -123,6 +145,57 @@ pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str) {
     );
     tb.sh(
         "rm -f /usr/local/bin/docker /run/regbake-test-collecting /run/regbake-test-release && \
+         systemctl reset-failed regbake-gc.service",
+    );
+
+    // A collect killed outright (SIGKILL: no trap runs). Its container, a
+    // stand-in that never ends, runs on in dockerd; ExecStopPost removes
+    // it and brings the registry back writable.
+    tb.write(
+        "/usr/local/bin/docker",
+        b"#!/bin/sh\ncase \" $* \" in\n  *\" garbage-collect \"*)\n    touch /run/regbake-test-collecting\n    \
+          exec /usr/bin/docker run --rm --name registry-gc registry:2 ;;\nesac\n\
+          exec /usr/bin/docker \"$@\"\n",
+        0o755,
+    );
+    tb.sh("systemctl start --no-block regbake-gc.service");
+    wait_until("the collect to start", Duration::from_secs(120), || {
+        tb.try_sh(
+            "test -e /run/regbake-test-collecting && docker inspect registry-gc >/dev/null 2>&1",
+        )
+        .status
+        .success()
+    });
+    assert!(
+        !writable(tb),
+        "the registry is not read-only during the collect"
+    );
+    tb.sh("systemctl kill -s KILL regbake-gc.service");
+    let state = tb.wait_unit("regbake-gc.service", Duration::from_secs(120));
+    let log = journal(tb, "regbake-gc");
+    assert_eq!(state, "failed", "{log}");
+    assert!(
+        log.contains("regbake-gc: the collect was interrupted: restarting the registry writable"),
+        "{log}"
+    );
+    tb.sh("! test -e /run/regbake/registry-maintenance.env");
+    assert_eq!(
+        tb.sh("docker ps -a --filter name=registry-gc --format '{{.Names}}'")
+            .trim(),
+        "",
+        "the collect's container outlived its service"
+    );
+    wait_until("the registry writable", Duration::from_secs(60), || {
+        writable(tb)
+    });
+    push(
+        t,
+        "gc-killed",
+        b"pushed after a killed collect\n",
+        &format!("docker://{ip}:5000/regbake/killed:v1"),
+    );
+    tb.sh(
+        "rm -f /usr/local/bin/docker /run/regbake-test-collecting && \
          systemctl reset-failed regbake-gc.service",
     );
     eprintln!("garbage collection steps took {:?}", t0.elapsed());

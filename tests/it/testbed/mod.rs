@@ -15,6 +15,7 @@
 //! stubbed.
 
 mod gc;
+mod hardening;
 mod scenarios;
 
 use std::path::{Path, PathBuf};

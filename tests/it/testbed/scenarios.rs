@@ -8,10 +8,10 @@ use super::{env, probe, render, Admin, Env, Testbed};
 use crate::common::{require_tool, Test};
 use crate::registry::{oci_layout, skopeo};
 
-const DATA_DIR: &str = "/data/docker-registry";
+pub(super) const DATA_DIR: &str = "/data/docker-registry";
 const IMAGE_TAR: &str = "/var/lib/regbake/registry-image.tar";
 
-fn config(admin: &Admin, extra: &str) -> String {
+pub(super) fn config(admin: &Admin, extra: &str) -> String {
     format!(
         "version = 1\n[appliance]\nhostname = \"registry.test\"\n\
          [user]\nssh_keys = [\"{}\"]\nssh_key_files = []\n{extra}",
@@ -20,7 +20,7 @@ fn config(admin: &Admin, extra: &str) -> String {
 }
 
 /// The header and body of each `%post` of a kickstart, in order.
-fn posts(ks: &str) -> Vec<(String, String)> {
+pub(super) fn posts(ks: &str) -> Vec<(String, String)> {
     let mut out = vec![];
     let mut lines = ks.lines();
     while let Some(line) = lines.next() {
@@ -44,14 +44,19 @@ fn posts(ks: &str) -> Vec<(String, String)> {
 ///   script's text) and its `99-copy-logs.ks` `/root/original-ks.cfg`;
 /// - `preload`: the registry image's tar where firstboot loads it, standing
 ///   in for the pull (the testbed has no way out).
-fn kickstart_install(env: &'static Env, t: &Test, ks_rel: &str, image: Option<&str>) -> Testbed {
+pub(super) fn kickstart_install(
+    env: &'static Env,
+    t: &Test,
+    ks_rel: &str,
+    image: Option<&str>,
+) -> Testbed {
     let mut tb = Testbed::installer(env, DATA_DIR);
     kickstart_into(&mut tb, env, t, ks_rel, image);
     tb
 }
 
 /// [`kickstart_install`] into a given installer.
-fn kickstart_into(
+pub(super) fn kickstart_into(
     tb: &mut Testbed,
     env: &'static Env,
     t: &Test,
@@ -95,7 +100,7 @@ pub(super) fn journal(tb: &Testbed, unit: &str) -> String {
 }
 
 /// Firstboot ran at boot and the registry answers.
-fn assert_first_boot_ok(tb: &Testbed, port: u16) {
+pub(super) fn assert_first_boot_ok(tb: &Testbed, port: u16) {
     let state = tb.wait_unit("regbake-firstboot.service", Duration::from_secs(120));
     assert_eq!(
         state,

@@ -25,5 +25,6 @@ mod registry;
 mod render;
 mod s3;
 mod scripts;
+mod serve_hostile;
 mod testbed;
 mod vagrant;

@@ -98,8 +98,7 @@ impl Server {
 
     /// The file descriptors the server holds.
     fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map_or(0, Iterator::count)
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, Iterator::count)
     }
 
     /// Connect and send `request` (without reading).

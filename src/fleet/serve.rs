@@ -1,23 +1,18 @@
-//! `regbake kickstart --serve ADDR`: the rendered kickstarts over HTTP for
-//! `inst.ks=`. Only those, from memory: there is no file system behind the
-//! URLs, so no traversal or listing is possible; odd paths get 400 or 404.
+//! `regbake kickstart --serve ADDR`: what the server answers. The rendered
+//! kickstarts over HTTP for `inst.ks=`, only those, from memory: there is no
+//! file system behind the URLs, so no traversal or listing is possible; odd
+//! paths get 400 or 404.
 //!
-//! HTTP/1.1 with keep-alive, parsed by `httparse`; one thread per connection
-//! (installers and benchmarks hold few connections, each mostly idle), each
-//! response prebuilt so it goes out in one write. The request path is the
-//! pure [`step`] (fuzzed); the sockets, the connection cap and the
-//! deadlines are in `net`.
+//! HTTP/1.1 with keep-alive, parsed by `httparse`; each response prebuilt so
+//! it goes out in one write. The request path is the pure [`step`] (fuzzed);
+//! the sockets, the connection cap and the deadlines are in `fleet::server`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
-
 use crate::config::parse_mac;
-
-mod net;
 
 /// The header anaconda sends per interface with `inst.ks.sendmac`:
 /// `X-RHN-Provisioning-MAC-0: eth0 52:54:00:12:34:56`.
@@ -182,35 +177,8 @@ fn route<'a>(site: &'a Site, path: &str, macs: &Macs) -> Answer<'a> {
     )
 }
 
-/// Bind, print the boot parameters, serve until SIGINT or SIGTERM.
-pub fn serve(addr: &str, site: Site) -> Result<()> {
-    let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
-    let local = listener.local_addr().context("reading the bound address")?;
-    let limits = net::Limits::for_this_process();
-    print_boot_params(&site, local, &limits);
-
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .context("installing the signal handler")?;
-    let site = Arc::new(site);
-    std::thread::Builder::new()
-        .name("accept".into())
-        .spawn(move || net::accept_loop(listener, site, limits))
-        .context("starting the server thread")?;
-    let sig = signals.forever().next().unwrap_or_default();
-    let name = if sig == signal_hook::consts::SIGTERM {
-        "SIGTERM"
-    } else {
-        "SIGINT"
-    };
-    // Connection threads are detached: leaving run() ends them with the process.
-    println!("stopped ({name})");
-    Ok(())
-}
-
-fn print_boot_params(site: &Site, local: SocketAddr, limits: &net::Limits) {
+/// What to give the installers: printed when the server starts.
+pub(super) fn print_boot_params(site: &Site, local: SocketAddr) {
     let base = format!("http://{local}");
     println!("listening on {base}");
     if local.ip().is_unspecified() {
@@ -243,15 +211,9 @@ fn print_boot_params(site: &Site, local: SocketAddr, limits: &net::Limits) {
             );
         }
     }
-    println!(
-        "at most {} connections at once; a request must arrive within {} s",
-        limits.cap,
-        limits.head.as_secs()
-    );
-    println!("Ctrl-C stops the server.");
 }
 
-fn error_response(status: u16, reason: &str, close: bool) -> Vec<u8> {
+pub(super) fn error_response(status: u16, reason: &str, close: bool) -> Vec<u8> {
     let text = match status {
         400 => "Bad Request",
         404 => "Not Found",

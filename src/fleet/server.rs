@@ -1,6 +1,8 @@
-//! The kickstart server's sockets: a cap on connections below the
-//! process's file limit, one thread per connection, and deadlines, so slow
-//! or silent clients cannot hold the server away from the installers.
+//! `regbake kickstart --serve ADDR`, the sockets: a cap on connections below
+//! the process's file limit, one thread per connection (installers and
+//! benchmarks hold few connections, each mostly idle), and deadlines, so
+//! slow or silent clients cannot hold the server away from the installers.
+//! What is answered is [`super::serve::step`]'s.
 //!
 //! - A request head must arrive whole within [`Limits::head`] of the
 //!   connection being ready for it (accepted, or its last answer sent), not
@@ -22,7 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{error_response, step, Site, Step, MAX_HEAD};
+use anyhow::{Context, Result};
+
+use super::serve::{error_response, print_boot_params, step, Site, Step, MAX_HEAD};
 
 /// Installers and benchmarks hold few connections; more than this is an
 /// attack or a mistake.
@@ -32,6 +36,40 @@ const MAX_CONNECTIONS: usize = 1024;
 const SPARE_FDS: u64 = 64;
 /// How long a full server waits for a slot to free before it answers 503.
 const SLOT_WAIT: Duration = Duration::from_millis(200);
+
+/// Bind, print the boot parameters, serve until SIGINT or SIGTERM.
+pub(super) fn serve(addr: &str, site: Site) -> Result<()> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    let limits = Limits::for_this_process();
+    print_boot_params(&site, local);
+    println!(
+        "at most {} connections at once; a request must arrive within {} s",
+        limits.cap,
+        limits.head.as_secs()
+    );
+    println!("Ctrl-C stops the server.");
+
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing the signal handler")?;
+    let site = Arc::new(site);
+    std::thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || accept_loop(listener, site, limits))
+        .context("starting the server thread")?;
+    let sig = signals.forever().next().unwrap_or_default();
+    let name = if sig == signal_hook::consts::SIGTERM {
+        "SIGTERM"
+    } else {
+        "SIGINT"
+    };
+    // Connection threads are detached: leaving run() ends them with the process.
+    println!("stopped ({name})");
+    Ok(())
+}
 
 /// The server's bounds.
 #[derive(Debug, Clone, Copy)]
@@ -450,7 +488,7 @@ mod tests {
     use std::net::TcpListener;
 
     fn site() -> Site {
-        Site::new(vec![super::super::Kickstart {
+        Site::new(vec![super::super::serve::Kickstart {
             host: None,
             mac: None,
             data: b"ks".to_vec().into(),

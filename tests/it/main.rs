@@ -18,6 +18,7 @@ mod outdir;
 mod packer;
 mod packer_box;
 mod probe;
+mod probe_bodies;
 mod probe_hostile;
 mod props;
 mod readme;

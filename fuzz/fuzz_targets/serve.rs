@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use regbake::fleet::serve::{step, Kickstart, Site, Step};
+use regbake::fleet::serve::{step, Kickstart, Site, Step, MAX_HEAD};
 
 fn site() -> &'static Site {
     static SITE: OnceLock<Site> = OnceLock::new();
@@ -33,6 +33,8 @@ fuzz_target!(|data: &[u8]| {
             Step::Reply(r) => {
                 assert!(r.consumed <= buf.len());
                 assert!(r.out.starts_with(b"HTTP/1.1 "));
+                // A head over the limit is refused, never answered.
+                assert!(r.refused || r.consumed <= MAX_HEAD);
                 if r.close || r.consumed == 0 {
                     return;
                 }

@@ -9,6 +9,7 @@
 //! certificate (`out/secrets/tls/hosts/HOST.*`, reused across renders).
 
 pub mod serve;
+mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -95,7 +96,7 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
     // Serving only reads what is in memory.
     drop(lock);
     match &ko.serve {
-        Some(addr) => serve::serve(addr, serve::Site::new(kickstarts)),
+        Some(addr) => server::serve(addr, serve::Site::new(kickstarts)),
         None => Ok(()),
     }
 }

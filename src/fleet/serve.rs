@@ -1,33 +1,29 @@
-//! `regbake kickstart --serve ADDR`: the rendered kickstarts over HTTP for
-//! `inst.ks=`. Only those, from memory: there is no file system behind the
-//! URLs, so no traversal or listing is possible; odd paths get 400 or 404.
+//! `regbake kickstart --serve ADDR`: what the server answers. The rendered
+//! kickstarts over HTTP for `inst.ks=`, only those, from memory: there is no
+//! file system behind the URLs, so no traversal or listing is possible; odd
+//! paths get 400 or 404.
 //!
-//! HTTP/1.1 with keep-alive, parsed by `httparse`; one thread per connection
-//! (installers and benchmarks hold few connections, each mostly idle), each
-//! response prebuilt so it goes out in one write.
+//! HTTP/1.1 with keep-alive, parsed by `httparse`; each response prebuilt so
+//! it goes out in one write. The request path is the pure [`step`] (fuzzed);
+//! the sockets, the connection cap and the deadlines are in `fleet::server`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-
-use anyhow::{Context, Result};
 
 use crate::config::parse_mac;
 
 /// The header anaconda sends per interface with `inst.ks.sendmac`:
 /// `X-RHN-Provisioning-MAC-0: eth0 52:54:00:12:34:56`.
 const MAC_HEADER: &str = "x-rhn-provisioning-mac-";
-const MAX_CONNECTIONS: usize = 1024;
 /// Room for a server with 64 NICs (one ~60-byte MAC header each) beside the
 /// installer's own headers, with margin; bounded so a client cannot make a
 /// connection hold more.
 const MAX_HEADERS: usize = 128;
-const MAX_REQUEST: usize = 32 * 1024;
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most a request head (request line and headers, through the blank
+/// line) may hold; a longer one is answered 431, whatever the reads were.
+pub const MAX_HEAD: usize = 32 * 1024;
 
 /// One rendered kickstart, as served.
 #[derive(Debug, Clone)]
@@ -181,34 +177,8 @@ fn route<'a>(site: &'a Site, path: &str, macs: &Macs) -> Answer<'a> {
     )
 }
 
-/// Bind, print the boot parameters, serve until SIGINT or SIGTERM.
-pub fn serve(addr: &str, site: Site) -> Result<()> {
-    let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
-    let local = listener.local_addr().context("reading the bound address")?;
-    print_boot_params(&site, local);
-
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .context("installing the signal handler")?;
-    let site = Arc::new(site);
-    std::thread::Builder::new()
-        .name("accept".into())
-        .spawn(move || accept_loop(listener, site))
-        .context("starting the server thread")?;
-    let sig = signals.forever().next().unwrap_or_default();
-    let name = if sig == signal_hook::consts::SIGTERM {
-        "SIGTERM"
-    } else {
-        "SIGINT"
-    };
-    // Connection threads are detached: leaving run() ends them with the process.
-    println!("stopped ({name})");
-    Ok(())
-}
-
-fn print_boot_params(site: &Site, local: SocketAddr) {
+/// What to give the installers: printed when the server starts.
+pub(super) fn print_boot_params(site: &Site, local: SocketAddr) {
     let base = format!("http://{local}");
     println!("listening on {base}");
     if local.ip().is_unspecified() {
@@ -241,32 +211,9 @@ fn print_boot_params(site: &Site, local: SocketAddr) {
             );
         }
     }
-    println!("Ctrl-C stops the server.");
 }
 
-fn accept_loop(listener: TcpListener, site: Arc<Site>) {
-    let active = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-            let _ = stream.write_all(&error_response(503, "too many connections", true));
-            continue;
-        }
-        active.fetch_add(1, Ordering::Relaxed);
-        let (site, active2) = (site.clone(), active.clone());
-        let spawned = std::thread::Builder::new()
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                connection(stream, &site);
-                active2.fetch_sub(1, Ordering::Relaxed);
-            });
-        if spawned.is_err() {
-            active.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-fn error_response(status: u16, reason: &str, close: bool) -> Vec<u8> {
+pub(super) fn error_response(status: u16, reason: &str, close: bool) -> Vec<u8> {
     let text = match status {
         400 => "Bad Request",
         404 => "Not Found",
@@ -283,40 +230,6 @@ fn error_response(status: u16, reason: &str, close: bool) -> Vec<u8> {
         if close { "Connection: close\r\n" } else { "" },
     )
     .into_bytes()
-}
-
-fn log(peer: &SocketAddr, method: &str, path: &str, status: u16, host: &str, macs: &[String]) {
-    let mut line = format!("fetch {method} {path:?} status={status} host={host} peer={peer}");
-    if !macs.is_empty() {
-        line.push_str(" mac=");
-        line.push_str(&macs.join(","));
-    }
-    line.push('\n');
-    // One write per line keeps concurrent lines whole.
-    let _ = std::io::stderr().write_all(line.as_bytes());
-}
-
-/// Answer a request that was not read to its end, then close. Closing with
-/// unread input would reset the connection and lose the answer, so the rest
-/// is read and dropped first, for a bounded time and amount.
-fn refuse(stream: &mut TcpStream, answer: &[u8]) {
-    if stream.write_all(answer).is_err() {
-        return;
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    let mut sink = [0u8; 4096];
-    let mut left = MAX_REQUEST * 2;
-    while left > 0 {
-        let wait = deadline.saturating_duration_since(std::time::Instant::now());
-        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
-            return;
-        }
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => left = left.saturating_sub(n),
-        }
-    }
 }
 
 /// What a look at a connection's buffered bytes gives.
@@ -364,11 +277,14 @@ impl Reply<'_> {
 pub fn step<'a>(site: &'a Site, buf: &[u8]) -> Step<'a> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
+    // The limit is on the head itself (through its blank line), wherever
+    // the reads happened to split it: a buffer of MAX_HEAD bytes without a
+    // complete head, or a complete head longer than MAX_HEAD, is refused.
+    let too_large = || Step::Reply(Reply::refusal(431, "request head over 32 KiB", buf.len()));
     let n = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => return too_large(),
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_REQUEST => {
-            return Step::Reply(Reply::refusal(431, "request too large", buf.len()));
-        }
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return too_large(),
         Ok(httparse::Status::Partial) => return Step::More,
         Err(e) => {
             let (status, why) = match e {
@@ -446,40 +362,6 @@ pub fn step<'a>(site: &'a Site, buf: &[u8]) -> Step<'a> {
         host: host.to_string(),
         macs: macs.found,
     })
-}
-
-/// Serve one connection until it closes, errs, idles out or asks to close.
-fn connection(mut stream: TcpStream, site: &Site) {
-    let Ok(peer) = stream.peer_addr() else { return };
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
-    let _ = stream.set_nodelay(true);
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    loop {
-        // Parse what is buffered; read more only when it is incomplete.
-        let r = match step(site, &buf) {
-            Step::More => match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(k) => {
-                    buf.extend_from_slice(&chunk[..k]);
-                    continue;
-                }
-            },
-            Step::Reply(r) => r,
-        };
-        if r.refused {
-            refuse(&mut stream, &r.out);
-            log(&peer, "-", "-", r.status, "-", &[]);
-            return;
-        }
-        buf.drain(..r.consumed);
-        let ok = stream.write_all(&r.out).is_ok();
-        log(&peer, &r.method, &r.path, r.status, &r.host, &r.macs);
-        if !ok || r.close {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -137,21 +137,18 @@ fn problem(path: impl Into<String>, value: &str, expected: impl Into<String>) ->
 
 /// A secret from the environment variable named by a config field.
 fn env_secret(field: &str, var: &str) -> Result<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() && !v.chars().any(char::is_control) => Ok(v),
-        Ok(_) => Err(problem(
-            field,
-            var,
-            format!("environment variable {var} is empty or holds control characters"),
-        )),
-        Err(_) => Err(problem(
-            field,
-            var,
-            format!(
-                "environment variable {var} is not set (it must hold the secret at render time)"
-            ),
-        )),
-    }
+    let why = match std::env::var(var) {
+        Ok(v) if !v.is_empty() && !v.chars().any(char::is_control) => return Ok(v),
+        Ok(v) if v.is_empty() => format!("environment variable {var} is empty"),
+        Ok(_) => format!("environment variable {var} holds control characters"),
+        Err(std::env::VarError::NotUnicode(_)) => format!(
+            "environment variable {var} is set but not valid UTF-8 (it must hold the secret as text)"
+        ),
+        Err(std::env::VarError::NotPresent) => {
+            format!("environment variable {var} is not set (it must hold the secret at render time)")
+        }
+    };
+    Err(problem(field, var, why))
 }
 
 fn read_pem(field: &str, path: &str) -> Result<String> {

@@ -43,8 +43,8 @@ pub struct Args {
     /// Also write the probe image as an OCI layout into DIR (for the bench)
     #[arg(long, value_name = "DIR", hide = true, requires = "push")]
     pub save_oci: Option<PathBuf>,
-    /// Give up on a request when the registry has not connected, answered,
-    /// or sent or taken data for this long
+    /// Give up on a request not done within this long, its body included
+    /// (the layer's get a second more per MiB)
     #[arg(long, value_name = "SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,

@@ -13,9 +13,10 @@ use url::Url;
 use super::args::Args;
 use sha2::{Digest, Sha256};
 
-use super::fail::{error_body, status_text, Explain};
+use super::fail::{answered_from, error_body, status_text, Explain};
 use super::oci::{layer_bytes, layer_tar_size, sha256_digest, Blob, Layer, LayerStream};
 use super::report::{human, short, Done};
+use super::wire::{drain, header, same_digest, upload_location, with_digest};
 
 pub(super) const API_HEADER: &str = "docker-distribution-api-version";
 pub(super) const DIGEST_HEADER: &str = "docker-content-digest";
@@ -57,17 +58,18 @@ impl Client {
         if opts.insecure {
             tls = tls.disable_verification(true);
         }
-        let timeout = Some(Duration::from_secs(opts.timeout));
+        let whole = Duration::from_secs(opts.timeout);
+        // Each request as a whole, bodies included, ends within --timeout
+        // (the layer's get more: see `layer_request`). The phase bounds, a
+        // hair shorter, only name the phase that used it all up when one did.
+        let phase = Some(whole.saturating_sub(Duration::from_millis(10)));
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
-            // Every step is bounded; a body is bounded per read and write, not
-            // in total, so a big layer on a slow link still gets through.
-            .timeout_resolve(timeout)
-            .timeout_connect(timeout)
-            .timeout_send_request(timeout)
-            .timeout_recv_response(timeout)
-            .timeout_per_read(timeout)
-            .timeout_per_write(timeout)
+            .timeout_global(Some(whole))
+            .timeout_resolve(phase)
+            .timeout_connect(phase)
+            .timeout_send_request(phase)
+            .timeout_recv_response(phase)
             // A redirect may leave the origin; credentials never follow it.
             .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
             .tls_config(tls.build())
@@ -98,7 +100,8 @@ impl Client {
                 base: opts.url.clone(),
                 credentials: auth.is_some(),
                 ca: opts.ca.clone(),
-                timeout: Duration::from_secs(opts.timeout),
+                timeout: whole,
+                budget: "--timeout",
             },
             auth,
             username: opts.username.clone(),
@@ -126,6 +129,28 @@ impl Client {
         self.explain.same_origin(url)
     }
 
+    /// A request that carries the layer (its size is the user's choice, up
+    /// to 1 GiB): its deadline is --timeout plus a second per MiB, and no
+    /// read or write of it may stall for --timeout. The explanations say so.
+    fn layer_request<B>(&self, rb: RequestBuilder<B>, size: u64) -> (RequestBuilder<B>, Explain) {
+        let whole = self.explain.timeout;
+        let deadline = whole + Duration::from_secs(size.div_ceil(1 << 20));
+        let rb = rb
+            .config()
+            .timeout_global(Some(deadline))
+            .timeout_send_body(None)
+            .timeout_recv_body(None)
+            .timeout_per_read(Some(whole))
+            .timeout_per_write(Some(whole))
+            .build();
+        let explain = Explain {
+            timeout: deadline,
+            budget: "--timeout plus 1 s per MiB of layer",
+            ..self.explain.clone()
+        };
+        (rb, explain)
+    }
+
     /// `GET /v2/`: returns whether the registry asked for credentials.
     pub(super) fn check_v2(&self, with_auth: bool) -> Result<(bool, Done)> {
         let url = self.url("/v2/")?;
@@ -148,7 +173,15 @@ impl Client {
                 Ok((false, Done::Passed("200 OK, registry/2.0".into())))
             }
             401 if with_auth => {
+                let from = answered_from(&resp, &url);
                 let body = error_body(&mut resp);
+                // A redirect elsewhere got no credentials: none were rejected.
+                if !self.same_origin(&from) {
+                    bail!(
+                        "HTTP 401 Unauthorized{body}\n{}",
+                        self.explain.not_sent(&url, &from, status)
+                    );
+                }
                 bail!(
                     "credentials rejected for user {:?}: HTTP 401 Unauthorized{body}",
                     self.username.as_deref().unwrap_or_default()
@@ -255,16 +288,19 @@ impl Client {
     pub(super) fn push_layer(&self, repo: &str, content_size: u64) -> Result<(Layer, String)> {
         let upload = self.start_upload(repo)?;
         let mut body = LayerStream::new(content_size)?;
-        let mut resp = self
-            .authed(self.agent.patch(upload.as_str()), &upload)
+        let size = layer_tar_size(content_size);
+        let (rb, explain) = self.layer_request(
+            self.authed(self.agent.patch(upload.as_str()), &upload),
+            size,
+        );
+        let mut resp = rb
             .header("Content-Type", "application/octet-stream")
             // Known up front: a plain body instead of chunked encoding.
-            .header("Content-Length", layer_tar_size(content_size).to_string())
+            .header("Content-Length", size.to_string())
             .send(ureq::SendBody::from_reader(&mut body))
-            .map_err(|e| self.explain.fail(e, "PATCH", &upload))?;
+            .map_err(|e| explain.fail(e, "PATCH", &upload))?;
         if resp.status().as_u16() != 202 {
-            return Err(self
-                .explain
+            return Err(explain
                 .unexpected(&mut resp, &upload)
                 .context("streaming the layer (PATCH)"));
         }
@@ -334,17 +370,25 @@ impl Client {
         Ok(format!("{} verified", short(&got)))
     }
 
-    /// GET /v2/<repo>/blobs/<digest>, which must answer 200.
-    pub(super) fn get_blob(&self, repo: &str, digest: &str) -> Result<(Url, Response<Body>)> {
+    /// GET /v2/<repo>/blobs/<digest>, which must answer 200; the request
+    /// and how to explain its failures (the layer's deadline is longer).
+    pub(super) fn get_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        layer_size: Option<u64>,
+    ) -> Result<(Url, Response<Body>, Explain)> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
-        let mut resp = self
-            .authed(self.agent.get(url.as_str()), &url)
-            .call()
-            .map_err(|e| self.explain.fail(e, "GET", &url))?;
+        let rb = self.authed(self.agent.get(url.as_str()), &url);
+        let (rb, explain) = match layer_size {
+            Some(size) => self.layer_request(rb, size),
+            None => (rb, self.explain.clone()),
+        };
+        let mut resp = rb.call().map_err(|e| explain.fail(e, "GET", &url))?;
         if resp.status().as_u16() != 200 {
-            return Err(self.explain.unexpected(&mut resp, &url));
+            return Err(explain.unexpected(&mut resp, &url));
         }
-        Ok((url, resp))
+        Ok((url, resp, explain))
     }
 
     /// Stream the blob through sha256: nothing is kept.
@@ -355,20 +399,24 @@ impl Client {
         digest: &str,
         size: u64,
     ) -> Result<String> {
-        let (url, mut resp) = self.get_blob(repo, digest)?;
+        let (url, mut resp, explain) = self.get_blob(repo, digest, None)?;
         let mut reader = resp.body_mut().as_reader();
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
         let mut got_size = 0u64;
         loop {
             let n = reader
                 .read(&mut buf)
-                .map_err(|e| self.explain.body_failed(e, "GET", &url))?;
+                .map_err(|e| explain.body_failed(e, "GET", &url))?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
             got_size += n as u64;
+            // Read no more than was pushed: an endless body ends here.
+            if got_size > size {
+                bail!("{name} digest mismatch: the registry sent more than the {size} bytes of {digest}");
+            }
         }
         let got = format!("sha256:{}", hex::encode(hasher.finalize()));
         if got != digest || got_size != size {
@@ -389,7 +437,7 @@ impl Client {
         content_size: u64,
     ) -> Result<String> {
         let digest = &layer.digest;
-        let (url, mut resp) = self.get_blob(repo, digest)?;
+        let (url, mut resp, explain) = self.get_blob(repo, digest, Some(layer.size))?;
         let echoed = header(&resp, DIGEST_HEADER);
         let mut reader = resp.body_mut().as_reader();
         let mut pushed = layer_bytes(content_size)?;
@@ -399,7 +447,7 @@ impl Client {
         loop {
             let n = reader
                 .read(&mut got)
-                .map_err(|e| self.explain.body_failed(e, "GET", &url))?;
+                .map_err(|e| explain.body_failed(e, "GET", &url))?;
             if n == 0 {
                 break;
             }
@@ -472,49 +520,6 @@ impl Client {
     }
 }
 
-/// The Location of an upload answer, resolved against the request URL:
-/// registries send it absolute or relative.
-pub(super) fn upload_location(resp: &Response<Body>, request: &Url) -> Result<Url> {
-    let location = header(resp, "location")
-        .ok_or_else(|| anyhow!("{request}: {} without a Location header", resp.status()))?;
-    resolve_location(request, &location)
-}
-
-pub(super) fn resolve_location(request: &Url, location: &str) -> Result<Url> {
-    request
-        .join(location)
-        .with_context(|| format!("upload Location {location:?} is not a URL"))
-}
-
-/// The upload URL with `digest=` added to whatever query (upload state) it
-/// already carries.
-pub(super) fn with_digest(upload: &Url, digest: &str) -> Url {
-    let mut url = upload.clone();
-    url.query_pairs_mut().append_pair("digest", digest);
-    url
-}
-
-pub(super) fn header(resp: &Response<Body>, name: &str) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// Read and drop a small body so the connection can be reused.
-pub(super) fn drain(resp: &mut Response<Body>) {
-    let _ = resp.body_mut().with_config().limit(1 << 20).read_to_vec();
-}
-
-pub(super) fn same_digest(echoed: Option<&str>, ours: &str) -> Result<()> {
-    match echoed {
-        Some(d) if d != ours => {
-            bail!("registry answered Docker-Content-Digest {d}, expected {ours}")
-        }
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,6 +536,7 @@ mod tests {
                 credentials: true,
                 ca: None,
                 timeout: Duration::from_secs(1),
+                budget: "--timeout",
             },
         };
         let tls = client("https://reg.local:5000");
@@ -547,25 +553,5 @@ mod tests {
         assert!(client("https://reg.local").same_origin(&at("https://reg.local:443/v2/")));
         assert!(client("http://reg.local:5000").same_origin(&at("http://reg.local:5000/u")));
         assert!(!client("http://reg.local:5000").same_origin(&at("https://reg.local:5000/u")));
-    }
-
-    #[test]
-    pub(super) fn upload_locations_relative_absolute_and_with_query() {
-        let post = Url::parse("https://reg.local:5000/v2/r/blobs/uploads/").unwrap();
-        let rel = resolve_location(&post, "/v2/r/blobs/uploads/u1?_state=abc%3D").unwrap();
-        assert_eq!(
-            rel.as_str(),
-            "https://reg.local:5000/v2/r/blobs/uploads/u1?_state=abc%3D"
-        );
-        let abs = resolve_location(&post, "http://other:1/v2/r/blobs/uploads/u2").unwrap();
-        assert_eq!(abs.as_str(), "http://other:1/v2/r/blobs/uploads/u2");
-        assert_eq!(
-            with_digest(&rel, "sha256:00").as_str(),
-            "https://reg.local:5000/v2/r/blobs/uploads/u1?_state=abc%3D&digest=sha256%3A00"
-        );
-        assert_eq!(
-            with_digest(&abs, "sha256:00").as_str(),
-            "http://other:1/v2/r/blobs/uploads/u2?digest=sha256%3A00"
-        );
     }
 }

@@ -2,13 +2,20 @@
 //! TLS errors as advice, and unexpected answers with the registry's body.
 
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use ureq::http::{Response, StatusCode};
-use ureq::Body;
+use ureq::{Body, ResponseExt as _};
 use url::Url;
+
+use super::report::human;
+
+/// How much of an error answer's body is read, and how much of it shown.
+const ERROR_BODY_READ: u64 = 64 * 1024;
+const ERROR_BODY_SHOWN: usize = 4 * 1024;
 
 /// What the messages need to know of the probe's settings.
 #[derive(Debug, Clone)]
@@ -18,8 +25,10 @@ pub(super) struct Explain {
     pub(super) credentials: bool,
     /// `--ca`, named when it does not vouch for the registry's certificate.
     pub(super) ca: Option<PathBuf>,
-    /// `--timeout`.
+    /// The deadline of one request: `--timeout`, or more for the layer.
     pub(super) timeout: Duration,
+    /// What that deadline is, as the messages say it.
+    pub(super) budget: &'static str,
 }
 
 impl Explain {
@@ -49,10 +58,16 @@ impl Explain {
                 T::SendRequest | T::SendBody | T::PerWrite => {
                     anyhow!("{what}: {at} took none of the request for {secs} s (--timeout)")
                 }
+                // The whole request's deadline, in whatever phase it was.
+                T::Global | T::PerCall => anyhow!(
+                    "{what}: no complete answer from {at} within {secs} s ({})",
+                    self.budget
+                ),
                 _ => anyhow!("{what}: no answer from {at} within {secs} s (--timeout)"),
             };
         }
-        let text = err.to_string();
+        // Error texts can carry what the server sent.
+        let text = printable(&err.to_string());
         if let ureq::Error::Io(io) = &err {
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => {
@@ -113,11 +128,24 @@ impl Explain {
     /// answered, so a timeout means the registry stopped sending.
     pub(super) fn fail_body(&self, err: ureq::Error, method: &str, url: &Url) -> anyhow::Error {
         match err {
-            ureq::Error::Timeout(ureq::Timeout::PerRead | ureq::Timeout::RecvBody) => anyhow!(
+            ureq::Error::Timeout(ureq::Timeout::PerRead) => anyhow!(
                 "{method} {}: {} stopped sending its answer for {} s (--timeout)",
                 url.path(),
                 host_port(url),
                 self.timeout.as_secs()
+            ),
+            ureq::Error::Timeout(_) => anyhow!(
+                "{method} {}: {} did not finish its answer within {} s ({})",
+                url.path(),
+                host_port(url),
+                self.timeout.as_secs(),
+                self.budget
+            ),
+            ureq::Error::BodyExceedsLimit(limit) => anyhow!(
+                "{method} {}: the answer from {} is over {}, the most the probe reads for it",
+                url.path(),
+                host_port(url),
+                human(limit)
             ),
             ureq::Error::Io(io) => anyhow!("reading {method} {}: {io}", url.path()),
             other => self.fail(other, method, url),
@@ -137,6 +165,7 @@ impl Explain {
     /// An unexpected HTTP status, with the registry's error body.
     pub(super) fn unexpected(&self, resp: &mut Response<Body>, url: &Url) -> anyhow::Error {
         let status = resp.status();
+        let from = answered_from(resp, url);
         let body = error_body(resp);
         let mut msg = format!("HTTP {}{body}", status_text(status));
         // What a Go TLS server answers to plain HTTP on its port.
@@ -148,17 +177,36 @@ impl Explain {
                 host_port(url)
             );
         }
-        if self.credentials && !self.same_origin(url) {
-            let _ = write!(
-                msg,
-                "\nthe registry sent this request to {}, without credentials: credentials are \
-                 sent only to {}, the registry they were given for",
-                url.origin().ascii_serialization(),
-                self.base.origin().ascii_serialization()
-            );
+        if self.credentials && !self.same_origin(&from) {
+            let _ = write!(msg, "\n{}", self.not_sent(url, &from, status));
         }
         anyhow!(msg)
     }
+
+    /// Why an answer from another origin (an upload Location, or a
+    /// redirect) came to a request without credentials.
+    pub(super) fn not_sent(&self, request: &Url, from: &Url, status: StatusCode) -> String {
+        let there = from.origin().ascii_serialization();
+        let place = if from.origin() == request.origin() {
+            format!("the registry sent this request to {there}")
+        } else {
+            format!("the request was redirected to {there}")
+        };
+        let what = if status == StatusCode::UNAUTHORIZED {
+            ", which asked for credentials; none were sent"
+        } else {
+            ", without credentials"
+        };
+        format!(
+            "{place}{what}: credentials are sent only to {}, the registry they were given for",
+            self.base.origin().ascii_serialization()
+        )
+    }
+}
+
+/// The URL that gave the answer: the request's, or where redirects led.
+pub(super) fn answered_from(resp: &Response<Body>, request: &Url) -> Url {
+    Url::parse(&resp.get_uri().to_string()).unwrap_or_else(|_| request.clone())
 }
 
 pub(super) fn status_text(s: StatusCode) -> String {
@@ -167,21 +215,49 @@ pub(super) fn status_text(s: StatusCode) -> String {
         .to_string()
 }
 
-/// ": <body>" of an error answer (the registry's JSON errors), trimmed.
+/// ": <body>" of an error answer (the registry's JSON errors), trimmed,
+/// escaped for the terminal, and bounded: at most [`ERROR_BODY_READ`] bytes
+/// are read (within the request's deadline), [`ERROR_BODY_SHOWN`] shown.
 pub(super) fn error_body(resp: &mut Response<Body>) -> String {
-    let body = resp
+    let mut raw = Vec::new();
+    let complete = resp
         .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .lossy_utf8(true)
-        .read_to_string()
-        .unwrap_or_default();
-    let body = body.trim();
-    if body.is_empty() {
-        String::new()
-    } else {
-        format!(": {body}")
+        .as_reader()
+        .take(ERROR_BODY_READ)
+        .read_to_end(&mut raw)
+        .is_ok();
+    let text = printable(String::from_utf8_lossy(&raw).trim());
+    let mut shown: String = text.chars().take(ERROR_BODY_SHOWN).collect();
+    if shown.is_empty() {
+        return String::new();
     }
+    if !complete {
+        shown.push_str(" … (the rest did not arrive)");
+    } else if shown.len() < text.len() || raw.len() as u64 == ERROR_BODY_READ {
+        shown.push_str(" … (cut)");
+    }
+    format!(": {shown}")
+}
+
+/// Text from the network as it may be printed: control characters (the
+/// escape sequences a terminal would act on, carriage returns) and bidi
+/// overrides escaped as `\u{1b}`, `\r`, `\t`; line breaks kept.
+pub(super) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.replace("\r\n", "\n").chars() {
+        match c {
+            '\n' => out.push('\n'),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control()
+                || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub(super) fn host_port(url: &Url) -> String {
@@ -190,4 +266,22 @@ pub(super) fn host_port(url: &Url) -> String {
         url.host_str().unwrap_or(""),
         url.port_or_known_default().unwrap_or(0)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_text_is_printed_escaped() {
+        assert_eq!(
+            printable("a\u{1b}[31mb\u{7}\r\nc\rd\te \u{202e}f\u{9b}"),
+            "a\\u{1b}[31mb\\u{7}\nc\\rd\\te \\u{202e}f\\u{9b}"
+        );
+        // Text, line breaks and other scripts stay as they are.
+        assert_eq!(
+            printable("déjà vu\n{\"errors\":[]}"),
+            "déjà vu\n{\"errors\":[]}"
+        );
+    }
 }

@@ -10,6 +10,7 @@ mod client;
 mod fail;
 mod oci;
 mod report;
+mod wire;
 
 use std::time::Instant;
 

@@ -90,7 +90,7 @@ fn fake_server(answer: impl Fn(&Seen) -> String + Send + Sync + 'static) -> (u16
 
 /// Run regbake, killed after `limit` so a hang fails the test instead of
 /// stalling it.
-fn run_limited(
+pub(crate) fn run_limited(
     t: &Test,
     args: &[&str],
     env: &[(&str, &str)],

@@ -432,6 +432,35 @@ fn missing_password_env_is_a_config_error() {
     assert!(!t.path().join("out").exists());
 }
 
+/// A secret variable that is set but not UTF-8 is named as such, not as
+/// "not set" (issue 18 §21).
+#[test]
+fn a_non_utf8_secret_env_is_not_called_unset() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = Test::new().config(&format!(
+        "version = 1\n[user]\nssh_keys = [\"{KEY}\"]\n[registry]\nhttp_secret_env = \"REGBAKE_HS\"\n"
+    ));
+    let out = Command::new(crate::common::BIN)
+        .arg("render")
+        .current_dir(t.path())
+        .env("HOME", t.path().join("home"))
+        .env(
+            "REGBAKE_HS",
+            std::ffi::OsStr::from_bytes(b"secret-\xff-bytes"),
+        )
+        .output()
+        .expect("run regbake");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("registry.http_secret_env")
+            && stderr.contains("REGBAKE_HS is set but not valid UTF-8")
+            && !stderr.contains("not set"),
+        "{stderr}"
+    );
+    assert!(!t.path().join("out").exists());
+}
+
 /// registry:3 reads /etc/distribution/config.yml; the unit mounts that path.
 /// With filesystem storage every key regbake writes for 3.x is one that 2.8
 /// also accepts (no forcepathstyle, which only appears with an S3 endpoint),

@@ -472,3 +472,24 @@ fn a_refused_config_runs_no_program() {
         );
     }
 }
+
+/// Issue 18 §18: the metrics port is bound only with metrics on, so with
+/// them off the registry may take the default metrics port (5001); on, the
+/// two must differ.
+#[test]
+fn metrics_port_collides_only_with_metrics_on() {
+    let t = Test::new()
+        .config(&format!(
+            "version = 1\n[user]\nssh_keys = [\"{KEY}\"]\n[registry]\nport = 5001\n"
+        ))
+        .args(&["render"]);
+    t.success();
+    let unit = t.read("out/overlay/etc/systemd/system/regbake-registry.service");
+    assert!(unit.contains("-p 5001:5001 "), "{unit}");
+    assert!(!unit.contains("127.0.0.1:5001"), "{unit}");
+    rejects(
+        "version = 1\n[registry]\nport = 5001\nmetrics = true\n",
+        "registry.metrics_port",
+        "5001",
+    );
+}

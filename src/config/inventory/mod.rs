@@ -91,6 +91,9 @@ pub struct Host {
     pub overrides: Overrides,
 }
 
+/// The most an inventory may hold: 100,000 hosts take about 10 MiB.
+const MAX_INVENTORY: u64 = 128 << 20;
+
 #[derive(Debug, Clone)]
 pub struct Inventory {
     /// The file as given, for messages.
@@ -101,9 +104,13 @@ pub struct Inventory {
 
 impl Inventory {
     pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading inventory {}", path.display()))?;
+        let text = crate::config::read_input(
+            path,
+            MAX_INVENTORY,
+            "--inventory",
+            "an Ansible INI inventory (a regular file of at most 128 MiB)",
+            "inventory",
+        )?;
         Ok(parse(&path.display().to_string(), &text)?)
     }
 }

@@ -19,11 +19,11 @@ mod groups;
 mod lex;
 pub mod vars;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use crate::config::{Config, ConfigError};
-use groups::{group_depths, parent_map, Group};
+use groups::{group_depths, host_groups, Group, Merged};
 pub use lex::Var;
 use lex::{
     check_host_name, is_group_name, is_var_name, parse_header, split_words, strip_port, unquote,
@@ -337,40 +337,21 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
         Ok(d) => d,
         Err(msg) => {
             p.add(0, msg);
-            BTreeMap::new()
+            HashMap::new()
         }
     };
     // A failed parse stops here: merging half-read vars only adds noise.
     p.into_result()?;
     let mut p = Problems { file, list: vec![] };
 
-    let parents = parent_map(&groups);
+    let listed = host_groups(&groups);
+    let mut merged = Merged::new(&groups, &depth);
     let mut out = Vec::with_capacity(hosts.len());
     for decl in &hosts {
-        let mut member: BTreeSet<&str> = BTreeSet::new();
-        member.insert("all");
-        let mut stack: Vec<&str> = groups
-            .iter()
-            .filter(|(_, g)| g.hosts.contains(&decl.name))
-            .map(|(n, _)| n.as_str())
-            .collect();
-        while let Some(g) = stack.pop() {
-            if member.insert(g) {
-                if let Some(ps) = parents.get(g) {
-                    stack.extend(ps.iter().copied());
-                }
-            }
-        }
-        let mut ordered: Vec<&str> = member.into_iter().collect();
-        ordered.sort_by_key(|g| (depth.get(*g).copied().unwrap_or(0), *g));
-        let mut vars: BTreeMap<String, Var> = BTreeMap::new();
-        for g in ordered {
-            if let Some(grp) = groups.get(g) {
-                for (k, v) in &grp.vars {
-                    vars.insert(k.clone(), v.clone());
-                }
-            }
-        }
+        let in_groups = listed
+            .get(decl.name.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        let mut vars: BTreeMap<String, Var> = (*merged.vars(in_groups)).clone();
         for (k, v) in &decl.vars {
             vars.insert(k.clone(), v.clone());
         }

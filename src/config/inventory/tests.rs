@@ -122,3 +122,95 @@ fn regbake_prefix_is_an_alias() {
     let inv = parse("inv.ini", "[w]\nh1 regbake_ip=10.1.0.4/16\n").unwrap();
     assert!(inv.hosts[0].overrides.get("ip").is_some());
 }
+
+#[test]
+fn depth_is_the_longest_parent_chain() {
+    // site > dc > rack > web, and site > web directly: web is at depth 4,
+    // so rack's vars beat site's, and web's beat rack's.
+    let inv = parse(
+        "inv.ini",
+        "[site:children]\ndc\nweb\n[dc:children]\nrack\n[rack:children]\nweb\n\
+         [web]\nh1\n[site:vars]\ndisk=sda\ndns=192.0.2.1\ndata_size_gb=1\n\
+         [rack:vars]\ndisk=sdb\ndns=192.0.2.2\n[web:vars]\ndisk=sdc\n\
+         [all:vars]\ndata_size_gb=9\ngateway=192.0.2.254\n",
+    )
+    .unwrap();
+    let o = &inv.hosts[0].overrides;
+    assert_eq!(o.text("disk"), Some("sdc"));
+    assert_eq!(
+        o.get("dns").map(|a| &a.value),
+        Some(&Value::List(vec!["192.0.2.2".into()]))
+    );
+    assert_eq!(
+        o.get("data_size_gb").map(|a| &a.value),
+        Some(&Value::Number(1))
+    );
+    assert_eq!(o.text("gateway"), Some("192.0.2.254"));
+    // Two groups of one depth: the later name wins, as in Ansible.
+    let inv = parse(
+        "inv.ini",
+        "[b]\nh1\n[a]\nh1\n[a:vars]\ndisk=sda\n[b:vars]\ndisk=sdb\n",
+    )
+    .unwrap();
+    assert_eq!(inv.hosts[0].overrides.text("disk"), Some("sdb"));
+}
+
+#[test]
+fn long_cycles_are_named_short() {
+    let mut text = String::from("[g0]\nh1\n");
+    for i in 1..100 {
+        text.push_str(&format!("[g{i}:children]\ng{}\n", i - 1));
+    }
+    text.push_str("[g0:children]\ng99\n");
+    assert_eq!(
+        err(&text),
+        "inv.ini:0: group cycle in [..:children]: g0 > g1 > g2 > g3 > … > g99 > g0 (100 groups)"
+    );
+}
+
+/// The grouping's work (group and link visits, var merges), counted.
+fn steps(text: &str) -> usize {
+    super::groups::STEPS.with(|s| s.set(0));
+    let inv = parse("inv.ini", text).unwrap();
+    assert!(!inv.hosts.is_empty());
+    super::groups::STEPS.with(std::cell::Cell::get)
+}
+
+/// Issue 18 §17: one group per host took time quadratic in the hosts (each
+/// host scanned every group: 40,000 hosts, 54 s). The work now grows with
+/// the inventory: about the same per line at 5,000 and 20,000 hosts, and a
+/// few steps per host, where a scan of every group per host would be
+/// thousands. The same for hosts under a deep nesting.
+#[test]
+fn grouping_work_is_linear_in_the_inventory() {
+    let one_group_per_host = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("[g{i}]\nh{i} data_size_gb={i}\n[g{i}:vars]\ndisk=sd{i}\n"))
+            .collect()
+    };
+    let small = steps(&one_group_per_host(5_000));
+    let large = steps(&one_group_per_host(20_000));
+    assert!(large <= 20 * 20_000, "{large} steps for 20,000 hosts");
+    assert!(
+        large * 10 <= small * 4 * 11,
+        "{small} steps, then {large} for 4x the hosts"
+    );
+
+    let nested = |n: usize| -> String {
+        let mut text = String::from("[g0:vars]\ndisk=sda\n[g0]\n");
+        for i in 0..n {
+            text.push_str(&format!("h{i}\n"));
+        }
+        for i in 1..n {
+            text.push_str(&format!("[g{i}:children]\ng{}\n", i - 1));
+        }
+        text
+    };
+    let small = steps(&nested(5_000));
+    let large = steps(&nested(20_000));
+    assert!(large <= 20 * 20_000, "{large} steps for 20,000 hosts");
+    assert!(
+        large * 10 <= small * 4 * 11,
+        "{small} steps, then {large} for 4x the hosts"
+    );
+}

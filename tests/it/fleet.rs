@@ -530,3 +530,25 @@ fn fifty_thousand_nested_groups_are_read() {
         "{ks}"
     );
 }
+
+/// Issue 18 §19: beside `regbake_ip`, a playbook's own `ip` (and
+/// `gateway`) may hold anything: regbake reads only the prefixed ones.
+#[test]
+fn regbake_prefixed_vars_leave_the_bare_names_to_the_playbook() {
+    let t = Test::new()
+        .file(
+            "hosts.ini",
+            "[registries]\n\
+             reg1 regbake_ip=192.0.2.11/24 regbake_gateway=192.0.2.1 ip=eth1 gateway=via-bastion\n\
+             reg2 ip=10.0.0.0/8\n",
+        )
+        .args(&["kickstart", "--inventory", "hosts.ini"]);
+    t.success();
+    let ks = t.read("out/kickstart/reg1.ks");
+    assert!(
+        ks.contains("--ip=192.0.2.11 --netmask=255.255.255.0 --gateway=192.0.2.1 "),
+        "{ks}"
+    );
+    let ks = t.read("out/kickstart/reg2.ks");
+    assert!(ks.contains("network --bootproto=dhcp "), "{ks}");
+}

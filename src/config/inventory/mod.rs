@@ -5,7 +5,9 @@
 //! `ansible_port`, role vars) is ignored.
 //!
 //! Which vars are regbake's: [`vars::VARS`], also spelled with a `regbake_` prefix
-//! (for inventories shared with playbooks that use `ip` for something else).
+//! (for inventories shared with playbooks that use `ip` for something else):
+//! once a var is written with the prefix anywhere in an inventory, its bare
+//! name there is the playbook's, never read nor checked.
 //! A var is an error, not ignored, when it looks like a regbake var gone
 //! wrong: any other `regbake_…` name, a known name in other case or with `-`,
 //! a plural, a near miss (edit distance 1 for `gateway`, 2 for `hostname` and
@@ -121,6 +123,21 @@ struct HostDecl {
     /// The line that gave the host vars, if any did.
     vars_line: Option<usize>,
     vars: Vec<(String, Var)>,
+}
+
+/// Where a var is written, for messages.
+enum Owner<'a> {
+    Host(&'a str),
+    Group(&'a str),
+}
+
+impl std::fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Host(h) => write!(f, "host {h}"),
+            Owner::Group(g) => write!(f, "[{g}:vars]"),
+        }
+    }
 }
 
 /// Problems by line, reported together.
@@ -305,16 +322,21 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
 
     // Every regbake var is checked where it is written, once.
     let mut typed: HashMap<(usize, String), (&HostVar, Value)> = HashMap::new();
-    let all_vars = hosts
-        .iter()
-        .flat_map(|h| h.vars.iter().map(move |v| (format!("host {}", h.name), v)))
-        .chain(
-            groups
-                .iter()
-                .flat_map(|(g, grp)| grp.vars.iter().map(move |v| (format!("[{g}:vars]"), v))),
-        );
-    for (owner, (key, var)) in all_vars {
-        match classify(key) {
+    let all_vars = || {
+        hosts
+            .iter()
+            .flat_map(|h| h.vars.iter().map(move |v| (Owner::Host(&h.name), v)))
+            .chain(
+                groups
+                    .iter()
+                    .flat_map(|(g, grp)| grp.vars.iter().map(move |v| (Owner::Group(g), v))),
+            )
+    };
+    // A var written `regbake_ip` anywhere leaves every bare `ip` to the
+    // playbooks (README, "Bare metal").
+    let prefixed = vars::prefixed(all_vars().map(|(_, (k, _))| k.as_str()));
+    for (owner, (key, var)) in all_vars() {
+        match classify(key, &prefixed) {
             Class::Ignored => {}
             Class::Known(k) => match k.parse(&var.value) {
                 Ok(o) => {

@@ -123,6 +123,34 @@ fn regbake_prefix_is_an_alias() {
     assert!(inv.hosts[0].overrides.get("ip").is_some());
 }
 
+/// Issue 18 §19: once an inventory writes `regbake_ip`, every bare `ip` in
+/// it is the playbook's: not read (on any host) and not checked, nor are
+/// slips of it; other vars are unaffected.
+#[test]
+fn a_prefixed_var_leaves_the_bare_name_to_the_playbook() {
+    let inv = parse(
+        "inv.ini",
+        "[w]\nh1 regbake_ip=10.0.0.5/24 ip=eth0:10.9.9.9 gateway=10.0.0.1\n\
+         h2 ip=dhcp\n[w:vars]\nIP=anything\nips=1,2\n[all:vars]\nip=not-an-address\n",
+    )
+    .unwrap();
+    let ip = |h: usize| inv.hosts[h].overrides.get("ip").map(|a| a.value.clone());
+    assert_eq!(
+        ip(0),
+        Some(Value::Ip(Ip::Static("10.0.0.5/24".parse().unwrap())))
+    );
+    assert_eq!(ip(1), None, "h2's bare ip is the playbook's too");
+    assert_eq!(inv.hosts[0].overrides.text("gateway"), Some("10.0.0.1"));
+    assert_eq!(inv.hosts[0].vars["ip"].value, "eth0:10.9.9.9");
+    // The prefixed spelling is still checked, and other vars still are.
+    assert!(err("[w]\nh1 regbake_ip=10.0.0.5 ip=x\n")
+        .contains("inv.ini:2: host h1: ip=10.0.0.5: bad CIDR"));
+    assert!(err("[w]\nh1 regbake_ip=dhcp ip=x gatway=1.2.3.4\n").contains("did you mean gateway?"));
+    assert!(
+        err("[w]\nh1 regbake_ip=dhcp regbake_ips=x\n").contains("unknown regbake var regbake_ips")
+    );
+}
+
 #[test]
 fn depth_is_the_longest_parent_chain() {
     // site > dc > rack > web, and site > web directly: web is at depth 4,

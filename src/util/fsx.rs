@@ -179,7 +179,7 @@ pub fn open_regular(path: &Path, max: u64) -> std::io::Result<File> {
 }
 
 fn too_large(max: u64) -> std::io::Error {
-    let limit = if max >= 1 << 20 && max % (1 << 20) == 0 {
+    let limit = if max >= 1 << 20 && max.is_multiple_of(1 << 20) {
         format!("{} MiB", max >> 20)
     } else {
         format!("{max} bytes")

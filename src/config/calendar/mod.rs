@@ -62,7 +62,7 @@ pub(crate) fn is_on_calendar(s: &str) -> bool {
         _ => return false,
     };
     match (days, date) {
-        (Some(days), Some(date)) => date.occurs(&days),
+        (Some(days), Some(date)) => date.occurs(days),
         _ => false,
     }
 }
@@ -130,7 +130,7 @@ impl Date {
 
     /// Whether some day of it exists and is one of `weekdays`: a few
     /// hundred checks at worst (the years times the impossible dates).
-    fn occurs(&self, weekdays: &[bool; 7]) -> bool {
+    fn occurs(&self, weekdays: [bool; 7]) -> bool {
         self.years.iter().any(|y| {
             self.months.iter().any(|m| {
                 self.days
@@ -142,7 +142,7 @@ impl Date {
 }
 
 fn is_leap(y: u32) -> bool {
-    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
+    y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400))
 }
 
 fn days_in_month(y: u32, m: u32) -> u32 {

@@ -21,8 +21,8 @@ pub(super) struct Group {
     pub(super) vars: Vec<(String, Var)>,
 }
 
-/// Work done, counted in tests to show it grows with the inventory, not
-/// with hosts times groups.
+// Work done, counted in tests to show it grows with the inventory, not
+// with hosts times groups.
 #[cfg(test)]
 thread_local!(pub(super) static STEPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
 

@@ -334,7 +334,7 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
     };
     // A var written `regbake_ip` anywhere leaves every bare `ip` to the
     // playbooks (README, "Bare metal").
-    let prefixed = vars::prefixed(all_vars().map(|(_, (k, _))| k.as_str()));
+    let prefixed = vars::Prefixed::of(all_vars().map(|(_, (k, _))| k.as_str()));
     for (owner, (key, var)) in all_vars() {
         match classify(key, &prefixed) {
             Class::Ignored => {}

@@ -210,17 +210,27 @@ pub enum Class {
 
 /// The vars an inventory writes with the `regbake_` prefix somewhere (see
 /// [`classify`]).
-pub fn prefixed<'a>(keys: impl Iterator<Item = &'a str>) -> HashSet<&'static str> {
-    keys.filter_map(|k| k.strip_prefix("regbake_").and_then(var))
-        .map(|v| v.name)
-        .collect()
+pub struct Prefixed(HashSet<&'static str>);
+
+impl Prefixed {
+    pub fn of<'a>(keys: impl Iterator<Item = &'a str>) -> Self {
+        Prefixed(
+            keys.filter_map(|k| k.strip_prefix("regbake_").and_then(var))
+                .map(|v| v.name)
+                .collect(),
+        )
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
 }
 
 /// What `key` is to regbake in an inventory that writes the vars in
 /// `prefixed` with the `regbake_` prefix: for those, the bare name (and
 /// any slip of it) is the playbook's, neither read nor checked, on every
 /// host, since a playbook's `ip` may mean anything.
-pub fn classify(key: &str, prefixed: &HashSet<&'static str>) -> Class {
+pub fn classify(key: &str, prefixed: &Prefixed) -> Class {
     if let Some(v) = var(key) {
         return if prefixed.contains(v.name) {
             Class::Ignored

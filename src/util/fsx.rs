@@ -141,13 +141,19 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32, dir_mode: u32, durable: b
     write_atomic(path, data, mode, durable)
 }
 
-/// A regular file of at most `max` bytes, as text. Anything else is an
-/// error that says what it is: a FIFO would block the read forever and
+/// `path` opened for reading if it is a regular file of at most `max`
+/// bytes. Anything else is an `InvalidInput` error that says what it is: a
+/// FIFO would block the read forever (it is opened non-blocking, and the
+/// open file is what is looked at, so none can be swapped in between) and
 /// `/dev/zero` would never end.
-pub fn read_text(path: &Path, max: u64) -> std::io::Result<String> {
-    use std::io::{Error, ErrorKind, Read};
-    use std::os::unix::fs::FileTypeExt;
-    let md = std::fs::metadata(path)?;
+pub fn open_regular(path: &Path, max: u64) -> std::io::Result<File> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let md = file.metadata()?;
     let t = md.file_type();
     if !t.is_file() {
         let what = if t.is_dir() {
@@ -166,13 +172,34 @@ pub fn read_text(path: &Path, max: u64) -> std::io::Result<String> {
             format!("{what}, not a regular file"),
         ));
     }
+    if md.len() > max {
+        return Err(too_large(max));
+    }
+    Ok(file)
+}
+
+fn too_large(max: u64) -> std::io::Error {
+    let limit = if max >= 1 << 20 && max.is_multiple_of(1 << 20) {
+        format!("{} MiB", max >> 20)
+    } else {
+        format!("{max} bytes")
+    };
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("larger than {limit}"),
+    )
+}
+
+/// A regular file of at most `max` bytes, as text ([`open_regular`]).
+pub fn read_text(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
     let mut text = String::new();
-    File::open(path)?.take(max + 1).read_to_string(&mut text)?;
+    // A file that grows after the check is still read no further.
+    open_regular(path, max)?
+        .take(max + 1)
+        .read_to_string(&mut text)?;
     if text.len() as u64 > max {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("larger than {max} bytes"),
-        ));
+        return Err(too_large(max));
     }
     Ok(text)
 }
@@ -191,6 +218,34 @@ mod tests {
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Issue 18 §16: a FIFO is refused at once (no writer: a blocking open
+    /// would wait forever), as are devices, directories and large files.
+    #[test]
+    fn only_small_regular_files_are_read() {
+        use std::io::ErrorKind::InvalidInput;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let refused = |p: &Path, max: u64| {
+            let e = read_text(p, max).unwrap_err();
+            assert_eq!(e.kind(), InvalidInput, "{}: {e}", p.display());
+            e.to_string()
+        };
+        assert_eq!(refused(&fifo, 10), "a FIFO, not a regular file");
+        assert_eq!(
+            refused(Path::new("/dev/zero"), 10),
+            "a device, not a regular file"
+        );
+        assert_eq!(refused(dir.path(), 10), "a directory, not a regular file");
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; (1 << 20) + 1]).unwrap();
+        assert_eq!(refused(&big, 1 << 20), "larger than 1 MiB");
+        assert_eq!(refused(&big, 100), "larger than 100 bytes");
+        assert_eq!(read_text(&big, 2 << 20).unwrap().len(), (1 << 20) + 1);
     }
 
     #[test]

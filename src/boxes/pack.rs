@@ -132,7 +132,7 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, lock: &BoxDirLock) -> Result<P
     let dest = box_dir.join(meta.box_file_name());
     // Hidden, and not named *.box, so a killed pack leaves nothing that looks
     // like a box.
-    let tmp = Staged::beside(&dest, true)?;
+    let tmp = Staged::beside(&dest)?;
 
     let total: u64 = entries
         .iter()

@@ -47,30 +47,59 @@ pub(super) fn check_kickstart(r: &mut Runner<'_>, ks: &Path, scratch: &Path) -> 
 
 /// The per-host kickstarts `hosts`: each checked for structure; the first
 /// of each shape validated in full ([`check_kickstart`]), the others
-/// reported as like it.
+/// reported as like it. Shapes are worked out on every core, a batch at a
+/// time (100,000 kickstarts are some GB to read).
 pub(super) fn check_hosts(r: &mut Runner<'_>, hosts: &[PathBuf], scratch: &Path) -> Result<()> {
+    const BATCH: usize = 1024;
     let mut shapes: HashMap<String, PathBuf> = HashMap::new();
-    for ks in hosts {
+    for batch in hosts.chunks(BATCH) {
         crate::util::interrupt::check()?;
-        let text = match std::fs::read(ks) {
-            Ok(b) => String::from_utf8(b).map_err(|_| "not UTF-8 text".to_string()),
-            Err(e) => Err(format!("reading it: {e}")),
-        };
-        match text.and_then(|t| shape(&t)) {
-            Err(why) => r.push(STRUCTURE, ks, Outcome::Failed(why)),
-            Ok(key) => {
-                if let Some(first) = shapes.get(&key) {
-                    let like = r.rel(first);
-                    r.push_like(STRUCTURE, ks, Outcome::Passed, like);
-                } else {
-                    r.push(STRUCTURE, ks, Outcome::Passed);
-                    check_kickstart(r, ks, scratch)?;
-                    shapes.insert(key, ks.clone());
+        for (ks, key) in batch.iter().zip(shapes_of(batch)?) {
+            match key {
+                Err(why) => r.push(STRUCTURE, ks, Outcome::Failed(why)),
+                Ok(key) => {
+                    if let Some(first) = shapes.get(&key) {
+                        let like = r.rel(first);
+                        r.push_like(STRUCTURE, ks, Outcome::Passed, like);
+                    } else {
+                        r.push(STRUCTURE, ks, Outcome::Passed);
+                        check_kickstart(r, ks, scratch)?;
+                        shapes.insert(key, ks.clone());
+                    }
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The [`shape`] of each file, in order, read and worked out on every core.
+fn shapes_of(files: &[PathBuf]) -> Result<Vec<Result<String, String>>> {
+    let one = |ks: &PathBuf| {
+        let text = match std::fs::read(ks) {
+            Ok(b) => String::from_utf8(b).map_err(|_| "not UTF-8 text".to_string()),
+            Err(e) => Err(format!("reading it: {e}")),
+        };
+        text.and_then(|t| shape(&t))
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        let mut all = Vec::with_capacity(files.len());
+        for h in handles {
+            all.extend(
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a kickstart check thread panicked"))?,
+            );
+        }
+        Ok(all)
+    })
 }
 
 /// The sections a kickstart may hold, each closed by `%end`.

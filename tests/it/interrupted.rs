@@ -14,9 +14,14 @@ use crate::common::{require_tool, Test, BIN};
 /// `%post` carries holds the TLS key, the http secret and the htpasswd.
 const SECRETS: &str = "version = 1\n[user]\nssh_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101CMrByUTqJB3xXQmJd8eW t@t\"]\n[registry.tls]\nmode = \"generate\"\n[[registry.auth.users]]\nname = \"alice\"\npassword_hash = \"$2y$05$x5fBVWcav3ra05p0wm6YBunMW997C0NKgC43ePmBN.MxkMn8y3mRa\"\n";
 
+/// regbake in a process group of its own, so SIGKILL can take its
+/// validators too (as a kill of the session would), and none is left
+/// writing while the next run cleans up.
 fn spawn(t: &Test, args: &[&str]) -> Child {
+    use std::os::unix::process::CommandExt;
     Command::new(BIN)
         .args(args)
+        .process_group(0)
         .current_dir(t.path())
         .env("HOME", t.path().join("home"))
         .env("TMPDIR", t.path().join("tmp"))
@@ -27,8 +32,10 @@ fn spawn(t: &Test, args: &[&str]) -> Child {
         .expect("start regbake")
 }
 
+/// Signal regbake alone, or (SIGKILL) its whole process group.
 fn signal(child: &Child, sig: libc::c_int) {
     let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    let pid = if sig == libc::SIGKILL { -pid } else { pid };
     // SAFETY: a plain kill(2) of our own child.
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {sig}");
 }

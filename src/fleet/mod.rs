@@ -43,6 +43,10 @@ pub struct Args {
 
 pub fn run(opts: &Global, ko: &Args) -> Result<()> {
     let started = Instant::now();
+    // Ctrl-C or SIGTERM stops a fleet render between hosts, and the staged
+    // files (full kickstarts) are removed on the way out. Before the lock,
+    // so they also end a wait for it.
+    crate::util::interrupt::catch_interrupts();
     let lock = crate::out::lock(&opts.out)?;
     let kickstarts = match &ko.inventory {
         None => {
@@ -95,6 +99,10 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
     };
     // Serving only reads what is in memory.
     drop(lock);
+    if ko.serve.is_some() {
+        // A stop asked for while writing ends the run before serving.
+        crate::util::interrupt::check()?;
+    }
     match &ko.serve {
         Some(addr) => server::serve(addr, serve::Site::new(kickstarts)),
         None => Ok(()),
@@ -176,6 +184,7 @@ pub fn render_fleet(
 ) -> Result<Vec<Kickstart>> {
     let started = Instant::now();
     validate_hosts(base, inv)?;
+    crate::util::interrupt::check()?;
     crate::util::log::debug(&format!(
         "validated {} hosts in {} ms",
         inv.hosts.len(),
@@ -226,6 +235,7 @@ pub fn render_fleet(
     let mut first = Some(first);
     let dir = w.kickstarts()?.dir().to_path_buf();
     for hosts in inv.hosts.chunks(CHUNK) {
+        crate::util::interrupt::check()?;
         let mut apps = Vec::with_capacity(hosts.len());
         for h in hosts {
             apps.push(match first.take() {
@@ -249,6 +259,7 @@ pub fn render_fleet(
             }
         }
     }
+    crate::util::interrupt::check()?;
     let mut state = Tree::default();
     store.write_into(&mut state);
     for (rel, e) in &state.files {
@@ -273,6 +284,7 @@ fn render_all(
     keep: bool,
 ) -> Result<Vec<Staged>> {
     let one = |(h, app): &(&Host, Appliance)| -> Result<Staged> {
+        crate::util::interrupt::check()?;
         let mut tree = render::render(app, Scope::Kickstart)?;
         let ks = tree
             .files

@@ -1,7 +1,9 @@
 //! The one way regbake replaces a file: written beside it under a hidden
 //! temp name, synced, given its mode, renamed into place, and its directory
 //! synced. A reader sees the old file or the new one, never a part; a run
-//! that dies leaves at most the hidden temp file.
+//! that dies leaves at most the hidden temp file, `.NAME.XXXXXX.partial`,
+//! which the next holder of the directory's lock removes
+//! ([`remove_partials`]).
 
 use std::fs::File;
 use std::io::Write;
@@ -9,6 +11,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+
+/// How the name of a file being written ends.
+const PARTIAL: &str = ".partial";
 
 /// A file being written beside `dest`; removed if dropped uncommitted.
 pub struct Staged {
@@ -26,18 +31,18 @@ impl Write for Staged {
 }
 
 impl Staged {
-    /// A temp file `.NAME.XXXXXX` in `dest`'s directory, or
-    /// `.NAME.XXXXXX.partial` with `partial` (which a fresh holder of
-    /// `out/box`'s lock removes as a dead run's).
-    pub fn beside(dest: &Path, partial: bool) -> Result<Self> {
-        let dir = dest.parent().context("file path has a parent")?;
+    /// A temp file `.NAME.XXXXXX.partial` in `dest`'s directory (0600, as
+    /// tempfile makes it): the name says it is a dead run's when no run
+    /// holds the directory's lock.
+    pub fn beside(dest: &Path) -> Result<Self> {
+        let dir = parent(dest)?;
         let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
-            .suffix(if partial { ".partial" } else { "" })
+            .suffix(PARTIAL)
             .tempfile_in(dir)
             .with_context(|| format!("creating a temp file in {}", dir.display()))?;
         Ok(Self {
@@ -65,6 +70,16 @@ impl Staged {
     /// Give it `mode` and move it into place; `durable` also syncs the file
     /// before and its directory after, for what cannot be made again.
     pub fn commit(self, mode: u32, durable: bool) -> Result<()> {
+        self.commit_as(mode, true, durable)
+    }
+
+    /// [`Staged::commit`], durable, over a file at `dest` only when
+    /// `replace`; else it fails if there is one (checked by the rename).
+    pub fn commit_new(self, mode: u32, replace: bool) -> Result<()> {
+        self.commit_as(mode, replace, true)
+    }
+
+    fn commit_as(self, mode: u32, replace: bool, durable: bool) -> Result<()> {
         let dest = self.dest;
         self.tmp
             .as_file()
@@ -76,15 +91,17 @@ impl Staged {
                 .sync_all()
                 .with_context(|| format!("syncing {}", dest.display()))?;
         }
-        self.tmp
-            .persist(&dest)
-            .with_context(|| format!("moving {} into place", dest.display()))?;
+        if replace {
+            self.tmp.persist(&dest).map(drop)
+        } else {
+            self.tmp.persist_noclobber(&dest).map(drop)
+        }
+        .with_context(|| format!("moving {} into place", dest.display()))?;
         if durable {
-            if let Some(dir) = dest.parent() {
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .with_context(|| format!("syncing {}", dir.display()))?;
-            }
+            let dir = parent(&dest)?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("syncing {}", dir.display()))?;
         }
         Ok(())
     }
@@ -109,14 +126,50 @@ impl Closed {
     }
 }
 
+/// The directory `path` is in (`.` for a bare file name).
+fn parent(path: &Path) -> Result<&Path> {
+    match path.parent().context("file path has a parent")? {
+        p if p.as_os_str().is_empty() => Ok(Path::new(".")),
+        p => Ok(p),
+    }
+}
+
+/// Whether `e` is, or was caused by, an I/O error of `kind`.
+pub fn is_io(e: &anyhow::Error, kind: std::io::ErrorKind) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == kind)
+    })
+}
+
 /// Replace `path` with `data` (see [`Staged`]).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32, durable: bool) -> Result<()> {
-    let mut staged = Staged::beside(path, false)?;
+    let mut staged = Staged::beside(path)?;
     staged
         .tmp
         .write_all(data)
         .with_context(|| format!("writing {}", path.display()))?;
     staged.commit(mode, durable)
+}
+
+/// Write a new file (never over one) that only its owner reads: copies of
+/// what holds secrets.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Give `path` `mode`.
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))
 }
 
 /// Create `dir` (and its parents) with `mode` when missing.
@@ -139,6 +192,50 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32, dir_mode: u32, durable: b
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     write_atomic(path, data, mode, durable)
+}
+
+/// Whether `name` is that of a file being written ([`Staged`]): hidden and
+/// ending in `.partial`.
+pub fn is_partial(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(PARTIAL) && name.len() > PARTIAL.len() + 1
+}
+
+/// Remove the files being written ([`is_partial`]) in `dir` (and, with
+/// `deep`, in its subdirectories): the caller holds the lock every writer
+/// there holds, so they are a dead run's. Regular files only; symlinks are
+/// never followed. Returns what was removed, with the bytes each held;
+/// what could not be removed is said on stderr.
+pub fn remove_partials(dir: &Path, deep: bool) -> Vec<(PathBuf, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut removed = vec![];
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(t) = entry.file_type() else {
+                continue;
+            };
+            if deep && t.is_dir() {
+                dirs.push(entry.path());
+                continue;
+            }
+            if !t.is_file() || !is_partial(&entry.file_name().to_string_lossy()) {
+                continue;
+            }
+            let path = entry.path();
+            let bytes = entry.metadata().map_or(0, |m| m.blocks() * 512);
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed.push((path, bytes)),
+                Err(e) => eprintln!(
+                    "regbake: could not remove {} left by an interrupted run: {e}",
+                    path.display()
+                ),
+            }
+        }
+    }
+    removed
 }
 
 /// `path` opened for reading if it is a regular file of at most `max`
@@ -251,7 +348,7 @@ mod tests {
     #[test]
     fn an_uncommitted_file_is_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let staged = Staged::beside(&dir.path().join("b.box"), true).unwrap();
+        let staged = Staged::beside(&dir.path().join("b.box")).unwrap();
         let name = staged
             .path()
             .file_name()

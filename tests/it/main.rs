@@ -11,6 +11,7 @@ mod fleet;
 mod gc;
 mod golden;
 mod init;
+mod interrupted;
 mod ksdir;
 mod ksdisk;
 mod layers;

@@ -207,9 +207,9 @@ pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str) {
         .status
         .success()
     });
-    let t0 = Instant::now();
+    let stopping = Instant::now();
     tb.sh("systemctl stop regbake-gc.service");
-    let took = t0.elapsed();
+    let took = stopping.elapsed();
     let log = journal(tb, "regbake-gc");
     assert!(
         took < Duration::from_secs(90),

@@ -8,8 +8,17 @@
 //! load balancer need it), the SSH key and the CA; each gets its own server
 //! certificate (`out/secrets/tls/hosts/HOST.*`, reused across renders).
 
+mod console;
+mod page;
+mod recorder;
+mod routes;
 pub mod serve;
 mod server;
+mod show;
+mod slots;
+mod start;
+pub mod status;
+pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -33,15 +42,41 @@ pub struct Args {
     /// Ansible INI inventory: one kickstart per host, with per-host overrides from host vars
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
-    /// Serve the kickstarts over HTTP for inst.ks= on ADDR (e.g. 0.0.0.0:8080) until Ctrl-C
+    /// Serve the kickstarts over HTTP for inst.ks= on ADDR (e.g. 192.0.2.5:8080), and record each install's reports, until Ctrl-C
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<String>,
+    /// The URL the installers reach the server at, for their kickstarts and reports [default: http://ADDR of --serve; needed when it listens on every address]
+    #[arg(long, value_name = "URL", requires = "serve")]
+    pub report_url: Option<String>,
+    /// Serve each host's kickstart only until its install has begun (reported from %pre)
+    #[arg(long, requires = "serve")]
+    pub serve_once: bool,
+    /// Also serve /ks.cfg by the MAC that inst.ks.sendmac sends, without a token (any machine on the network can claim a MAC)
+    #[arg(long, requires = "serve")]
+    pub trust_mac: bool,
     /// Also write FAT images labelled OEMDRV holding ks.cfg (oemdrv.img, or HOST-oemdrv.img)
     #[arg(long)]
     pub oemdrv: bool,
+    /// Print the install status of the hosts of the last --serve (from out/fleet/status.db) and exit
+    #[arg(long, conflicts_with_all = ["serve", "inventory", "oemdrv", "reset"])]
+    pub status: bool,
+    /// The format of --status
+    #[arg(long, value_enum, default_value = "text", requires = "status")]
+    pub format: crate::util::Format,
+    /// Forget the install status of HOST (never contacted again: --serve-once serves it again); repeatable
+    #[arg(long, value_name = "HOST", conflicts_with_all = ["serve", "inventory", "oemdrv"])]
+    pub reset: Vec<String>,
 }
 
 pub fn run(opts: &Global, ko: &Args) -> Result<()> {
+    if ko.status {
+        return show::status(&opts.out, ko.format);
+    }
+    if !ko.reset.is_empty() {
+        return show::reset(&opts.out, &ko.reset);
+    }
+    // Bad serving flags are refused before anything renders.
+    let plan = start::plan(ko)?;
     let started = Instant::now();
     // Ctrl-C or SIGTERM stops a fleet render between hosts, and the staged
     // files (full kickstarts) are removed on the way out. Before the lock,
@@ -103,8 +138,8 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
         // A stop asked for while writing ends the run before serving.
         crate::util::interrupt::check()?;
     }
-    match &ko.serve {
-        Some(addr) => server::serve(addr, serve::Site::new(kickstarts)),
+    match plan {
+        Some(plan) => start::run(&opts.out, plan, kickstarts),
         None => Ok(()),
     }
 }

@@ -1,29 +1,38 @@
 //! `regbake kickstart --serve ADDR`: what the server answers. The rendered
-//! kickstarts over HTTP for `inst.ks=`, only those, from memory: there is no
-//! file system behind the URLs, so no traversal or listing is possible; odd
-//! paths get 400 or 404.
+//! kickstarts, each only to a request with its host's token (or, with
+//! `--trust-mac`, by the MAC anaconda sends), the installs' reports, and
+//! the status page. From memory: there is no file system behind the URLs,
+//! so no traversal or listing is possible; odd paths get 400 or 404.
 //!
-//! HTTP/1.1 with keep-alive, parsed by `httparse`; each response prebuilt so
-//! it goes out in one write. The request path is the pure [`step`] (fuzzed);
-//! the sockets, the connection cap and the deadlines are in `fleet::server`.
+//! HTTP/1.1 with keep-alive, parsed by `httparse`; kickstarts prebuilt so
+//! each goes out in one write. The request path is the pure [`step`]
+//! (fuzzed); what it asks to record, the sockets, the connection cap and
+//! the deadlines are in `fleet::server`. Where each request goes is
+//! `fleet::routes`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::parse_mac;
+use super::routes::{self, Answer, Macs};
+use super::status::{Event, Live};
 
-/// The header anaconda sends per interface with `inst.ks.sendmac`:
-/// `X-RHN-Provisioning-MAC-0: eth0 52:54:00:12:34:56`.
-const MAC_HEADER: &str = "x-rhn-provisioning-mac-";
+/// The most a request head (request line and headers, through the blank
+/// line) may hold; a longer one is answered 431, whatever the reads were.
+pub const MAX_HEAD: usize = 32 * 1024;
+/// The most a report's body may hold: a 64 KiB log tail and a little.
+pub const MAX_BODY: usize = 64 * 1024 + 8 * 1024;
 /// Room for a server with 64 NICs (one ~60-byte MAC header each) beside the
 /// installer's own headers, with margin; bounded so a client cannot make a
 /// connection hold more.
 const MAX_HEADERS: usize = 128;
-/// The most a request head (request line and headers, through the blank
-/// line) may hold; a longer one is answered 431, whatever the reads were.
-pub const MAX_HEAD: usize = 32 * 1024;
+/// The name of the single kickstart's host (without an inventory).
+pub const SINGLE: &str = "ks.cfg";
+/// What a rendered kickstart holds for the server to fill in, per host:
+/// where to report, and the token. Left empty, the kickstart reports
+/// nothing (a kickstart on OEMDRV, or served by something else).
+pub const URL_MARK: &str = "REGBAKE_REPORT_URL=''";
+pub const TOKEN_MARK: &str = "REGBAKE_REPORT_TOKEN=''";
 
 /// One rendered kickstart, as served.
 #[derive(Debug, Clone)]
@@ -34,199 +43,169 @@ pub struct Kickstart {
     pub data: Arc<[u8]>,
 }
 
+/// How the server serves.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The URL the installers reach this server at (no trailing `/`).
+    pub base_url: String,
+    /// Serve `/ks.cfg` by the MACs of `inst.ks.sendmac`, without a token.
+    pub trust_mac: bool,
+    /// Stop serving a host's kickstart once its install has begun.
+    pub serve_once: bool,
+}
+
 /// A prebuilt 200 response: headers then body, in one buffer.
-struct Page {
-    host: String,
-    full: Vec<u8>,
-    header_len: usize,
+pub(super) struct Page {
+    pub(super) full: Vec<u8>,
+    pub(super) header_len: usize,
 }
 
 impl Page {
-    fn new(host: String, body: &[u8]) -> Self {
+    pub(super) fn new(body: &[u8], content_type: &str, extra: &str) -> Self {
         let mut full = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{extra}\r\n",
             body.len()
         )
         .into_bytes();
         let header_len = full.len();
         full.extend_from_slice(body);
-        Self {
-            host,
-            full,
-            header_len,
-        }
+        Self { full, header_len }
     }
+}
+
+/// One served host: its kickstart (with its report URL and token filled
+/// in) and its token.
+pub(super) struct Host {
+    pub(super) name: String,
+    pub(super) token: String,
+    pub(super) page: Page,
 }
 
 /// What the server answers from.
 pub struct Site {
-    /// `/ks.cfg` without an inventory.
-    single: Option<Page>,
-    /// `/HOST.ks`.
-    by_name: HashMap<String, Arc<Page>>,
-    /// MAC (lowercase, colons) → the host's page, for `/ks.cfg`.
-    by_mac: HashMap<String, Arc<Page>>,
+    /// Without an inventory: the one host, [`SINGLE`].
+    pub(super) single: bool,
+    pub(super) hosts: Vec<Host>,
+    pub(super) by_name: HashMap<String, usize>,
+    /// MAC (lowercase, colons) → host, for `/ks.cfg` with `--trust-mac`.
+    pub(super) by_mac: HashMap<String, usize>,
+    pub(super) opts: Options,
+    pub(super) live: Arc<Live>,
+}
+
+/// `data` with every `mark` replaced by `with`.
+fn replace(data: &[u8], mark: &str, with: &str) -> Vec<u8> {
+    let mark = mark.as_bytes();
+    let mut out = Vec::with_capacity(data.len() + 256);
+    let mut rest = data;
+    while let Some(i) = rest.windows(mark.len()).position(|w| w == mark) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(with.as_bytes());
+        rest = &rest[i + mark.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 impl Site {
-    pub fn new(kickstarts: Vec<Kickstart>) -> Self {
+    /// The site for `kickstarts`, each with its token (same order); `live`
+    /// holds their rows in that order.
+    pub fn new(kickstarts: Vec<Kickstart>, tokens: &[String], live: Arc<Live>, opts: Options) -> Self {
         let mut site = Site {
-            single: None,
+            single: false,
+            hosts: Vec::with_capacity(kickstarts.len()),
             by_name: HashMap::new(),
             by_mac: HashMap::new(),
+            opts,
+            live,
         };
-        for k in kickstarts {
-            match k.host {
-                None => site.single = Some(Page::new("ks.cfg".into(), &k.data)),
-                Some(host) => {
-                    let page = Arc::new(Page::new(host.clone(), &k.data));
-                    if let Some(mac) = k.mac {
-                        site.by_mac.insert(mac, page.clone());
-                    }
-                    site.by_name.insert(host, page);
+        for (k, token) in kickstarts.into_iter().zip(tokens) {
+            let name = match k.host {
+                None => {
+                    site.single = true;
+                    SINGLE.to_string()
                 }
+                Some(h) => h,
+            };
+            let url = format!("{}/report/{name}", site.opts.base_url);
+            let data = replace(&k.data, URL_MARK, &format!("REGBAKE_REPORT_URL='{url}'"));
+            let data = replace(&data, TOKEN_MARK, &format!("REGBAKE_REPORT_TOKEN='{token}'"));
+            let i = site.hosts.len();
+            if let Some(mac) = k.mac {
+                site.by_mac.insert(mac, i);
             }
+            site.by_name.insert(name.clone(), i);
+            site.hosts.push(Host {
+                name,
+                token: token.clone(),
+                page: Page::new(&data, "text/plain; charset=utf-8", ""),
+            });
         }
         site
     }
-}
 
-/// A request's outcome: the page, or a status with a plain-text reason.
-enum Answer<'a> {
-    Page(&'a Page),
-    Error(u16, String),
-}
+    /// The host names, in the order of their rows.
+    pub fn names(&self) -> Vec<String> {
+        self.hosts.iter().map(|h| h.name.clone()).collect()
+    }
 
-/// The MAC headers of a request: the addresses read, and the headers (name,
-/// value) whose value held none.
-#[derive(Debug, Default)]
-struct Macs {
-    found: Vec<String>,
-    malformed: Vec<(String, String)>,
-}
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
+    }
 
-impl Macs {
-    /// `eth0 52:54:00:12:34:56`: the MAC is the last word.
-    fn add(&mut self, name: &str, value: &str) {
-        match value.split_whitespace().last().and_then(parse_mac) {
-            Some(mac) => self.found.push(mac),
-            None => self.malformed.push((name.to_string(), value.to_string())),
-        }
+    pub fn options(&self) -> &Options {
+        &self.opts
     }
-}
 
-/// Route one request. `path` is the raw request target.
-fn route<'a>(site: &'a Site, path: &str, macs: &Macs) -> Answer<'a> {
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    let Some(rest) = path.strip_prefix('/') else {
-        return Answer::Error(
-            400,
-            "bad request target: expected /ks.cfg or /HOST.ks".into(),
-        );
-    };
-    let Ok(name) = percent_encoding::percent_decode_str(rest).decode_utf8() else {
-        return Answer::Error(400, "bad path encoding".into());
-    };
-    // Names are plain file names; anything that could reach elsewhere is refused.
-    if name.contains(['/', '\\', '\0']) || name.contains("..") {
-        return Answer::Error(400, "bad path: only /ks.cfg and /HOST.ks are served".into());
-    }
-    if name == "ks.cfg" {
-        if let Some(p) = &site.single {
-            return Answer::Page(p);
-        }
-        // Any NIC of the machine may be the one in the inventory; a header
-        // regbake cannot read (an InfiniBand address) only matters when no
-        // other one matched.
-        if let Some(p) = macs.found.iter().find_map(|m| site.by_mac.get(m)) {
-            return Answer::Page(p);
-        }
-        if let Some((name, value)) = macs.malformed.first() {
-            return Answer::Error(
-                400,
-                format!(
-                    "malformed {name} header {value:?}: expected INTERFACE MAC, \
-                     e.g. \"eth0 52:54:00:12:34:56\"; fetch /HOST.ks instead"
-                ),
-            );
-        }
-        if macs.found.is_empty() {
-            return Answer::Error(
-                404,
-                "no X-RHN-Provisioning-MAC-* header: boot with inst.ks.sendmac, or fetch /HOST.ks"
-                    .into(),
-            );
-        }
-        return Answer::Error(
-            404,
-            format!(
-                "no inventory host has MAC {}: add mac=… to its host line, or fetch /HOST.ks",
-                macs.found.join(", ")
-            ),
-        );
-    }
-    if let Some(host) = name.strip_suffix(".ks") {
-        if let Some(p) = site.by_name.get(host) {
-            return Answer::Page(p);
-        }
-        return Answer::Error(404, format!("no kickstart for host {host:?}"));
-    }
-    Answer::Error(
-        404,
-        "not found: this server has only /ks.cfg and /HOST.ks".into(),
-    )
-}
-
-/// What to give the installers: printed when the server starts.
-pub(super) fn print_boot_params(site: &Site, local: SocketAddr) {
-    let base = format!("http://{local}");
-    println!("listening on {base}");
-    if local.ip().is_unspecified() {
-        println!(
-            "(replace {} below with an address of this machine the installers can reach)",
-            local.ip()
-        );
-    }
-    println!("boot parameters (append to the installer's kernel command line):");
-    if site.single.is_some() {
-        println!("  inst.ks={base}/ks.cfg");
-    } else {
-        if !site.by_mac.is_empty() {
-            println!(
-                "  hosts with mac=: inst.ks={base}/ks.cfg inst.ks.sendmac   ({} of {} hosts)",
-                site.by_mac.len(),
-                site.by_name.len()
-            );
-        }
-        let mut names: Vec<&String> = site.by_name.keys().collect();
-        names.sort();
-        if names.len() <= 20 {
-            for n in names {
-                println!("  {n}: inst.ks={base}/{n}.ks");
-            }
+    /// The boot parameter that fetches host `i`'s kickstart.
+    pub fn boot_param(&self, i: usize) -> Option<String> {
+        let h = self.hosts.get(i)?;
+        let file = if self.single {
+            SINGLE.to_string()
         } else {
-            println!(
-                "  by name: inst.ks={base}/HOST.ks for each of the {} hosts",
-                names.len()
-            );
-        }
+            format!("{}.ks", h.name)
+        };
+        Some(format!(
+            "inst.ks={}/ks/{}/{file}",
+            self.opts.base_url, h.token
+        ))
+    }
+
+    /// How many hosts have a MAC (served by it with `--trust-mac`).
+    pub fn macs(&self) -> usize {
+        self.by_mac.len()
+    }
+
+    pub fn is_single(&self) -> bool {
+        self.single
     }
 }
 
 pub(super) fn error_response(status: u16, reason: &str, close: bool) -> Vec<u8> {
     let text = match status {
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        410 => "Gone",
+        411 => "Length Required",
+        413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",
     };
     let body = format!("regbake kickstart server: {reason}\n");
+    let extra = match status {
+        405 => "Allow: GET, HEAD, POST\r\n",
+        401 => "WWW-Authenticate: Bearer realm=\"regbake\"\r\n",
+        _ => "",
+    };
     format!(
-        "HTTP/1.1 {status} {text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{}{}\r\n{body}",
+        "HTTP/1.1 {status} {text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{extra}{}\r\n{body}",
         body.len(),
-        if status == 405 { "Allow: GET, HEAD\r\n" } else { "" },
         if close { "Connection: close\r\n" } else { "" },
     )
     .into_bytes()
@@ -236,12 +215,28 @@ pub(super) fn error_response(status: u16, reason: &str, close: bool) -> Vec<u8> 
 pub enum Step<'a> {
     /// The request is incomplete: read more.
     More,
+    /// A report's head is accepted and its body is due: the client waits
+    /// for `100 Continue` (once) before sending it. Read more.
+    Continue,
     /// Answer with `out`; `consumed` bytes of the buffer were the request.
     Reply(Reply<'a>),
 }
 
-/// One answer of the server, and what the access log says of it. A page
-/// is answered from the site as it is, not copied.
+/// What the server is to do with a request beside answering it.
+#[derive(Debug)]
+pub enum Action {
+    /// Host `.0`'s kickstart was served: record it (without waiting).
+    Served(usize),
+    /// Record a host's report, then answer (500 when it cannot be stored).
+    Report {
+        host: usize,
+        event: Event,
+        body: String,
+    },
+}
+
+/// One answer of the server, and what the log says of it. A kickstart is
+/// answered from the site as it is, not copied.
 pub struct Reply<'a> {
     pub consumed: usize,
     pub out: Cow<'a, [u8]>,
@@ -251,9 +246,15 @@ pub struct Reply<'a> {
     pub refused: bool,
     pub status: u16,
     pub method: String,
+    /// The request path as logged (a token in it replaced by `…`).
     pub path: String,
     pub host: String,
     pub macs: Vec<String>,
+    pub action: Option<Action>,
+    /// Why a request was refused, for the log.
+    pub note: String,
+    /// Not worth a log line (the status page's polls).
+    pub quiet: bool,
 }
 
 impl Reply<'_> {
@@ -268,8 +269,56 @@ impl Reply<'_> {
             path: "-".into(),
             host: "-".into(),
             macs: vec![],
+            action: None,
+            note: why.to_string(),
+            quiet: false,
         }
     }
+}
+
+/// The headers of a request that matter here.
+#[derive(Default)]
+struct Head {
+    close: bool,
+    chunked: bool,
+    /// Content-Length: `Err` when unreadable or given twice differently.
+    length: Option<Result<usize, ()>>,
+    expect_continue: bool,
+    bearer: Option<String>,
+    macs: Macs,
+}
+
+fn read_head(req: &httparse::Request<'_, '_>) -> Head {
+    let mut h = Head {
+        close: req.version != Some(1),
+        ..Head::default()
+    };
+    for hd in req.headers.iter() {
+        let name = hd.name.to_ascii_lowercase();
+        let value = String::from_utf8_lossy(hd.value);
+        let value = value.trim();
+        match name.as_str() {
+            "connection" if value.eq_ignore_ascii_case("close") => h.close = true,
+            "transfer-encoding" => h.chunked = true,
+            "content-length" => {
+                let n = value.parse::<usize>().map_err(|_| ());
+                h.length = match (h.length, n) {
+                    (None, n) => Some(n),
+                    (Some(Ok(a)), Ok(b)) if a == b => Some(Ok(a)),
+                    _ => Some(Err(())),
+                };
+            }
+            "expect" if value.eq_ignore_ascii_case("100-continue") => h.expect_continue = true,
+            "authorization" => {
+                if let Some(t) = value.strip_prefix("Bearer ") {
+                    h.bearer = Some(t.trim().to_string());
+                }
+            }
+            n if n.starts_with(routes::MAC_HEADER) => h.macs.add(hd.name, value),
+            _ => {}
+        }
+    }
+    h
 }
 
 /// Parse the first request in `buf` and answer it: the whole request path,
@@ -295,149 +344,133 @@ pub fn step<'a>(site: &'a Site, buf: &[u8]) -> Step<'a> {
         }
     };
     let method = req.method.unwrap_or_default().to_string();
-    let path = req.path.unwrap_or_default().to_string();
-    let mut close = req.version != Some(1);
-    let mut has_body = false;
-    let mut macs = Macs::default();
-    for h in req.headers.iter() {
-        let name = h.name.to_ascii_lowercase();
-        let value = String::from_utf8_lossy(h.value);
-        if name == "connection" && value.eq_ignore_ascii_case("close") {
-            close = true;
-        } else if name == "transfer-encoding" || (name == "content-length" && value.trim() != "0") {
-            has_body = true;
-        } else if name.starts_with(MAC_HEADER) {
-            macs.add(h.name, &value);
-        }
-    }
-    let head = method == "HEAD";
-    let (out, status, host): (Cow<'a, [u8]>, u16, &str) = if method != "GET" && !head {
-        close = true;
-        (
-            error_response(405, "only GET and HEAD", true).into(),
-            405,
-            "-",
-        )
-    } else if has_body {
-        // Requests here have no body; refusing one keeps framing simple.
-        close = true;
-        (
-            error_response(400, "request bodies are not accepted", true).into(),
-            400,
-            "-",
-        )
-    } else {
-        match route(site, &path, &macs) {
-            Answer::Page(p) if close => {
-                let mut v = p.full[..p.header_len - 2].to_vec();
-                v.extend_from_slice(b"Connection: close\r\n\r\n");
-                if !head {
-                    v.extend_from_slice(&p.full[p.header_len..]);
-                }
-                (v.into(), 200, p.host.as_str())
-            }
-            Answer::Page(p) if head => (p.full[..p.header_len].into(), 200, &p.host),
-            Answer::Page(p) => (p.full[..].into(), 200, &p.host),
-            Answer::Error(status, why) => {
-                let mut v = error_response(status, &why, close);
-                if head {
-                    let end = v
-                        .windows(4)
-                        .position(|w| w == b"\r\n\r\n")
-                        .map_or(v.len(), |i| i + 4);
-                    v.truncate(end);
-                }
-                (v.into(), status, "-")
-            }
-        }
+    let raw_path = req.path.unwrap_or_default();
+    let path = routes::logged_path(raw_path);
+    let h = read_head(&req);
+    let refuse = |status: u16, why: &str| {
+        let mut r = Reply::refusal(status, why, buf.len());
+        r.method.clone_from(&method);
+        r.path.clone_from(&path);
+        Step::Reply(r)
     };
-    Step::Reply(Reply {
+    if h.chunked {
+        return refuse(400, "chunked bodies are not accepted: send Content-Length");
+    }
+    let length = match h.length {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(())) => return refuse(400, "bad Content-Length"),
+    };
+    let reply = |out: Cow<'a, [u8]>, status: u16, host: &str, close: bool| Reply {
         consumed: n,
         out,
         close,
         refused: false,
         status,
-        method,
-        path,
+        method: method.clone(),
+        path: path.clone(),
         host: host.to_string(),
-        macs: macs.found,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn site() -> Site {
-        Site::new(vec![
-            Kickstart {
-                host: Some("web1".into()),
-                mac: Some("52:54:00:00:00:01".into()),
-                data: b"one".to_vec().into(),
-            },
-            Kickstart {
-                host: Some("web2".into()),
-                mac: None,
-                data: b"two".to_vec().into(),
-            },
-        ])
-    }
-
-    fn status(a: Answer<'_>) -> u16 {
-        match a {
-            Answer::Page(_) => 200,
-            Answer::Error(s, _) => s,
-        }
-    }
-
-    /// MAC headers as anaconda sends them: `eth0 MAC` values.
-    fn macs(values: &[&str]) -> Macs {
-        let mut m = Macs::default();
-        for (i, v) in values.iter().enumerate() {
-            m.add(&format!("X-RHN-Provisioning-MAC-{i}"), v);
-        }
-        m
-    }
-
-    #[test]
-    fn routes() {
-        let s = site();
-        let none = Macs::default();
-        let mac = macs(&["eth0 52:54:00:00:00:01"]);
-        assert_eq!(status(route(&s, "/web2.ks", &none)), 200);
-        assert_eq!(status(route(&s, "/ks.cfg", &mac)), 200);
-        assert_eq!(status(route(&s, "/ks.cfg?x=1", &mac)), 200);
-        assert_eq!(status(route(&s, "/ks.cfg", &none)), 404);
-        assert_eq!(
-            status(route(&s, "/ks.cfg", &macs(&["eth0 52:54:00:00:00:09"]))),
-            404
-        );
-        assert_eq!(status(route(&s, "/web3.ks", &none)), 404);
-        assert_eq!(status(route(&s, "/", &none)), 404);
-        for bad in [
-            "/../web1.ks",
-            "/..%2fweb1.ks",
-            "/%2e%2e/%2e%2e/etc/passwd",
-            "/web1.ks%00",
-            "/a/web1.ks",
-            "/%ff.ks",
-            "web1.ks",
-        ] {
-            assert_eq!(status(route(&s, bad, &none)), 400, "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_malformed_mac_header_is_named_unless_another_matches() {
-        let s = site();
-        let Answer::Error(400, why) = route(&s, "/ks.cfg", &macs(&["eth0 zz:zz"])) else {
-            panic!("expected 400");
+        macs: vec![],
+        action: None,
+        note: String::new(),
+        quiet: false,
+    };
+    if method == "POST" {
+        let (host, event) = match routes::report(site, raw_path, h.bearer.as_deref()) {
+            Ok(target) => target,
+            Err((status, why)) => return refuse(status, &why),
         };
-        assert!(
-            why.contains("malformed X-RHN-Provisioning-MAC-0 header \"eth0 zz:zz\""),
-            "{why}"
+        let Some(len) = length else {
+            return refuse(411, "a report needs a Content-Length");
+        };
+        if len > MAX_BODY {
+            return refuse(413, "a report's body may hold at most 72 KiB");
+        }
+        if buf.len() - n < len {
+            return if h.expect_continue {
+                Step::Continue
+            } else {
+                Step::More
+            };
+        }
+        let body = String::from_utf8_lossy(&buf[n..n + len]).into_owned();
+        let mut r = reply(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 9\r\n\r\nrecorded\n"[..]
+                .into(),
+            200,
+            &site.hosts[host].name,
+            h.close,
         );
-        let both = macs(&["ib0 80:00:00:48:fe:80:00:00", "eth1 52:54:00:00:00:01"]);
-        assert_eq!(status(route(&s, "/ks.cfg", &both)), 200);
+        r.consumed = n + len;
+        r.action = Some(Action::Report { host, event, body });
+        return Step::Reply(r);
     }
+    let head = method == "HEAD";
+    if method != "GET" && !head {
+        return Step::Reply(reply(
+            error_response(405, "only GET and HEAD, and POST for reports", true).into(),
+            405,
+            "-",
+            true,
+        ));
+    }
+    if length.unwrap_or(0) > 0 {
+        // Requests here have no body; refusing one keeps framing simple.
+        return Step::Reply(reply(
+            error_response(400, "request bodies are not accepted", true).into(),
+            400,
+            "-",
+            true,
+        ));
+    }
+    let close = h.close;
+    let mut r = match routes::get(site, raw_path, &h.macs) {
+        Answer::Kickstart(i) => {
+            let p = &site.hosts[i].page;
+            let out: Cow<'a, [u8]> = if close {
+                let mut v = p.full[..p.header_len - 2].to_vec();
+                v.extend_from_slice(b"Connection: close\r\n\r\n");
+                if !head {
+                    v.extend_from_slice(&p.full[p.header_len..]);
+                }
+                v.into()
+            } else if head {
+                p.full[..p.header_len].into()
+            } else {
+                p.full[..].into()
+            };
+            let mut r = reply(out, 200, &site.hosts[i].name, close);
+            r.action = Some(Action::Served(i));
+            r
+        }
+        Answer::Page(page) => {
+            let mut extra = String::new();
+            if close {
+                extra.push_str("Connection: close\r\n");
+            }
+            extra.push_str(&page.headers);
+            let mut v = Page::new(&page.body, page.content_type, &extra).full;
+            if head {
+                v.truncate(v.len() - page.body.len());
+            }
+            let mut r = reply(v.into(), 200, "-", close);
+            r.quiet = true;
+            r
+        }
+        Answer::Error(status, why) => {
+            let mut v = error_response(status, &why, close);
+            if head {
+                let end = v
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(v.len(), |i| i + 4);
+                v.truncate(end);
+            }
+            let mut r = reply(v.into(), status, "-", close);
+            r.note = why;
+            r
+        }
+    };
+    r.macs = h.macs.found;
+    Step::Reply(r)
 }

@@ -11,6 +11,8 @@ use ureq::http::{Response, StatusCode};
 use ureq::{Body, ResponseExt as _};
 use url::Url;
 
+use crate::util::text::printable;
+
 use super::report::human;
 
 /// How much of an error answer's body is read, and how much of it shown.
@@ -239,27 +241,6 @@ pub(super) fn error_body(resp: &mut Response<Body>) -> String {
     format!(": {shown}")
 }
 
-/// Text from the network as it may be printed: control characters (the
-/// escape sequences a terminal would act on, carriage returns) and bidi
-/// overrides escaped as `\u{1b}`, `\r`, `\t`; line breaks kept.
-pub(super) fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.replace("\r\n", "\n").chars() {
-        match c {
-            '\n' => out.push('\n'),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control()
-                || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
-            {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 pub(super) fn host_port(url: &Url) -> String {
     format!(
         "{}:{}",
@@ -268,20 +249,3 @@ pub(super) fn host_port(url: &Url) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn network_text_is_printed_escaped() {
-        assert_eq!(
-            printable("a\u{1b}[31mb\u{7}\r\nc\rd\te \u{202e}f\u{9b}"),
-            "a\\u{1b}[31mb\\u{7}\nc\\rd\\te \\u{202e}f\\u{9b}"
-        );
-        // Text, line breaks and other scripts stay as they are.
-        assert_eq!(
-            printable("déjà vu\n{\"errors\":[]}"),
-            "déjà vu\n{\"errors\":[]}"
-        );
-    }
-}

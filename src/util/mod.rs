@@ -5,10 +5,12 @@ pub mod interrupt;
 pub mod io;
 pub mod lock;
 pub mod log;
+pub mod text;
 
 /// How a command prints its results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    #[default]
     Text,
     Json,
 }

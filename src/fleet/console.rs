@@ -81,7 +81,8 @@ pub(super) fn start(live: Arc<Live>) {
                 let v = live.version();
                 let on_tty = screen().table_on_tty;
                 // On a terminal, redrawn each second too, for the times.
-                let stale = on_tty && drawn_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+                let stale =
+                    on_tty && drawn_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
                 if v != seen || stale {
                     seen = v;
                     let hosts = live.hosts().clone();
@@ -186,14 +187,23 @@ mod tests {
 
     #[test]
     fn the_live_table_shows_failures_first_and_fits_the_terminal() {
-        let mut hosts: Vec<HostStatus> = (0..30).map(|i| HostStatus::new(&format!("reg{i}"))).collect();
+        let mut hosts: Vec<HostStatus> = (0..30)
+            .map(|i| HostStatus::new(&format!("reg{i}")))
+            .collect();
         hosts[7].apply(Event::PostFailed, 1, "p", Some("x FAILED y\n"));
         hosts[3].apply(Event::FirstbootOk, 2, "p", None);
         let lines = table_screen(&hosts, 10, Duration::from_secs(75), 60, 24);
-        assert!(lines[0].starts_with("[#-------------------] 2 of 30 done (1 ready, 1 failed)"), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("[#-------------------] 2 of 30 done (1 ready, 1 failed)"),
+            "{}",
+            lines[0]
+        );
         let wide = table_screen(&hosts, 10, Duration::from_secs(75), 200, 24);
         assert!(wide[0].ends_with("serving for 1m15s"), "{}", wide[0]);
-        assert_eq!(lines[1], "30 hosts: 1 ready, 1 %post failed, 28 never contacted");
+        assert_eq!(
+            lines[1],
+            "30 hosts: 1 ready, 1 %post failed, 28 never contacted"
+        );
         assert!(lines[3].starts_with("reg7 "), "{lines:?}");
         assert!(lines[4].starts_with("reg3 "), "{lines:?}");
         assert_eq!(lines.len(), 2 + 1 + 18 + 1);

@@ -63,8 +63,8 @@ pub struct Args {
     /// The format of --status
     #[arg(long, value_enum, default_value = "text", requires = "status")]
     pub format: crate::util::Format,
-    /// Forget the install status of HOST (never contacted again: --serve-once serves it again); repeatable
-    #[arg(long, value_name = "HOST", conflicts_with_all = ["serve", "inventory", "oemdrv"])]
+    /// Forget the install status of these hosts (never contacted again: --serve-once serves them again)
+    #[arg(long, value_name = "HOST", num_args = 1.., conflicts_with_all = ["serve", "inventory", "oemdrv"])]
     pub reset: Vec<String>,
 }
 
@@ -132,14 +132,14 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
             kept
         }
     };
-    // Serving only reads what is in memory.
-    drop(lock);
     if ko.serve.is_some() {
         // A stop asked for while writing ends the run before serving.
         crate::util::interrupt::check()?;
     }
     match plan {
-        Some(plan) => start::run(&opts.out, plan, kickstarts),
+        // Serving only reads what is in memory: the lock is let go once
+        // the boot parameters are written.
+        Some(plan) => start::run(&opts.out, plan, kickstarts, lock),
         None => Ok(()),
     }
 }

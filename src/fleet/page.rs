@@ -82,7 +82,8 @@ const SCRIPT: &str = r"(function () {
 pub(super) fn csp() -> &'static str {
     static CSP: OnceLock<String> = OnceLock::new();
     CSP.get_or_init(|| {
-        let hash = |s: &str| base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(s));
+        let hash =
+            |s: &str| base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(s));
         format!(
             "default-src 'none'; style-src 'sha256-{}'; script-src 'sha256-{}'; \
              connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
@@ -152,7 +153,12 @@ mod tests {
     #[test]
     fn the_page_escapes_what_hosts_report() {
         let mut h = HostStatus::new("reg1");
-        h.apply(Event::PostFailed, 0, "10.0.0.1", Some("<script>alert(1)</script> FAILED & \"x\"\n"));
+        h.apply(
+            Event::PostFailed,
+            0,
+            "10.0.0.1",
+            Some("<script>alert(1)</script> FAILED & \"x\"\n"),
+        );
         let page = html(&[h], 0);
         assert!(!page.contains("<script>alert"), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; FAILED &amp; &quot;x&quot;"));

@@ -59,10 +59,14 @@ impl Recorder {
     }
 
     /// Record `event` and wait until it is committed.
-    pub(super) fn record(&self, host: usize, event: Event, peer: &str, log: Option<String>) -> Result<()> {
-        let mut m = self
-            .msg(host, event, peer, log)
-            .context("no such host")?;
+    pub(super) fn record(
+        &self,
+        host: usize,
+        event: Event,
+        peer: &str,
+        log: Option<String>,
+    ) -> Result<()> {
+        let mut m = self.msg(host, event, peer, log).context("no such host")?;
         let (ack, done) = sync_channel(1);
         m.ack = Some(ack);
         self.tx

@@ -254,11 +254,18 @@ fn by_mac(site: &Site, macs: &Macs) -> Answer {
 
 /// A report's host and event, when the path names them and `bearer` is
 /// the host's token.
-pub(super) fn report(site: &Site, raw: &str, bearer: Option<&str>) -> Result<(usize, Event), Refusal> {
+pub(super) fn report(
+    site: &Site,
+    raw: &str,
+    bearer: Option<&str>,
+) -> Result<(usize, Event), Refusal> {
     let segs = segments(raw)?;
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let ["report", name, event] = segs.as_slice() else {
-        return Err((405, "only reports are posted: POST /report/HOST/EVENT".into()));
+        return Err((
+            405,
+            "only reports are posted: POST /report/HOST/EVENT".into(),
+        ));
     };
     let Some(event) = Event::reported(event) else {
         return Err((
@@ -273,7 +280,10 @@ pub(super) fn report(site: &Site, raw: &str, bearer: Option<&str>) -> Result<(us
         return Err((404, format!("no host {name:?} is served here")));
     };
     match bearer {
-        None => Err((401, format!("a report needs host {name}'s token (Authorization: Bearer)"))),
+        None => Err((
+            401,
+            format!("a report needs host {name}'s token (Authorization: Bearer)"),
+        )),
         Some(t) if !same(t, &site.hosts[i].token) => {
             Err((403, format!("wrong token for host {name}")))
         }
@@ -300,7 +310,10 @@ mod tests {
                 .into_bytes()
                 .into(),
         };
-        let live = Arc::new(Live::new(vec![HostStatus::new("reg1"), HostStatus::new("reg2")]));
+        let live = Arc::new(Live::new(vec![
+            HostStatus::new("reg1"),
+            HostStatus::new("reg2"),
+        ]));
         Site::new(
             vec![ks("reg1", Some("52:54:00:00:00:01")), ks("reg2", None)],
             &[T1.to_string(), T2.to_string()],
@@ -322,9 +335,15 @@ mod tests {
     }
 
     fn get(site: &Site, path: &str, headers: &str) -> (u16, String) {
-        let r = reply(site, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n"));
+        let r = reply(
+            site,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n"),
+        );
         let text = String::from_utf8_lossy(&r.out).into_owned();
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
         (r.status, body)
     }
 
@@ -355,8 +374,24 @@ mod tests {
         let (status, body) = get(&trusting, "/ks.cfg", mac);
         assert_eq!(status, 200);
         assert!(body.starts_with("# reg1\n"));
-        assert_eq!(get(&trusting, "/ks.cfg", "X-RHN-Provisioning-MAC-0: eth0 52:54:00:00:00:09\r\n").0, 404);
-        assert_eq!(get(&trusting, "/ks.cfg", "X-RHN-Provisioning-MAC-0: eth0 zz\r\n").0, 400);
+        assert_eq!(
+            get(
+                &trusting,
+                "/ks.cfg",
+                "X-RHN-Provisioning-MAC-0: eth0 52:54:00:00:00:09\r\n"
+            )
+            .0,
+            404
+        );
+        assert_eq!(
+            get(
+                &trusting,
+                "/ks.cfg",
+                "X-RHN-Provisioning-MAC-0: eth0 zz\r\n"
+            )
+            .0,
+            400
+        );
         // The token is not in what is logged.
         let r = reply(&s, &format!("GET /ks/{T1}/reg1.ks HTTP/1.1\r\n\r\n"));
         assert_eq!(r.path, "/ks/…/reg1.ks");
@@ -395,23 +430,41 @@ mod tests {
         assert_eq!(r.status, 200);
         match r.action {
             Some(Action::Report { host, event, body }) => {
-                assert_eq!((host, event, body.as_str()), (0, Event::PostFailed, "the log\n"));
+                assert_eq!(
+                    (host, event, body.as_str()),
+                    (0, Event::PostFailed, "the log\n")
+                );
             }
             other => panic!("{other:?}"),
         }
         let refused = |req: String, want: u16| {
             let r = reply(&s, &req);
-            assert_eq!(r.status, want, "{req:?}: {}", String::from_utf8_lossy(&r.out));
+            assert_eq!(
+                r.status,
+                want,
+                "{req:?}: {}",
+                String::from_utf8_lossy(&r.out)
+            );
             assert!(r.refused && r.action.is_none(), "{req:?}");
         };
         refused(post("/report/reg1/pre", "", ""), 401);
-        refused(post("/report/reg1/pre", &format!("Authorization: Bearer {T2}\r\n"), ""), 403);
+        refused(
+            post(
+                "/report/reg1/pre",
+                &format!("Authorization: Bearer {T2}\r\n"),
+                "",
+            ),
+            403,
+        );
         refused(post("/report/reg2/pre", &auth, ""), 403);
         refused(post("/report/reg1/done", &auth, ""), 404);
         refused(post("/report/reg9/pre", &auth, ""), 404);
         refused(post(&format!("/ks/{T1}/reg1.ks"), &auth, ""), 405);
         refused(
-            format!("POST /report/reg1/pre HTTP/1.1\r\n{auth}Content-Length: {}\r\n\r\n", MAX_BODY + 1),
+            format!(
+                "POST /report/reg1/pre HTTP/1.1\r\n{auth}Content-Length: {}\r\n\r\n",
+                MAX_BODY + 1
+            ),
             413,
         );
         refused(format!("POST /report/reg1/pre HTTP/1.1\r\n{auth}\r\n"), 411);
@@ -425,15 +478,22 @@ mod tests {
         );
         // A body still on its way: read on; the client waiting for
         // `100 Continue` gets it.
-        let head = format!("POST /report/reg1/post-failed HTTP/1.1\r\n{auth}Content-Length: 10\r\n\r\n");
-        assert!(matches!(step(&s, format!("{head}12345").as_bytes()), Step::More));
+        let head =
+            format!("POST /report/reg1/post-failed HTTP/1.1\r\n{auth}Content-Length: 10\r\n\r\n");
+        assert!(matches!(
+            step(&s, format!("{head}12345").as_bytes()),
+            Step::More
+        ));
         let expect = format!(
             "POST /report/reg1/post-failed HTTP/1.1\r\n{auth}Expect: 100-continue\r\nContent-Length: 10\r\n\r\n"
         );
         assert!(matches!(step(&s, expect.as_bytes()), Step::Continue));
         // A full body of the largest size, then the next request.
         let big = "x".repeat(MAX_BODY);
-        let two = format!("{}GET /status.json HTTP/1.1\r\n\r\n", post("/report/reg1/post-failed", &auth, &big));
+        let two = format!(
+            "{}GET /status.json HTTP/1.1\r\n\r\n",
+            post("/report/reg1/post-failed", &auth, &big)
+        );
         let r = reply(&s, &two);
         assert_eq!(r.status, 200);
         assert!(two[r.consumed..].starts_with("GET /status.json"));
@@ -442,12 +502,22 @@ mod tests {
     #[test]
     fn the_status_page_and_json_show_the_rows() {
         let s = site(false, false);
-        s.live().apply([(1, Event::PostFailed, 5, "10.0.0.2", Some("<b>FAILED</b>\n"))]);
+        s.live()
+            .apply([(1, Event::PostFailed, 5, "10.0.0.2", Some("<b>FAILED</b>\n"))]);
         let r = reply(&s, "GET / HTTP/1.1\r\n\r\n");
         let page = String::from_utf8_lossy(&r.out);
-        assert!(r.quiet && page.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/html"), "{page}");
-        assert!(page.contains("Content-Security-Policy: default-src 'none';"), "{page}");
-        assert!(page.contains("data-host=\"reg2\" data-state=\"post_failed\""), "{page}");
+        assert!(
+            r.quiet && page.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/html"),
+            "{page}"
+        );
+        assert!(
+            page.contains("Content-Security-Policy: default-src 'none';"),
+            "{page}"
+        );
+        assert!(
+            page.contains("data-host=\"reg2\" data-state=\"post_failed\""),
+            "{page}"
+        );
         assert!(page.contains("&lt;b&gt;FAILED&lt;/b&gt;"));
         let (status, body) = get(&s, "/status.json", "");
         assert_eq!(status, 200);

@@ -110,7 +110,12 @@ fn replace(data: &[u8], mark: &str, with: &str) -> Vec<u8> {
 impl Site {
     /// The site for `kickstarts`, each with its token (same order); `live`
     /// holds their rows in that order.
-    pub fn new(kickstarts: Vec<Kickstart>, tokens: &[String], live: Arc<Live>, opts: Options) -> Self {
+    pub fn new(
+        kickstarts: Vec<Kickstart>,
+        tokens: &[String],
+        live: Arc<Live>,
+        opts: Options,
+    ) -> Self {
         let mut site = Site {
             single: false,
             hosts: Vec::with_capacity(kickstarts.len()),
@@ -129,7 +134,11 @@ impl Site {
             };
             let url = format!("{}/report/{name}", site.opts.base_url);
             let data = replace(&k.data, URL_MARK, &format!("REGBAKE_REPORT_URL='{url}'"));
-            let data = replace(&data, TOKEN_MARK, &format!("REGBAKE_REPORT_TOKEN='{token}'"));
+            let data = replace(
+                &data,
+                TOKEN_MARK,
+                &format!("REGBAKE_REPORT_TOKEN='{token}'"),
+            );
             let i = site.hosts.len();
             if let Some(mac) = k.mac {
                 site.by_mac.insert(mac, i);

@@ -140,7 +140,11 @@ fn log(peer: &SocketAddr, r: &Reply<'_>) {
     if r.quiet {
         return;
     }
-    let kind = if r.method == "POST" { "report" } else { "fetch" };
+    let kind = if r.method == "POST" {
+        "report"
+    } else {
+        "fetch"
+    };
     let mut line = format!(
         "{kind} {} {:?} status={} host={} peer={peer}",
         r.method, r.path, r.status, r.host
@@ -159,7 +163,9 @@ fn log(peer: &SocketAddr, r: &Reply<'_>) {
 }
 
 fn log_refusal(peer: &SocketAddr, status: u16, why: &str) {
-    super::console::line(&format!("refused - \"-\" status={status} peer={peer} ({why})"));
+    super::console::line(&format!(
+        "refused - \"-\" status={status} peer={peer} ({why})"
+    ));
 }
 
 /// A socket's read or write timeout, set only when it changes (one
@@ -296,7 +302,10 @@ fn connection(stream: &mut TcpStream, shared: &Shared, limits: &Limits, ticket: 
             Some(Action::Report { host, event, body }) => {
                 // Answered once on disk: an installer told "recorded" can
                 // rely on it across a crash of the server.
-                if let Err(e) = shared.recorder.record(*host, *event, &peer_ip, Some(body.clone())) {
+                if let Err(e) = shared
+                    .recorder
+                    .record(*host, *event, &peer_ip, Some(body.clone()))
+                {
                     r.status = 500;
                     r.note = format!("{e:#}");
                     r.out = error_response(500, "the report could not be stored", r.close).into();

@@ -227,7 +227,6 @@ pub(super) struct Conn {
     pub(super) stream: TcpStream,
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

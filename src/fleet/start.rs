@@ -46,11 +46,18 @@ fn report_url(url: &str) -> Result<String> {
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(bad("expected a host the installers reach"));
     }
-    if parsed.host_str().is_some_and(|h| h == "0.0.0.0" || h == "[::]") {
-        return Err(bad("0.0.0.0 is not an address the installers can reach: give one of this machine's"));
+    if parsed
+        .host_str()
+        .is_some_and(|h| h == "0.0.0.0" || h == "[::]")
+    {
+        return Err(bad(
+            "0.0.0.0 is not an address the installers can reach: give one of this machine's",
+        ));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
-        return Err(bad("expected scheme://host[:port][/path] without a query, fragment or login"));
+        return Err(bad(
+            "expected scheme://host[:port][/path] without a query, fragment or login",
+        ));
     }
     let text = parsed.as_str().trim_end_matches('/').to_string();
     if text.contains(['\'', '"', '\\', '$', '`', ' ']) {
@@ -93,10 +100,16 @@ fn unreachable(addr: &str) -> anyhow::Error {
 }
 
 /// Bind, register the hosts, write the boot parameters, serve until Ctrl-C.
-pub(super) fn run(out: &Path, plan: Plan, kickstarts: Vec<Kickstart>) -> Result<()> {
+pub(super) fn run(
+    out: &Path,
+    plan: Plan,
+    kickstarts: Vec<Kickstart>,
+    out_lock: crate::out::OutLock,
+) -> Result<()> {
     // One server per out dir: the store has one writer.
     let _lock = store::lock(out, "serving from the same out dir")?;
-    let listener = TcpListener::bind(&plan.addr).with_context(|| format!("binding {}", plan.addr))?;
+    let listener =
+        TcpListener::bind(&plan.addr).with_context(|| format!("binding {}", plan.addr))?;
     let local = listener.local_addr().context("reading the bound address")?;
     let base_url = match plan.base_url {
         Some(u) => u,
@@ -118,6 +131,7 @@ pub(super) fn run(out: &Path, plan: Plan, kickstarts: Vec<Kickstart>) -> Result<
     let site = Site::new(kickstarts, &reg.tokens, live.clone(), opts);
     let params = out.join(store::DIR).join("boot-params");
     write_params(&site, &names, &params)?;
+    drop(out_lock);
     let limits = Limits::for_this_process();
 
     println!("listening on http://{local}");
@@ -189,8 +203,7 @@ fn write_params(site: &Site, names: &[String], path: &Path) -> Result<()> {
             site.options().base_url
         ));
     }
-    crate::util::fsx::write_private(path, text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
+    crate::util::fsx::write_atomic(path, text.as_bytes(), 0o600, true)
 }
 
 #[cfg(test)]
@@ -199,7 +212,10 @@ mod tests {
 
     #[test]
     fn a_report_url_must_be_reachable_and_shell_safe() {
-        assert_eq!(report_url("http://192.0.2.5:8080/").unwrap(), "http://192.0.2.5:8080");
+        assert_eq!(
+            report_url("http://192.0.2.5:8080/").unwrap(),
+            "http://192.0.2.5:8080"
+        );
         assert_eq!(
             report_url("https://prov.example/regbake/").unwrap(),
             "https://prov.example/regbake"

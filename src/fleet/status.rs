@@ -216,7 +216,11 @@ impl HostStatus {
         let Some(log) = &self.log else {
             return String::new();
         };
-        let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&str> = log
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         let line = lines
             .iter()
             .rev()
@@ -388,7 +392,10 @@ impl Live {
     }
 
     /// Apply recorded events, `(host index, event, at, peer, log)`.
-    pub fn apply<'a>(&self, events: impl IntoIterator<Item = (usize, Event, i64, &'a str, Option<&'a str>)>) {
+    pub fn apply<'a>(
+        &self,
+        events: impl IntoIterator<Item = (usize, Event, i64, &'a str, Option<&'a str>)>,
+    ) {
         let mut hosts = self.hosts();
         for (i, ev, at, peer, log) in events {
             if let Some(h) = hosts.get_mut(i) {
@@ -468,7 +475,12 @@ mod tests {
         h.apply(Event::Served, 1_000, "192.0.2.5", None);
         h.apply(Event::Pre, 2_000, "192.0.2.5", None);
         assert!(h.stage.started());
-        h.apply(Event::PostFailed, 62_000, "192.0.2.5", Some("a\nregbake: FAILED while x\nthe whole log is y\n"));
+        h.apply(
+            Event::PostFailed,
+            62_000,
+            "192.0.2.5",
+            Some("a\nregbake: FAILED while x\nthe whole log is y\n"),
+        );
         assert_eq!(h.stage, Stage::PostFailed);
         assert_eq!(h.took(99_999), Some(61_000));
         assert_eq!(h.detail(), "regbake: FAILED while x");
@@ -489,7 +501,11 @@ mod tests {
         let mut h = HostStatus::new("h");
         h.apply(Event::FirstbootFailed, 1, "p", Some(&long));
         let log = h.log.unwrap();
-        assert!(log.len() <= MAX_LOG && log.ends_with("end\n"), "{}", log.len());
+        assert!(
+            log.len() <= MAX_LOG && log.ends_with("end\n"),
+            "{}",
+            log.len()
+        );
         assert_eq!(tail("short", 10), "short");
     }
 
@@ -499,12 +515,26 @@ mod tests {
         a.apply(Event::Served, 0, "10.0.0.1", None);
         a.apply(Event::FirstbootOk, 372_000, "10.0.0.1", None);
         let mut b = HostStatus::new("reg2-long-name");
-        b.apply(Event::PostFailed, 5_000, "10.0.0.2", Some("boom \u{1b}[31m error\n"));
+        b.apply(
+            Event::PostFailed,
+            5_000,
+            "10.0.0.2",
+            Some("boom \u{1b}[31m error\n"),
+        );
         let c = HostStatus::new("reg3");
         let hosts = [a, b, c];
         let lines = table(&hosts.iter().collect::<Vec<_>>(), 0, 200);
-        assert_eq!(lines[0], "HOST            STATE            SINCE                 TOOK   FROM      DETAIL");
-        assert!(lines[1].starts_with("reg1            ready            1970-01-01 00:06:12Z  6m12s  10.0.0.1"), "{}", lines[1]);
+        assert_eq!(
+            lines[0],
+            "HOST            STATE            SINCE                 TOOK   FROM      DETAIL"
+        );
+        assert!(
+            lines[1].starts_with(
+                "reg1            ready            1970-01-01 00:06:12Z  6m12s  10.0.0.1"
+            ),
+            "{}",
+            lines[1]
+        );
         assert!(lines[2].ends_with("boom \\u{1b}[31m error"), "{}", lines[2]);
         assert_eq!(lines[3], "reg3            never contacted  -");
         assert_eq!(

@@ -90,7 +90,9 @@ pub fn lock(out: &Path, what: &str) -> Result<File> {
             dir.display(),
             path.display()
         ),
-        Err(TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+        Err(TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
     }
 }
 
@@ -124,7 +126,8 @@ impl Store {
             .open(&path)
             .with_context(|| format!("creating {}", path.display()))?;
         crate::util::fsx::set_mode(&path, 0o600)?;
-        let conn = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let conn =
+            Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         configure(&conn)?;
         conn.execute_batch(SCHEMA)
             .with_context(|| format!("creating the tables of {}", path.display()))?;
@@ -145,7 +148,9 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10))
             .context("setting the busy timeout")?;
         let schema: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .with_context(|| format!("reading {}", path.display()))?;
         if schema.as_deref() != Some("1") {
@@ -168,18 +173,18 @@ impl Store {
             let mut insert = tx.prepare(
                 "INSERT OR IGNORE INTO hosts(name, token, active, position, stage) VALUES (?1, ?2, 1, ?3, ?4)",
             )?;
-            let mut update = tx.prepare("UPDATE hosts SET active = 1, position = ?2 WHERE name = ?1")?;
+            let mut update =
+                tx.prepare("UPDATE hosts SET active = 1, position = ?2 WHERE name = ?1")?;
             for (i, name) in names.iter().enumerate() {
                 let pos = i64::try_from(i).unwrap_or(i64::MAX);
                 new += insert.execute(params![name, new_token()?, pos, Stage::Never.key()])?;
                 update.execute(params![name, pos])?;
             }
         }
-        let retired: i64 = tx.query_row(
-            "SELECT count(*) FROM hosts WHERE active = 0",
-            [],
-            |r| r.get(0),
-        )?;
+        let retired: i64 =
+            tx.query_row("SELECT count(*) FROM hosts WHERE active = 0", [], |r| {
+                r.get(0)
+            })?;
         let retired = usize::try_from(retired).unwrap_or(0);
         tx.commit().context("registering the served hosts")?;
         let rows = self.rows(true)?;

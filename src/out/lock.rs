@@ -17,8 +17,13 @@ const SCRATCH: &str = ".regbake-scratch-";
 
 /// Directories of `out/` where files are replaced one by one through
 /// `.partial` temp files; `true`: with their subdirectories.
-const PARTIAL_DIRS: &[(&str, bool)] =
-    &[(super::ksdir::DIR, false), ("secrets", true), ("ssh", true)];
+const PARTIAL_DIRS: &[(&str, bool)] = &[
+    (super::ksdir::DIR, false),
+    ("secrets", true),
+    ("ssh", true),
+    // A server's boot parameters, written under the lock.
+    ("fleet", false),
+];
 
 /// The exclusive lock on `out` (`out/.lock`, see [`DirLock`]): every
 /// command that writes there holds it from reading the kept secrets to the

@@ -248,4 +248,3 @@ pub(super) fn host_port(url: &Url) -> String {
         url.port_or_known_default().unwrap_or(0)
     )
 }
-

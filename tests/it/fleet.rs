@@ -2,12 +2,10 @@
 //! Kickstarts are checked by pykickstart (ksvalidator, then its parser reads
 //! the values back), images by mtools, the server by a plain TCP client.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use crate::common::{require_tool, Test, BIN};
+use crate::common::{require_tool, Test};
+use crate::served::{unfill, Server};
 
 const INVENTORY: &str = "\
 # three registries: static, DHCP, by-id disk
@@ -230,97 +228,41 @@ fn malformed_inventories_exit_2_naming_file_line_and_problem() {
     }
 }
 
-/// The server under test; killed when dropped, whatever the test did.
-struct Server {
-    child: Child,
-    addr: String,
-    stdout: Option<BufReader<std::process::ChildStdout>>,
-}
-
-impl Server {
-    fn start(t: &Test, args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .args(["--serve", "127.0.0.1:0"])
-            .current_dir(t.path())
-            .env("HOME", t.path().join("home"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start regbake --serve");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        // Guard first: a failed assertion below still kills the server.
-        let mut server = Server {
-            child,
-            addr: String::new(),
-            stdout: None,
-        };
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = stdout.read_line(&mut line).expect("read server stdout");
-            assert!(n > 0, "server exited before listening");
-            if let Some(url) = line.trim().strip_prefix("listening on http://") {
-                server.addr = url.to_string();
-                break;
-            }
-        }
-        server.stdout = Some(stdout);
-        server
-    }
-
-    /// Send one raw request; the status and body of the answer.
-    fn get(&self, target: &str, headers: &[&str]) -> (u16, Vec<u8>) {
-        let mut s = TcpStream::connect(&self.addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        let mut req = format!("GET {target} HTTP/1.1\r\nHost: {}\r\n", self.addr);
-        for h in headers {
-            req.push_str(h);
-            req.push_str("\r\n");
-        }
-        req.push_str("Connection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).expect("send");
-        let mut resp = vec![];
-        s.read_to_end(&mut resp).expect("read answer");
-        let end = resp
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("header end");
-        let head = String::from_utf8_lossy(&resp[..end]);
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .expect("status code");
-        (status, resp[end + 4..].to_vec())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// Each kickstart goes only to a request with its host's token (issue
+/// 21); by MAC only with `--trust-mac`; traversal is refused.
 #[test]
-fn serve_answers_by_name_and_by_mac_and_refuses_traversal() {
+fn serve_answers_by_token_and_by_mac_and_refuses_traversal() {
     let t = Test::new().file("hosts.ini", INVENTORY);
-    let server = Server::start(&t, &["kickstart", "--inventory", "hosts.ini"]);
+    let server = Server::start(
+        &t,
+        &["kickstart", "--inventory", "hosts.ini", "--trust-mac"],
+    );
     for h in ["reg1", "reg2", "reg3"] {
-        let (status, body) = server.get(&format!("/{h}.ks"), &[]);
+        let path = &server.paths[h];
+        assert!(
+            path.starts_with("/ks/") && path.ends_with(&format!("/{h}.ks")),
+            "{path}"
+        );
+        let (status, body) = server.get(path, &[]);
         assert_eq!(status, 200, "{h}");
         assert_eq!(
-            body,
+            unfill(&body),
             std::fs::read(t.path().join(format!("out/kickstart/{h}.ks"))).unwrap()
         );
+        // Without its token, or with another host's: refused.
+        let (status, body) = server.get(&format!("/{h}.ks"), &[]);
+        assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+        let other = if h == "reg1" { "reg2" } else { "reg1" };
+        let token = server.paths[other].split('/').nth(2).unwrap();
+        assert_eq!(server.get(&format!("/ks/{token}/{h}.ks"), &[]).0, 403);
     }
+    assert_eq!(t.mode("out/fleet/boot-params"), 0o600);
     let reg2 = std::fs::read(t.path().join("out/kickstart/reg2.ks")).unwrap();
     let (status, body) = server.get(
         "/ks.cfg",
         &["X-RHN-Provisioning-MAC-0: eth0 52:54:00:12:34:02"],
     );
-    assert_eq!((status, &body), (200, &reg2));
+    assert_eq!((status, unfill(&body)), (200, reg2.clone()));
     // Anaconda sends one header per interface; any of them may match.
     let (status, body) = server.get(
         "/ks.cfg",
@@ -329,7 +271,7 @@ fn serve_answers_by_name_and_by_mac_and_refuses_traversal() {
             "X-RHN-Provisioning-MAC-1: eth1 52:54:00:12:34:02",
         ],
     );
-    assert_eq!((status, &body), (200, &reg2));
+    assert_eq!((status, unfill(&body)), (200, reg2));
     let (status, body) = server.get(
         "/ks.cfg",
         &["X-RHN-Provisioning-MAC-0: eth0 52:54:00:99:99:99"],
@@ -338,7 +280,6 @@ fn serve_answers_by_name_and_by_mac_and_refuses_traversal() {
     assert!(String::from_utf8_lossy(&body).contains("no inventory host has MAC 52:54:00:99:99:99"));
     assert_eq!(server.get("/ks.cfg", &[]).0, 404);
     assert_eq!(server.get("/nope.ks", &[]).0, 404);
-    assert_eq!(server.get("/", &[]).0, 404);
     for bad in [
         "/../reg1.ks",
         "/../../etc/passwd",
@@ -352,35 +293,37 @@ fn serve_answers_by_name_and_by_mac_and_refuses_traversal() {
     }
 }
 
+/// Without `--trust-mac`, a MAC does not fetch a kickstart.
+#[test]
+fn serve_by_mac_needs_trust_mac() {
+    let t = Test::new().file("hosts.ini", INVENTORY);
+    let server = Server::start(&t, &["kickstart", "--inventory", "hosts.ini"]);
+    let (status, body) = server.get(
+        "/ks.cfg",
+        &["X-RHN-Provisioning-MAC-0: eth0 52:54:00:12:34:02"],
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("--trust-mac") && body.contains("out/fleet/boot-params"),
+        "{body}"
+    );
+}
+
 #[test]
 fn serve_single_host_and_stop_on_sigterm() {
     let t = Test::new();
     let mut server = Server::start(&t, &["kickstart"]);
-    let (status, body) = server.get("/ks.cfg", &[]);
+    assert_eq!(server.get("/ks.cfg", &[]).0, 403, "the token is needed");
+    let (status, body) = server.get(&server.paths["ks.cfg"], &[]);
     assert_eq!(status, 200);
     assert_eq!(
-        body,
+        unfill(&body),
         std::fs::read(t.path().join("out/kickstart/ks.cfg")).unwrap()
     );
-    // SAFETY: signalling the child we started, by its pid.
-    let rc = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(rc, 0);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = server.child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "still running after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = server.stop();
     assert!(status.success(), "{status}");
-    let mut out = String::new();
-    if let Some(r) = server.stdout.as_mut() {
-        r.read_to_string(&mut out).ok();
-    }
+    let out = server.stdout();
     assert!(out.contains("stopped (SIGTERM)"), "{out}");
 }
 
@@ -449,7 +392,10 @@ fn oemdrv_images_hold_the_exact_kickstart() {
 #[test]
 fn serve_names_a_malformed_mac_header() {
     let t = Test::new().file("hosts.ini", INVENTORY);
-    let server = Server::start(&t, &["kickstart", "--inventory", "hosts.ini"]);
+    let server = Server::start(
+        &t,
+        &["kickstart", "--inventory", "hosts.ini", "--trust-mac"],
+    );
     let (status, body) = server.get("/ks.cfg", &["X-RHN-Provisioning-MAC-0: eth0 52:54:00:zz"]);
     let body = String::from_utf8_lossy(&body);
     assert_eq!(status, 400, "{body}");
@@ -468,7 +414,7 @@ fn serve_names_a_malformed_mac_header() {
             "X-RHN-Provisioning-MAC-1: eth1 52:54:00:12:34:02",
         ],
     );
-    assert_eq!((status, &body), (200, &reg2));
+    assert_eq!((status, unfill(&body)), (200, reg2));
 }
 
 /// A server with many NICs sends one header per NIC beside curl's own:
@@ -476,7 +422,10 @@ fn serve_names_a_malformed_mac_header() {
 #[test]
 fn serve_answers_a_machine_with_40_nics() {
     let t = Test::new().file("hosts.ini", INVENTORY);
-    let server = Server::start(&t, &["kickstart", "--inventory", "hosts.ini"]);
+    let server = Server::start(
+        &t,
+        &["kickstart", "--inventory", "hosts.ini", "--trust-mac"],
+    );
     let mut headers: Vec<String> = [
         "User-Agent: curl/7.29.0",
         "Accept: */*",
@@ -496,7 +445,7 @@ fn serve_answers_a_machine_with_40_nics() {
     let (status, body) = server.get("/ks.cfg", &refs);
     let reg2 = std::fs::read(t.path().join("out/kickstart/reg2.ks")).unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(body, reg2);
+    assert_eq!(unfill(&body), reg2);
     // Still bounded.
     let many: Vec<String> = (0..300).map(|i| format!("X-Pad-{i}: {i}")).collect();
     let refs: Vec<&str> = many.iter().map(String::as_str).collect();

@@ -23,6 +23,8 @@ struct Server {
     /// What it printed before serving (the boot parameters and limits).
     banner: String,
     log: std::path::PathBuf,
+    /// The kickstart's path, with its token.
+    ks: String,
 }
 
 impl Server {
@@ -60,6 +62,7 @@ impl Server {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             banner: String::new(),
             log,
+            ks: String::new(),
         };
         let mut stdout = BufReader::new(stdout);
         loop {
@@ -76,6 +79,7 @@ impl Server {
         }
         // Nothing more is printed on stdout until it stops.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        server.ks = crate::served::boot_paths(&t.path().join("out"))["ks.cfg"].clone();
         server
     }
 
@@ -214,7 +218,7 @@ fn serve_answers_real_clients_under_slowloris() {
     std::thread::sleep(Duration::from_millis(500));
     let (cpu0, t0) = (server.cpu(), Instant::now());
     for i in 0..3 {
-        let (status, took) = server.fetch("/ks.cfg", Duration::from_secs(5));
+        let (status, took) = server.fetch(&server.ks, Duration::from_secs(5));
         assert_eq!(
             status.as_deref(),
             Ok("HTTP/1.1 200 OK"),
@@ -275,7 +279,13 @@ fn serve_backs_off_when_out_of_file_descriptors() {
     // limit: this connection gets it. The next one finds none.
     let _taken = server.send(b"");
     std::thread::sleep(Duration::from_millis(200));
-    let mut waiting = server.send(b"GET /ks.cfg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut waiting = server.send(
+        format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            server.ks
+        )
+        .as_bytes(),
+    );
     let (cpu0, t0) = (server.cpu(), Instant::now());
     std::thread::sleep(Duration::from_secs(2));
     let (cpu, wall) = (server.cpu() - cpu0, t0.elapsed().as_secs_f64());
@@ -309,7 +319,8 @@ fn serve_limits_the_request_head_to_exactly_32_kib() {
         (33_000, "HTTP/1.1 431 Request Header Fields Too Large"),
         (36_000, "HTTP/1.1 431 Request Header Fields Too Large"),
     ] {
-        let start = b"GET /ks.cfg HTTP/1.1\r\nHost: x\r\nX-Pad: ";
+        let start = format!("GET {} HTTP/1.1\r\nHost: x\r\nX-Pad: ", server.ks);
+        let start = start.as_bytes();
         let end = b"\r\nConnection: close\r\n\r\n";
         let mut req = start.to_vec();
         req.resize(size - end.len(), b'a');

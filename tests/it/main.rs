@@ -30,5 +30,6 @@ mod s3;
 mod scripts;
 mod serve_hostile;
 mod served;
+mod status_page;
 mod testbed;
 mod vagrant;

@@ -121,13 +121,11 @@ impl Server {
 
     /// `regbake ARGS --serve ADDR`; the stderr log is `serve-N.log`.
     pub(crate) fn start_at(t: &Test, args: &[&str], addr: &str) -> Self {
-        let n = std::fs::read_dir(t.path())
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("serve-"))
-                    .count()
-            })
-            .unwrap_or(0);
+        let n = std::fs::read_dir(t.path()).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("serve-"))
+                .count()
+        });
         let log = t.path().join(format!("serve-{n}.log"));
         let mut child = Command::new(BIN)
             .args(args)

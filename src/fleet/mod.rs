@@ -15,6 +15,7 @@ mod routes;
 pub mod serve;
 mod server;
 mod show;
+mod site;
 mod slots;
 mod start;
 pub mod status;
@@ -76,7 +77,12 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
         return show::reset(&opts.out, &ko.reset);
     }
     // Bad serving flags are refused before anything renders.
-    let plan = start::plan(ko)?;
+    let plan = start::plan(
+        ko.serve.as_deref(),
+        ko.report_url.as_deref(),
+        ko.trust_mac,
+        ko.serve_once,
+    )?;
     let started = Instant::now();
     // Ctrl-C or SIGTERM stops a fleet render between hosts, and the staged
     // files (full kickstarts) are removed on the way out. Before the lock,

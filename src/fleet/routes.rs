@@ -12,7 +12,7 @@
 use subtle::ConstantTimeEq as _;
 
 use super::page;
-use super::serve::{Site, SINGLE};
+use super::site::{Site, SINGLE};
 use super::status::{self, Event};
 use crate::config::parse_mac;
 

@@ -67,11 +67,16 @@ fn report_url(url: &str) -> Result<String> {
 }
 
 /// Check the serving flags, before any render.
-pub(super) fn plan(args: &super::Args) -> Result<Option<Plan>> {
-    let Some(addr) = &args.serve else {
+pub(super) fn plan(
+    serve: Option<&str>,
+    url: Option<&str>,
+    trust_mac: bool,
+    serve_once: bool,
+) -> Result<Option<Plan>> {
+    let Some(addr) = serve else {
         return Ok(None);
     };
-    let base_url = args.report_url.as_deref().map(report_url).transpose()?;
+    let base_url = url.map(report_url).transpose()?;
     if base_url.is_none() {
         if let Ok(sa) = addr.parse::<SocketAddr>() {
             if sa.ip().is_unspecified() {
@@ -80,10 +85,10 @@ pub(super) fn plan(args: &super::Args) -> Result<Option<Plan>> {
         }
     }
     Ok(Some(Plan {
-        addr: addr.clone(),
+        addr: addr.to_string(),
         base_url,
-        trust_mac: args.trust_mac,
-        serve_once: args.serve_once,
+        trust_mac,
+        serve_once,
     }))
 }
 

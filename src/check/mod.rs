@@ -146,7 +146,19 @@ fn packer_validate(r: &mut Runner, dir: &Path) {
         Ok(c) if c.success => Outcome::Passed,
         Ok(c) => {
             let text = format!("{}{}", c.stdout, c.stderr);
-            if text.contains("Missing plugins") || text.contains("packer init") {
+            if text.contains("Error downloading checksum file") {
+                // packer.iso_checksum = "file:URL" is fetched by validate
+                // too: offline, the rest of the template is still checked.
+                match validate(&["-var", "iso_checksum=none"]) {
+                    Err(e) => Outcome::Failed(format!("{e:#}")),
+                    Ok(s) if s.success => Outcome::Warning(
+                        "the ISO's checksum file could not be fetched (no network?): validated with \
+                         iso_checksum=none; packer build fetches it"
+                            .into(),
+                    ),
+                    Ok(s) => Outcome::Failed(format!("{}: {}", s.status, s.message())),
+                }
+            } else if text.contains("Missing plugins") || text.contains("packer init") {
                 let syntax = match validate(&["-syntax-only"]) {
                     Err(e) => Outcome::Failed(format!("{e:#}")),
                     Ok(s) if s.success => Outcome::Passed,
@@ -407,11 +419,12 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
 /// `ksvalidator`, then `bash -n` and shellcheck on each of its %pre/%post
 /// scripts (shown as `ks.cfg:%pre`, `ks.cfg:%post`, …).
 fn check_kickstart(r: &mut Runner<'_>, ks: &Path, scratch: &Path) -> Result<()> {
-    let k = ks.to_path_buf();
-    r.run("ksvalidator", ks, "ksvalidator", false, |t| {
-        Cmd::new(t).args(["-v", "RHEL7"]).arg(k)
-    });
     let text = std::fs::read_to_string(ks).with_context(|| format!("reading {}", ks.display()))?;
+    let k = ks.to_path_buf();
+    let version = ks_version(&text);
+    r.run("ksvalidator", ks, "ksvalidator", false, |t| {
+        Cmd::new(t).args(["-v", version]).arg(k)
+    });
     let name = ks
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -427,6 +440,17 @@ fn check_kickstart(r: &mut Runner<'_>, ks: &Path, scratch: &Path) -> Result<()> 
         r.shell(&ks.with_file_name(format!("{name}:%{kind}")), &p);
     }
     Ok(())
+}
+
+/// The pykickstart handler a kickstart names on its first line
+/// (`#version=RHEL9`), as anaconda reads it; RHEL7 when it names none.
+fn ks_version(text: &str) -> &str {
+    text.lines()
+        .next()
+        .and_then(|l| l.strip_prefix("#version="))
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or("RHEL7")
 }
 
 /// `vagrant validate` in the Vagrantfile's own directory (it finds the
@@ -544,5 +568,13 @@ mod tests {
         let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["pre", "post", "post2"]);
         assert_eq!(got[1].1, "#!/bin/bash\necho hi\n");
+    }
+
+    #[test]
+    fn ksvalidator_gets_the_version_the_kickstart_names() {
+        assert_eq!(ks_version("#version=RHEL9\ntext\n"), "RHEL9");
+        assert_eq!(ks_version("#version=RHEL10\n"), "RHEL10");
+        assert_eq!(ks_version("text\n#version=RHEL9\n"), "RHEL7");
+        assert_eq!(ks_version("#version=RHEL9; rm -rf /\n"), "RHEL7");
     }
 }

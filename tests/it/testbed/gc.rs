@@ -38,7 +38,8 @@ fn writable(tb: &Testbed) -> bool {
 /// - during a collect (held open by a `docker` shim on the service's PATH
 ///   that then fails it) pushes are refused and pulls served, and after
 ///   the failed collect the registry is writable again.
-pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str) {
+/// `config`: where the registry reads its config.
+pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str, config: &str) {
     let t0 = Instant::now();
     assert_eq!(
         tb.sh("systemctl is-enabled regbake-gc.timer").trim(),
@@ -87,7 +88,7 @@ pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str) {
     for want in [
         "regbake-gc: restarting the registry read-only for the collect",
         "regbake-gc: registry is read-only: pulls are served, pushes and deletes refused",
-        "regbake-gc: collecting: registry garbage-collect /etc/docker/registry/config.yml",
+        &format!("regbake-gc: collecting: registry garbage-collect {config}"),
         &format!("blob eligible for deletion: {}", gone.layer),
         "regbake-gc: collect done: /data/docker-registry/registry had ",
         "regbake-gc: registry answers http://127.0.0.1:5000/v2/",

@@ -20,9 +20,7 @@ fn config(distro: &str, extra: &str) -> String {
 }
 
 fn rendered(distro: &str, extra: &str) -> Test {
-    let t = Test::new()
-        .config(&config(distro, extra))
-        .args(&["render"]);
+    let t = Test::new().config(&config(distro, extra)).args(&["render"]);
     t.success();
     t
 }
@@ -114,7 +112,10 @@ fn el9_and_el10_render_their_own_dialect_packages_and_repos() {
             assert!(ks.contains(&want), "{distro}: {want:?} not in the kickstart");
         }
         for unwanted in ["--isUtc", "\ncurl\n", "\nlibcgroup\n", "vault.centos.org"] {
-            assert!(!ks.contains(unwanted), "{distro}: {unwanted:?} in the kickstart");
+            assert!(
+                !ks.contains(unwanted),
+                "{distro}: {unwanted:?} in the kickstart"
+            );
         }
         let repo = t.read("out/overlay/etc/yum.repos.d/docker-ce.repo");
         assert!(
@@ -142,7 +143,10 @@ fn el9_and_el10_render_their_own_dialect_packages_and_repos() {
             t.mode("out/overlay/etc/ssh/sshd_config.d/00-regbake.conf"),
             0o600
         );
-        assert!(t.path().join("out/overlay/etc/distribution/config.yml").is_file());
+        assert!(t
+            .path()
+            .join("out/overlay/etc/distribution/config.yml")
+            .is_file());
         let install = t.read("out/overlay/usr/local/sbin/regbake-install");
         assert!(install.contains("\n    dnf -y install "), "{install}");
         assert!(!install.contains("yum "), "{install}");
@@ -153,13 +157,13 @@ fn el9_and_el10_render_their_own_dialect_packages_and_repos() {
 /// symlink to it, which a file in its place would cut off).
 #[test]
 fn el9_proxy_goes_to_dnf_conf() {
-    let t = rendered(
-        "alma9",
-        "[proxy]\nhttp = \"http://proxy.example:3128\"\n",
-    );
+    let t = rendered("alma9", "[proxy]\nhttp = \"http://proxy.example:3128\"\n");
     let conf = t.read("out/overlay/etc/dnf/dnf.conf");
     assert!(conf.contains("\n[main]\ngpgcheck=1\n"), "{conf}");
-    assert!(conf.ends_with("\nproxy=http://proxy.example:3128\n"), "{conf}");
+    assert!(
+        conf.ends_with("\nproxy=http://proxy.example:3128\n"),
+        "{conf}"
+    );
     assert!(!t.path().join("out/overlay/etc/yum.conf").exists());
 }
 
@@ -167,7 +171,11 @@ fn el9_proxy_goes_to_dnf_conf() {
 /// kickstart names (a stub ksvalidator records what it is asked).
 #[test]
 fn check_validates_each_kickstart_with_its_distros_version() {
-    for (distro, version) in [("centos7", "RHEL7"), ("rocky9", "RHEL9"), ("rocky10", "RHEL10")] {
+    for (distro, version) in [
+        ("centos7", "RHEL7"),
+        ("rocky9", "RHEL9"),
+        ("rocky10", "RHEL10"),
+    ] {
         let t = Test::new()
             .config(&config(distro, ""))
             .stub(
@@ -179,7 +187,9 @@ fn check_validates_each_kickstart_with_its_distros_version() {
         let asked = t.read("home/ksvalidator.log");
         assert!(
             asked.lines().count() >= 2
-                && asked.lines().all(|l| l.starts_with(&format!("-v {version} "))),
+                && asked
+                    .lines()
+                    .all(|l| l.starts_with(&format!("-v {version} "))),
             "{distro}: {asked}"
         );
     }
@@ -238,7 +248,8 @@ fn sshd_drop_in_sorts_first_and_wins() {
     let d = etc.join("sshd_config.d");
     std::fs::create_dir_all(&d).expect("mkdir");
     std::fs::copy(
-        t.path().join("out/overlay/etc/ssh/sshd_config.d/00-regbake.conf"),
+        t.path()
+            .join("out/overlay/etc/ssh/sshd_config.d/00-regbake.conf"),
         d.join("00-regbake.conf"),
     )
     .expect("copy drop-in");
@@ -380,11 +391,31 @@ fn packer_cpu_model_per_distro_and_no_tcg_for_el10() {
 #[test]
 fn conflicting_packages_small_memory_and_bad_checksums_are_refused() {
     for (distro, body, path, value) in [
-        ("rocky9", "[packages]\nextra = [\"vim\", \"podman\"]", "packages.extra[1]", "podman"),
-        ("alma10", "[packages]\nextra = [\"@container-tools\"]", "packages.extra[0]", "@container-tools"),
-        ("centos7", "[packages]\nextra = [\"runc\"]", "packages.extra[0]", "runc"),
+        (
+            "rocky9",
+            "[packages]\nextra = [\"vim\", \"podman\"]",
+            "packages.extra[1]",
+            "podman",
+        ),
+        (
+            "alma10",
+            "[packages]\nextra = [\"@container-tools\"]",
+            "packages.extra[0]",
+            "@container-tools",
+        ),
+        (
+            "centos7",
+            "[packages]\nextra = [\"runc\"]",
+            "packages.extra[0]",
+            "runc",
+        ),
         ("rocky9", "[packer]\nmemory = 1024", "packer.memory", "1024"),
-        ("rocky9", "[packer]\niso_checksum = \"file:ftp://x/CHECKSUM\"", "packer.iso_checksum", "file:ftp://x/CHECKSUM"),
+        (
+            "rocky9",
+            "[packer]\niso_checksum = \"file:ftp://x/CHECKSUM\"",
+            "packer.iso_checksum",
+            "file:ftp://x/CHECKSUM",
+        ),
     ] {
         Test::new()
             .config(&config(distro, &format!("{body}\n")))
@@ -399,7 +430,11 @@ fn conflicting_packages_small_memory_and_bad_checksums_are_refused() {
         .args(&["render"])
         .status(2)
         .check();
-    assert!(o.stderr.contains("containerd.io conflicts with runc"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("containerd.io conflicts with runc"),
+        "{}",
+        o.stderr
+    );
     // 1024 MiB stays enough for CentOS 7; file: checksums are accepted.
     rendered("centos7", "[packer]\nmemory = 1024\n");
     rendered(

@@ -38,6 +38,7 @@ fn writable(tb: &Testbed) -> bool {
 /// - during a collect (held open by a `docker` shim on the service's PATH
 ///   that then fails it) pushes are refused and pulls served, and after
 ///   the failed collect the registry is writable again.
+///
 /// `config`: where the registry reads its config.
 pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str, config: &str) {
     let t0 = Instant::now();

@@ -276,8 +276,6 @@ pub(crate) struct Testbed {
     committed: Vec<String>,
     /// A fixed address on the network ([`static_ip`]).
     ip: Option<String>,
-    /// The distro it stands in for.
-    pub os: Os,
 }
 
 impl Drop for Testbed {
@@ -350,9 +348,8 @@ impl Testbed {
         let _ = self.try_sh("umount /etc/hostname");
     }
 
-    fn new(env: &'static Env, os: Os, prefix: &str, data_dir: &str) -> Self {
+    fn new(env: &'static Env, prefix: &str, data_dir: &str) -> Self {
         Self {
-            os,
             env,
             name: unique(prefix),
             data: tempfile::Builder::new()
@@ -373,14 +370,14 @@ impl Testbed {
 
     /// [`Testbed::installer`] of `os`.
     pub(crate) fn installer_of(env: &'static Env, os: Os, data_dir: &str) -> Self {
-        let t = Self::new(env, os, "install", data_dir);
+        let t = Self::new(env, "install", data_dir);
         t.start(env.image(os), false);
         t
     }
 
     /// [`Testbed::installer_of`] a machine with a fixed address.
     pub(crate) fn installer_at(env: &'static Env, os: Os, data_dir: &str, ip: &str) -> Self {
-        let mut t = Self::new(env, os, "install", data_dir);
+        let mut t = Self::new(env, "install", data_dir);
         t.ip = Some(ip.to_string());
         t.start(env.image(os), false);
         t
@@ -388,7 +385,7 @@ impl Testbed {
 
     /// A machine of `os` that booted the testbed image as it is (a base box).
     pub(crate) fn boot(env: &'static Env, os: Os, data_dir: &str) -> Self {
-        let t = Self::new(env, os, "boot", data_dir);
+        let t = Self::new(env, "boot", data_dir);
         t.start(env.image(os), true);
         t.wait_booted();
         t

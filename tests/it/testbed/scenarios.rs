@@ -225,7 +225,8 @@ fn kickstart_scenario(os: Os) {
         "the http secret is also in other files"
     );
     assert_eq!(
-        tb.sh(&format!("stat -c %a {}", os.registry_config())).trim(),
+        tb.sh(&format!("stat -c %a {}", os.registry_config()))
+            .trim(),
         "600"
     );
     if os != Os::Centos7 {
@@ -554,13 +555,7 @@ fn packer_scenario(os: Os) {
     let Some(env) = env() else { return };
     let admin = Admin::new();
     let t = render(&config_of(os, &admin, ""), &[]);
-    let tb = kickstart_install_of(
-        env,
-        os,
-        &t,
-        "out/packer/http/ks.cfg",
-        Some(os.registry()),
-    );
+    let tb = kickstart_install_of(env, os, &t, "out/packer/http/ks.cfg", Some(os.registry()));
     let ip = tb.ip();
     let build_key = t.path().join("out/secrets/packer/id_ed25519");
     let build = |script: &str, vars: &str| {

@@ -486,3 +486,38 @@ fn each_new_distro_passes_check() {
         }
     }
 }
+
+/// The fleet: each host's kickstart of an inventory is the distro's, and
+/// `regbake check` validates it with the distro's ksvalidator version.
+#[test]
+fn fleet_kickstarts_follow_the_distro() {
+    let t = Test::new()
+        .config(&config("alma9", ""))
+        .file(
+            "hosts.ini",
+            "[registries]\nreg1 ip=192.0.2.11/24 gateway=192.0.2.1\nreg2 ip=dhcp\n",
+        )
+        .args(&["kickstart", "--inventory", "hosts.ini"]);
+    t.success();
+    for host in ["reg1", "reg2"] {
+        let ks = t.read(&format!("out/kickstart/{host}.ks"));
+        assert!(ks.starts_with("#version=RHEL9\n"), "{host}: {ks}");
+        assert!(ks.contains("\ntimezone UTC --utc\n"), "{host}");
+    }
+    let t = t
+        .stub(
+            "ksvalidator",
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \"$HOME/ksvalidator.log\"\n",
+        )
+        .args(&["check"]);
+    t.success();
+    let asked = t.read("home/ksvalidator.log");
+    for host in ["reg1.ks", "reg2.ks", "ks.cfg"] {
+        assert!(
+            asked
+                .lines()
+                .any(|l| l.starts_with("-v RHEL9 ") && l.ends_with(host)),
+            "{host}: {asked}"
+        );
+    }
+}

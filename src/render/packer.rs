@@ -1,5 +1,5 @@
 //! The Packer template directory (`out/packer/`): HCL2 sources for QEMU and
-//! VirtualBox that install CentOS 7 from the ISO with the appliance's
+//! VirtualBox that install the distro from its ISO with the appliance's
 //! kickstart, provisioners that install the overlay and run the first boot,
 //! and the `vagrant` post-processor. Packer logs in with a per-build key pair
 //! kept in `out/secrets/packer/`.

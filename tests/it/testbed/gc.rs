@@ -39,8 +39,15 @@ fn writable(tb: &Testbed) -> bool {
 ///   that then fails it) pushes are refused and pulls served, and after
 ///   the failed collect the registry is writable again.
 ///
-/// `config`: where the registry reads its config.
-pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str, config: &str) {
+/// `image`: the registry's image (inside the appliance); `config`: where
+/// it reads its config.
+pub(super) fn collect_on_the_appliance(
+    tb: &Testbed,
+    t: &Test,
+    ip: &str,
+    image: &str,
+    config: &str,
+) {
     let t0 = Instant::now();
     assert_eq!(
         tb.sh("systemctl is-enabled regbake-gc.timer").trim(),
@@ -155,9 +162,12 @@ pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str, config:
     // it and brings the registry back writable.
     tb.write(
         "/usr/local/bin/docker",
-        b"#!/bin/sh\ncase \" $* \" in\n  *\" garbage-collect \"*)\n    touch /run/regbake-test-collecting\n    \
-          exec /usr/bin/docker run --rm --name registry-gc registry:2 ;;\nesac\n\
-          exec /usr/bin/docker \"$@\"\n",
+        format!(
+            "#!/bin/sh\ncase \" $* \" in\n  *\" garbage-collect \"*)\n    touch /run/regbake-test-collecting\n    \
+             exec /usr/bin/docker run --rm --name registry-gc {image} ;;\nesac\n\
+             exec /usr/bin/docker \"$@\"\n"
+        )
+        .as_bytes(),
         0o755,
     );
     tb.sh("systemctl start --no-block regbake-gc.service");

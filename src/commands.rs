@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::config;
 use crate::out::Global;
@@ -21,16 +21,35 @@ pub struct InitArgs {
 }
 
 /// Write the commented default config; never over a file without `--force`.
+/// Written beside it and renamed into place: a full disk or a kill leaves
+/// the old file as it was (and no fragment of the new one).
 pub fn init(g: &Global, args: &InitArgs) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let path = g
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from("regbake.toml"));
+    let exists = || anyhow::anyhow!("{} exists; use --force to overwrite it", path.display());
     if path.exists() && !args.force {
-        bail!("{} exists; use --force to overwrite it", path.display());
+        return Err(exists());
     }
-    std::fs::write(&path, config::DEFAULT_TOML)
+    // Through a symlink, the file it points to is replaced, with its mode.
+    let dest = if path.exists() {
+        std::fs::canonicalize(&path).with_context(|| format!("resolving {}", path.display()))?
+    } else {
+        path.clone()
+    };
+    let mode = std::fs::metadata(&dest).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    let mut staged = crate::util::fsx::Staged::beside(&dest)?;
+    staged
+        .write_all(config::DEFAULT_TOML.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
+    match staged.commit_new(mode, args.force) {
+        Err(e) if crate::util::fsx::is_io(&e, std::io::ErrorKind::AlreadyExists) => {
+            return Err(exists())
+        }
+        r => r?,
+    }
     println!("wrote {}", path.display());
     Ok(())
 }

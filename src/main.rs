@@ -17,6 +17,13 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // A file size limit (RLIMIT_FSIZE) reached is an error of the write, as
+    // a full disk is, not a kill: the temp file is removed and the file it
+    // was to replace stays as it was.
+    // SAFETY: as above; ignoring a signal is inherited by no thread yet.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = Cli::parse();
     util::log::set_verbose(cli.global.verbose);
     let g = &cli.global;

@@ -236,6 +236,8 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
                 built.display()
             );
         }
+        // It holds the appliance with its secrets: the owner's only.
+        crate::util::fsx::set_mode(&built, 0o600)?;
         std::fs::rename(&built, &box_path)
             .with_context(|| format!("moving {} into place", built.display()))?;
         // Under out/box's lock, so concurrent runs keep each other's entries.

@@ -117,20 +117,81 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Run to completion with output captured, whatever the exit status.
+/// Run to completion with output captured, whatever the exit status. Once
+/// [`crate::util::interrupt::interrupted`], the command is killed and this
+/// fails: a stop is not held up by a slow tool.
 pub fn capture(cmd: &Cmd) -> Result<Captured> {
     crate::util::log::debug(&format!("running: {cmd}"));
-    let out = cmd
+    let mut child = cmd
         .to_command()
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("starting {cmd}"))?;
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = vec![];
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    if !wait_exited(&child) {
+        // Not reaped yet, so its pid is still its own.
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("interrupted (Ctrl-C or SIGTERM) while running {cmd}");
+    }
+    let status = child.wait().with_context(|| format!("waiting for {cmd}"))?;
+    let joined = |h: std::thread::JoinHandle<String>| h.join().unwrap_or_default();
     Ok(Captured {
-        success: out.status.success(),
-        status: out.status.to_string(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        success: status.success(),
+        status: status.to_string(),
+        stdout: joined(stdout),
+        stderr: joined(stderr),
     })
+}
+
+/// Wait until `child` has exited without reaping it (`waitid` with
+/// `WNOWAIT`, on a thread), polling for an interrupt meanwhile: true when it
+/// exited, false when interrupted first.
+fn wait_exited(child: &std::process::Child) -> bool {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let pid = child.id();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        loop {
+            // SAFETY: waitid only writes the siginfo_t given to it; WNOWAIT
+            // leaves the child to be reaped by its owner.
+            let rc = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(
+                    libc::P_PID,
+                    pid,
+                    &raw mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
+            if rc == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+            {
+                break;
+            }
+        }
+        let _ = tx.send(());
+    });
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return true,
+            Err(RecvTimeoutError::Timeout) if crate::util::interrupt::interrupted() => {
+                return false
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
 }
 
 /// Run and require success; the error names the command, its status and the

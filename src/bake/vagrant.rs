@@ -250,6 +250,8 @@ impl Bake {
         }
         result?;
         if !self.dry_run {
+            // It holds the appliance with its secrets: the owner's only.
+            crate::util::fsx::set_mode(&partial, 0o600)?;
             std::fs::rename(&partial, &dest)
                 .with_context(|| format!("moving {} into place", dest.display()))?;
         }
@@ -297,6 +299,16 @@ impl Bake {
         if !self.dry_run {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             remove_if_exists(&flat)?;
+            // Made 0600 first, so the copy of the appliance (and its
+            // secrets) that qemu-img writes there, and the box packed from
+            // it, are the owner's only: qemu-img keeps an existing file's mode.
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&flat)
+                .with_context(|| format!("creating {}", flat.display()))?;
         }
         let qemu_img = tools::find("qemu-img").unwrap_or_else(|| PathBuf::from("qemu-img"));
         let cmd = Cmd::new(qemu_img)

@@ -178,7 +178,7 @@ pub fn add_to_catalog_with_checksum(
     text.push('\n');
     // A *.partial temp name, like the box's: a run killed here leaves
     // nothing the next lock holder does not remove.
-    let tmp = Staged::beside(&path, true)?;
+    let tmp = Staged::beside(&path)?;
     tmp.file()
         .write_all(text.as_bytes())
         .with_context(|| format!("writing {}", tmp.path().display()))?;

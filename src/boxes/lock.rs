@@ -5,7 +5,6 @@
 //! [`BoxDirLock::acquire`] removes those. The holder passes the lock down to
 //! what it calls, which writes there only with it.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::Result;
@@ -36,34 +35,12 @@ impl BoxDirLock {
 /// Remove hidden `*.partial` files: with the lock held, nothing is writing
 /// them. Failures only warn; they do not stop the run.
 fn remove_stale(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with('.') && name.ends_with(".partial")) {
-            continue;
-        }
-        let path = entry.path();
-        // Regular files only; never follow a symlink out of the directory.
-        let Ok(md) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if !md.is_file() {
-            continue;
-        }
-        match std::fs::remove_file(&path) {
-            Ok(()) => eprintln!(
-                "regbake: removed {} left by an interrupted run ({} freed)",
-                path.display(),
-                indicatif::HumanBytes(md.blocks() * 512)
-            ),
-            Err(e) => eprintln!(
-                "regbake: could not remove the stale {}: {e}",
-                path.display()
-            ),
-        }
+    for (path, bytes) in crate::util::fsx::remove_partials(dir, false) {
+        eprintln!(
+            "regbake: removed {} left by an interrupted run ({} freed)",
+            path.display(),
+            indicatif::HumanBytes(bytes)
+        );
     }
 }
 

@@ -123,6 +123,22 @@ fn json_entry(v: &serde_json::Value) -> Result<Entry> {
     })
 }
 
+/// The mode of a box: whom its disks let read them may read it (a baked
+/// appliance's disk holds its secrets), and its owner may replace it.
+/// 0644 for disks anyone reads, 0600 for owner-only ones.
+fn box_mode(entries: &[Entry]) -> Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut read = 0o444;
+    for e in entries {
+        if let Content::File(path, _) = &e.content {
+            let md =
+                std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+            read &= md.permissions().mode();
+        }
+    }
+    Ok(read | 0o200)
+}
+
 fn write_box(entries: Vec<Entry>, meta: &BoxMeta, lock: &BoxDirLock) -> Result<Packed> {
     meta.check()?;
     let box_dir = lock.dir().to_path_buf();
@@ -130,9 +146,10 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, lock: &BoxDirLock) -> Result<P
     // box the catalog then refuses.
     check_catalog(&box_dir, meta)?;
     let dest = box_dir.join(meta.box_file_name());
+    let mode = box_mode(&entries)?;
     // Hidden, and not named *.box, so a killed pack leaves nothing that looks
-    // like a box.
-    let tmp = Staged::beside(&dest, true)?;
+    // like a box (and 0600 until it is one).
+    let tmp = Staged::beside(&dest)?;
 
     let total: u64 = entries
         .iter()
@@ -159,7 +176,7 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, lock: &BoxDirLock) -> Result<P
     for e in &entries {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(0o644);
+        header.set_mode(mode);
         header.set_mtime(mtime);
         header.set_uid(0);
         header.set_gid(0);
@@ -186,7 +203,7 @@ fn write_box(entries: Vec<Entry>, meta: &BoxMeta, lock: &BoxDirLock) -> Result<P
     let (sha256, size) = hashed.finish();
 
     let compressed = started.elapsed();
-    tmp.commit(0o644, true)
+    tmp.commit(mode, true)
         .with_context(|| format!("moving the box into place at {}", dest.display()))?;
     crate::util::log::debug(&format!(
         "packed {} ({} bytes in, {size} out, {threads} threads): compressed in {:.1}s, on disk in {:.1}s",

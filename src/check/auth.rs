@@ -48,6 +48,7 @@ pub(super) fn bcrypt_costs(hashes: &[SuppliedHash], file: &str, strict: bool) ->
                 check: "bcrypt cost".into(),
                 file: file.to_string(),
                 outcome,
+                like: None,
             }
         })
         .collect()

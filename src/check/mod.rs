@@ -2,7 +2,9 @@
 //! output directory, one line per check.
 
 mod auth;
+mod kickstart;
 mod outcome;
+mod runner;
 mod units;
 
 use std::path::{Path, PathBuf};
@@ -10,11 +12,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::bake::tools::{self, Cmd};
-use crate::out::Global;
+use crate::out::{Global, OutLock};
 use crate::render::Scope;
 use crate::tree::Kind;
 use crate::util::Format;
+pub use kickstart::{kickstart_scripts, shape};
 pub use outcome::{Check, Outcome};
+use runner::{tool, Runner};
 use units::prepare_unit_stubs;
 
 /// `regbake check`
@@ -34,6 +38,10 @@ pub struct Args {
 /// `regbake check`: render, then check what the config supplied as is
 /// and everything rendered.
 pub fn command(g: &Global, args: &Args) -> Result<()> {
+    // Ctrl-C or SIGTERM stops the checks (and the running validator), and
+    // the scratch copies of secrets are removed on the way out. Before the
+    // lock, so they also end a wait for it.
+    crate::util::interrupt::catch_interrupts();
     let lock = crate::out::lock(&g.out)?;
     let (app, _) =
         crate::out::render_to(g, Scope::All, crate::bake::packer::installed_version, &lock)?;
@@ -42,86 +50,7 @@ pub fn command(g: &Global, args: &Args) -> Result<()> {
         &format!("overlay{}", app.registry.htpasswd_path),
         args.strict,
     );
-    run(&g.out, args, supplied)
-}
-
-/// A validator program and the Debian/PyPI package that provides it.
-fn tool(name: &str) -> std::result::Result<PathBuf, String> {
-    let package = match name {
-        "ksvalidator" => "pip install pykickstart",
-        "visudo" => "apt-get install sudo",
-        "sshd" => "apt-get install openssh-server",
-        "shellcheck" => "apt-get install shellcheck",
-        "systemd-analyze" => "apt-get install systemd",
-        "bash" => "apt-get install bash",
-        "vagrant" => "apt-get install vagrant",
-        "packer" => "apt-get install packer",
-        _ => "install it",
-    };
-    tools::find(name).ok_or_else(|| format!("{name} not installed ({package})"))
-}
-
-struct Runner<'a> {
-    out: &'a Path,
-    strict: bool,
-    checks: Vec<Check>,
-}
-
-impl Runner<'_> {
-    fn rel(&self, p: &Path) -> String {
-        p.strip_prefix(self.out).unwrap_or(p).display().to_string()
-    }
-
-    /// Run `cmd` built from the tool path; pass when it exits 0 (and, when
-    /// strict and `quiet_when_ok`, prints nothing).
-    fn run(
-        &mut self,
-        check: &str,
-        file: &Path,
-        program: &str,
-        quiet_when_ok: bool,
-        build: impl FnOnce(PathBuf) -> Cmd,
-    ) {
-        let outcome = match tool(program) {
-            Err(why) => Outcome::Skipped(why),
-            Ok(path) => match tools::capture(&build(path)) {
-                Err(e) => Outcome::Failed(format!("{e:#}")),
-                Ok(c) if !c.success => Outcome::Failed(format!("{}: {}", c.status, c.message())),
-                Ok(c)
-                    if self.strict
-                        && quiet_when_ok
-                        && !(c.stderr.trim().is_empty() && c.stdout.trim().is_empty()) =>
-                {
-                    Outcome::Failed(format!("warnings (strict): {}", c.message()))
-                }
-                Ok(_) => Outcome::Passed,
-            },
-        };
-        self.push(check, file, outcome);
-    }
-
-    fn push(&mut self, check: &str, file: &Path, outcome: Outcome) {
-        let file = self.rel(file);
-        self.checks.push(Check {
-            check: check.to_string(),
-            file,
-            outcome,
-        });
-    }
-}
-
-impl Runner<'_> {
-    /// `bash -n` and `shellcheck` on `script`, reported as `shown`.
-    fn shell(&mut self, shown: &Path, script: &Path) {
-        let s = script.to_path_buf();
-        self.run("bash -n", shown, "bash", false, |t| {
-            Cmd::new(t).arg("-n").arg(s)
-        });
-        let (s, strict) = (script.to_path_buf(), self.strict);
-        self.run("shellcheck", shown, "shellcheck", false, |t| {
-            shellcheck(t, strict).arg(s)
-        });
-    }
+    run(&g.out, &lock, args, supplied)
 }
 
 /// `packer validate` of the template directory. Packer 1.7 and later refuse
@@ -138,7 +67,8 @@ fn packer_validate(r: &mut Runner, dir: &Path) {
             &crate::bake::packer::packer_cmd(&packer)
                 .arg("validate")
                 .args(extra)
-                .arg(dir),
+                .arg(dir)
+                .env("TMPDIR", r.tmp),
         )
     };
     let full = match validate(&[]) {
@@ -208,37 +138,11 @@ fn rendered_files(out: &Path) -> Result<Vec<(String, Kind)>> {
     Ok(found)
 }
 
-/// The shell scripts inside the kickstart's `%pre`/`%post … %end`
-/// sections, in order, each with a name for its scratch file
-/// (`pre`, `post`, `post2`, …).
-pub fn kickstart_scripts(ks: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = vec![];
-    let mut lines = ks.lines();
-    while let Some(line) = lines.next() {
-        let Some(kind) = ["%pre", "%post"]
-            .into_iter()
-            .find(|k| line.split_whitespace().next() == Some(*k))
-        else {
-            continue;
-        };
-        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "%end").collect();
-        let kind = &kind[1..];
-        let n = out.iter().filter(|(k, _)| k.starts_with(kind)).count();
-        let name = if n == 0 {
-            kind.to_string()
-        } else {
-            format!("{kind}{}", n + 1)
-        };
-        out.push((name, format!("#!/bin/bash\n{}\n", body.join("\n"))));
-    }
-    out
-}
-
 /// Run every check over `out` after the `first` ones; prints the results
 /// and fails on any failure (and on any skip when `require_all`).
-pub fn run(out: &Path, opts: &Args, first: Vec<Check>) -> Result<()> {
+pub fn run(out: &Path, lock: &OutLock, opts: &Args, first: Vec<Check>) -> Result<()> {
     let mut checks = first;
-    checks.extend(run_checks(out, opts.strict)?);
+    checks.extend(run_checks(out, lock, opts.strict)?);
     if opts.format == Format::Json {
         println!(
             "{}",
@@ -247,7 +151,10 @@ pub fn run(out: &Path, opts: &Args, first: Vec<Check>) -> Result<()> {
     } else {
         for c in &checks {
             match &c.outcome {
-                Outcome::Passed => println!("passed   {:<16} {}", c.check, c.file),
+                Outcome::Passed => match &c.like {
+                    Some(like) => println!("passed   {:<16} {} (like {like})", c.check, c.file),
+                    None => println!("passed   {:<16} {}", c.check, c.file),
+                },
                 Outcome::Warning(m) | Outcome::Failed(m) => {
                     let tag = if matches!(c.outcome, Outcome::Warning(_)) {
                         "warning"
@@ -277,6 +184,9 @@ pub fn run(out: &Path, opts: &Args, first: Vec<Check>) -> Result<()> {
         .count();
     let passed = checks.len() - failed - skipped - warned;
     if !(opts.format == Format::Json) {
+        if let Some(line) = hosts_summary(&checks) {
+            println!("{line}");
+        }
         println!("{passed} passed, {warned} warned, {failed} failed, {skipped} skipped");
     }
     if failed > 0 {
@@ -288,19 +198,45 @@ pub fn run(out: &Path, opts: &Args, first: Vec<Check>) -> Result<()> {
     Ok(())
 }
 
-pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
+/// What the per-host kickstarts got, when there are any: how many were
+/// validated in full (one per shape) and how many checked for structure.
+fn hosts_summary(checks: &[Check]) -> Option<String> {
+    let hosts: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.check == kickstart::STRUCTURE)
+        .collect();
+    if hosts.is_empty() {
+        return None;
+    }
+    let like = hosts.iter().filter(|c| c.like.is_some()).count();
+    let full = hosts
+        .iter()
+        .filter(|c| c.like.is_none() && c.outcome == Outcome::Passed)
+        .count();
+    Some(format!(
+        "{} per-host kickstarts: {full} validated in full (one per shape: ksvalidator, \
+         bash -n, shellcheck), {like} checked for structure and found of the same shape \
+         as one of those",
+        hosts.len()
+    ))
+}
+
+/// Every check over `out`, whose lock the caller holds: copies of
+/// rendered files the validators need (scripts cut out of kickstarts,
+/// units next to stubs, which may hold secrets) go to a private scratch
+/// dir inside `out`, removed at the end, on an error or interrupt, and by
+/// the next run if this one is killed.
+pub fn run_checks(out: &Path, lock: &OutLock, strict: bool) -> Result<Vec<Check>> {
     let out = &out
         .canonicalize()
         .with_context(|| format!("finding {}", out.display()))?;
     let overlay = out.join("overlay");
-    let scratch = tempfile::Builder::new()
-        .prefix("regbake-check-")
-        .tempdir()
-        .context("creating a scratch dir")?;
+    let scratch = lock.scratch_dir()?;
     let mut r = Runner {
         out,
         strict,
         checks: vec![],
+        tmp: scratch.path(),
     };
 
     // What regbake rendered, by kind (see `tree::Kind`). In kickstart/ only
@@ -314,16 +250,25 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
             .map(|(rel, _)| out.join(rel))
             .collect()
     };
+    // The per-host ones (HOST.ks) by shape.
+    let mut hosts = vec![];
     for ks in of(Kind::Kickstart) {
+        crate::util::interrupt::check()?;
         let name = ks
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let in_ksdir = ks.parent() == Some(&out.join("kickstart"));
-        if !in_ksdir || recorded.as_ref().is_none_or(|r| r.contains(&name)) {
-            check_kickstart(&mut r, &ks, scratch.path())?;
+        if in_ksdir && recorded.as_ref().is_some_and(|r| !r.contains(&name)) {
+            continue;
+        }
+        if in_ksdir && name.ends_with(".ks") {
+            hosts.push(ks);
+        } else {
+            kickstart::check_kickstart(&mut r, &ks, scratch.path())?;
         }
     }
+    kickstart::check_hosts(&mut r, &hosts, scratch.path())?;
 
     for f in of(Kind::Sudoers) {
         let f2 = f.clone();
@@ -336,7 +281,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
     for sshd_config in of(Kind::SshdConfig) {
         let key = scratch.path().join("ssh_host_ed25519_key");
         let pair = crate::model::secrets::generate_ssh_key("regbake-check")?;
-        write_private(&key, pair.private_openssh.as_bytes())?;
+        crate::util::fsx::write_private(&key, pair.private_openssh.as_bytes())?;
         // sshd -t refuses to run without it; harmless to create.
         let _ = std::fs::create_dir_all("/run/sshd");
         let cfg = sshd_config.clone();
@@ -362,7 +307,7 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
             let copy = stub.dir.join(unit.file_name().context("unit file name")?);
             let text = std::fs::read_to_string(unit)
                 .with_context(|| format!("reading {}", unit.display()))?;
-            std::fs::write(&copy, stub.rewrite(&text)).context("writing a unit copy")?;
+            crate::util::fsx::write_private(&copy, stub.rewrite(&text).as_bytes())?;
             copies.push(copy);
         }
         for (unit, copy) in units.iter().zip(copies) {
@@ -412,45 +357,9 @@ pub fn run_checks(out: &Path, strict: bool) -> Result<Vec<Check>> {
     for script in other_scripts {
         r.shell(&script, &script);
     }
-
+    // An interrupted run reports nothing: what it skipped did not fail.
+    crate::util::interrupt::check()?;
     Ok(r.checks)
-}
-
-/// `ksvalidator`, then `bash -n` and shellcheck on each of its %pre/%post
-/// scripts (shown as `ks.cfg:%pre`, `ks.cfg:%post`, …).
-fn check_kickstart(r: &mut Runner<'_>, ks: &Path, scratch: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(ks).with_context(|| format!("reading {}", ks.display()))?;
-    let k = ks.to_path_buf();
-    let version = ks_version(&text);
-    r.run("ksvalidator", ks, "ksvalidator", false, |t| {
-        Cmd::new(t).args(["-v", version]).arg(k)
-    });
-    let name = ks
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = ks
-        .parent()
-        .map(|p| p.to_string_lossy().replace('/', "_"))
-        .unwrap_or_default();
-    for (kind, script) in kickstart_scripts(&text) {
-        // Two kickstarts may share a file name (kickstart/ and packer/http/).
-        let p = scratch.join(format!("{dir}_{name}.{kind}.sh"));
-        std::fs::write(&p, script).context("writing a kickstart script")?;
-        r.shell(&ks.with_file_name(format!("{name}:%{kind}")), &p);
-    }
-    Ok(())
-}
-
-/// The pykickstart handler a kickstart names on its first line
-/// (`#version=RHEL9`), as anaconda reads it; RHEL7 when it names none.
-fn ks_version(text: &str) -> &str {
-    text.lines()
-        .next()
-        .and_then(|l| l.strip_prefix("#version="))
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric()))
-        .unwrap_or("RHEL7")
 }
 
 /// `vagrant validate` in the Vagrantfile's own directory (it finds the
@@ -463,7 +372,7 @@ fn check_vagrantfile(r: &mut Runner<'_>, vagrantfile: &Path, scratch: &Path) -> 
         .parent()
         .context("the Vagrantfile has a directory")?;
     let home = scratch.join("vagrant-home");
-    std::fs::create_dir_all(&home).context("creating a VAGRANT_HOME")?;
+    crate::util::fsx::create_dir(&home, 0o700)?;
     let text = std::fs::read_to_string(&vagrantfile)
         .with_context(|| format!("reading {}", vagrantfile.display()))?;
     if text.contains("config.vm.provider 'libvirt'") {
@@ -472,6 +381,7 @@ fn check_vagrantfile(r: &mut Runner<'_>, vagrantfile: &Path, scratch: &Path) -> 
                 &Cmd::new(v)
                     .args(["plugin", "list"])
                     .env("VAGRANT_HOME", &home)
+                    .env("TMPDIR", r.tmp)
                     .dir(dir),
             )?;
             if !plugins.stdout.contains("vagrant-libvirt") {
@@ -514,14 +424,14 @@ fn check_box_vagrantfile(r: &mut Runner<'_>, vagrantfile: &Path, scratch: &Path)
         return Ok(());
     }
     let project = scratch.join("box-project");
-    std::fs::create_dir_all(&project).context("creating a Vagrant project dir")?;
-    std::fs::write(
-        project.join("Vagrantfile"),
-        format!("Vagrant.configure('2') {{ |config| config.vm.box = 'regbake-check' }}\n{text}"),
-    )
-    .context("writing the box Vagrantfile copy")?;
+    crate::util::fsx::create_dir(&project, 0o700)?;
+    crate::util::fsx::write_private(
+        &project.join("Vagrantfile"),
+        format!("Vagrant.configure('2') {{ |config| config.vm.box = 'regbake-check' }}\n{text}")
+            .as_bytes(),
+    )?;
     let home = scratch.join("vagrant-home");
-    std::fs::create_dir_all(&home).context("creating a VAGRANT_HOME")?;
+    crate::util::fsx::create_dir(&home, 0o700)?;
     r.run("vagrant validate", &vagrantfile, "vagrant", false, |t| {
         Cmd::new(t)
             .arg("validate")
@@ -530,51 +440,4 @@ fn check_box_vagrantfile(r: &mut Runner<'_>, vagrantfile: &Path, scratch: &Path)
             .dir(&project)
     });
     Ok(())
-}
-
-fn shellcheck(tool: PathBuf, strict: bool) -> Cmd {
-    Cmd::new(tool).args([
-        "--shell=bash",
-        if strict {
-            "--severity=style"
-        } else {
-            "--severity=warning"
-        },
-    ])
-}
-
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(data)
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scripts_are_extracted_in_order() {
-        let ks = "text\n%pre --erroronfail\necho a\n%end\n%packages\n@core\n%end\n\
-                  %post --log=/x\necho hi\n%end\n%post\necho b\n%end\n%postfix\n";
-        let got = kickstart_scripts(ks);
-        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["pre", "post", "post2"]);
-        assert_eq!(got[1].1, "#!/bin/bash\necho hi\n");
-    }
-
-    #[test]
-    fn ksvalidator_gets_the_version_the_kickstart_names() {
-        assert_eq!(ks_version("#version=RHEL9\ntext\n"), "RHEL9");
-        assert_eq!(ks_version("#version=RHEL10\n"), "RHEL10");
-        assert_eq!(ks_version("text\n#version=RHEL9\n"), "RHEL7");
-        assert_eq!(ks_version("#version=RHEL9; rm -rf /\n"), "RHEL7");
-    }
 }

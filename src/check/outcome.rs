@@ -20,4 +20,8 @@ pub struct Check {
     pub file: String,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// The file whose full validation this one stands on: a per-host
+    /// kickstart of the same shape (see `check::shape`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub like: Option<String>,
 }

@@ -31,26 +31,30 @@ impl UnitStubs {
 pub(super) fn prepare_unit_stubs(scratch: &Path, overlay: &Path) -> Result<UnitStubs> {
     use std::os::unix::fs::PermissionsExt;
     let dir = scratch.join("units");
-    std::fs::create_dir_all(&dir).context("creating the unit stub dir")?;
+    crate::util::fsx::create_dir(&dir, 0o700)?;
     let docker = scratch.join("docker-stub");
-    std::fs::write(&docker, "#!/bin/sh\nexit 0\n").context("writing the docker stub")?;
-    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755))
+    crate::util::fsx::write_private(&docker, b"#!/bin/sh\nexit 0\n")?;
+    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o700))
         .context("chmod the docker stub")?;
-    std::fs::write(
-        dir.join("docker.service"),
+    crate::util::fsx::write_private(
+        &dir.join("docker.service"),
         format!(
             "[Unit]\nDescription=stub docker.service for regbake check\n\n[Service]\nExecStart={}\n",
             docker.display()
-        ),
-    )
-    .context("writing the docker.service stub")?;
+        )
+        .as_bytes(),
+    )?;
     let dropins = overlay.join("etc/systemd/system/docker.service.d");
     if dropins.is_dir() {
         let dest = dir.join("docker.service.d");
-        std::fs::create_dir_all(&dest).context("creating the drop-in dir")?;
+        crate::util::fsx::create_dir(&dest, 0o700)?;
         for f in files_under(&dropins)? {
-            std::fs::copy(&f, dest.join(f.file_name().context("drop-in name")?))
-                .context("copying a drop-in")?;
+            // Drop-ins may carry proxy credentials: owner-only copies.
+            let data = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+            crate::util::fsx::write_private(
+                &dest.join(f.file_name().context("drop-in name")?),
+                &data,
+            )?;
         }
     }
     Ok(UnitStubs {

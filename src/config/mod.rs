@@ -71,19 +71,47 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// The most a config may hold (one is a few KiB).
+const MAX_CONFIG: u64 = 1 << 20;
+
+/// The text of an input file given by `flag`: a FIFO, a device or a file
+/// over `max` bytes is bad input (exit 2, saying what was `expected`), and
+/// refused at once, before anything waits on it or reads it all; other
+/// errors (missing, unreadable, not UTF-8) are "reading `what` PATH".
+pub(crate) fn read_input(
+    path: &Path,
+    max: u64,
+    flag: &str,
+    expected: &str,
+    what: &str,
+) -> anyhow::Result<String> {
+    match crate::util::fsx::read_text(path, max) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(ConfigError::Usage {
+            flag: flag.to_string(),
+            message: format!("{}: {e}; expected {expected}", path.display()),
+        }
+        .into()),
+        Err(e) => Err(e).with_context(|| format!("reading {what} {}", path.display())),
+    }
+}
+
 /// Load the config: an explicit path must exist; without one, `./regbake.toml`
 /// is used when present, else the embedded defaults.
 pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Config, Source)> {
+    const CONFIG: &str = "a regbake.toml (a regular file of at most 1 MiB)";
     let (text, source) = match explicit {
         Some(p) => (
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading config {}", p.display()))?,
+            read_input(p, MAX_CONFIG, "-c/--config", CONFIG, "config")?,
             Source::File(p.to_path_buf()),
         ),
-        None if Path::new("regbake.toml").exists() => (
-            std::fs::read_to_string("regbake.toml").context("reading config regbake.toml")?,
-            Source::File(PathBuf::from("regbake.toml")),
-        ),
+        None if Path::new("regbake.toml").exists() => {
+            let p = Path::new("regbake.toml");
+            (
+                read_input(p, MAX_CONFIG, "-c/--config", CONFIG, "config")?,
+                Source::File(p.to_path_buf()),
+            )
+        }
         None => (DEFAULT_TOML.to_string(), Source::Embedded),
     };
     let config = parse(&text)?;

@@ -43,6 +43,10 @@ pub struct Args {
 
 pub fn run(opts: &Global, ko: &Args) -> Result<()> {
     let started = Instant::now();
+    // Ctrl-C or SIGTERM stops a fleet render between hosts, and the staged
+    // files (full kickstarts) are removed on the way out. Before the lock,
+    // so they also end a wait for it.
+    crate::util::interrupt::catch_interrupts();
     let lock = crate::out::lock(&opts.out)?;
     let kickstarts = match &ko.inventory {
         None => {
@@ -95,6 +99,10 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
     };
     // Serving only reads what is in memory.
     drop(lock);
+    if ko.serve.is_some() {
+        // A stop asked for while writing ends the run before serving.
+        crate::util::interrupt::check()?;
+    }
     match &ko.serve {
         Some(addr) => server::serve(addr, serve::Site::new(kickstarts)),
         None => Ok(()),
@@ -176,6 +184,7 @@ pub fn render_fleet(
 ) -> Result<Vec<Kickstart>> {
     let started = Instant::now();
     validate_hosts(base, inv)?;
+    crate::util::interrupt::check()?;
     crate::util::log::debug(&format!(
         "validated {} hosts in {} ms",
         inv.hosts.len(),
@@ -225,30 +234,32 @@ pub fn render_fleet(
     let mut kickstarts = Vec::with_capacity(if keep { inv.hosts.len() } else { 0 });
     let mut first = Some(first);
     let dir = w.kickstarts()?.dir().to_path_buf();
-    for hosts in inv.hosts.chunks(CHUNK) {
-        let mut apps = Vec::with_capacity(hosts.len());
-        for h in hosts {
-            apps.push(match first.take() {
-                Some(app) => app,
-                None => resolve_host(&config_of(h), h, &mut store)?,
-            });
-        }
-        let jobs: Vec<(&Host, Appliance)> = hosts.iter().zip(apps).collect();
-        let done = render_all(&jobs, &dir, oemdrv, keep)?;
-        let plan = w.kickstarts()?;
-        for ((h, _), staged) in jobs.iter().zip(done) {
-            for (name, file) in staged.files {
-                plan.add_staged(&name, file, 0o600);
-            }
-            if let Some(ks) = staged.kept {
-                kickstarts.push(Kickstart {
-                    host: Some(h.name.clone()),
-                    mac: h.overrides.text("mac").map(str::to_string),
-                    data: ks.into(),
+    // A chunk renders on the other threads while this one resolves the
+    // next: resolving (one secret store) is the part that cannot be shared.
+    std::thread::scope(|s| -> Result<()> {
+        let mut rendering = None;
+        for hosts in inv.hosts.chunks(CHUNK) {
+            crate::util::interrupt::check()?;
+            let mut jobs = Vec::with_capacity(hosts.len());
+            for h in hosts {
+                jobs.push(match first.take() {
+                    Some(app) => app,
+                    None => resolve_host(&config_of(h), h, &mut store)?,
                 });
             }
+            if let Some((hosts, job)) = rendering.take() {
+                record(hosts, join(job)?, w, &mut kickstarts)?;
+            }
+            let dir = &dir;
+            let job = s.spawn(move || render_all(hosts, &jobs, dir, oemdrv, keep));
+            rendering = Some((hosts, job));
         }
-    }
+        if let Some((hosts, job)) = rendering.take() {
+            record(hosts, join(job)?, w, &mut kickstarts)?;
+        }
+        Ok(())
+    })?;
+    crate::util::interrupt::check()?;
     let mut state = Tree::default();
     store.write_into(&mut state);
     for (rel, e) in &state.files {
@@ -264,15 +275,47 @@ struct Staged {
     kept: Option<Vec<u8>>,
 }
 
+fn join<T>(job: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    job.join()
+        .map_err(|_| anyhow::anyhow!("a render thread panicked"))?
+}
+
+/// What `hosts` rendered, into the plan of `out/kickstart` (and the
+/// kickstarts to serve).
+fn record(
+    hosts: &[Host],
+    done: Vec<Staged>,
+    w: &mut Writer,
+    kickstarts: &mut Vec<Kickstart>,
+) -> Result<()> {
+    let plan = w.kickstarts()?;
+    for (h, staged) in hosts.iter().zip(done) {
+        for (name, file) in staged.files {
+            plan.add_staged(&name, file, 0o600);
+        }
+        if let Some(ks) = staged.kept {
+            kickstarts.push(Kickstart {
+                host: Some(h.name.clone()),
+                mac: h.overrides.text("mac").map(str::to_string),
+                data: ks.into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Render the hosts' kickstarts (and images) and stage them in `dir`, on
 /// every core, each exactly as `regbake kickstart` renders one appliance.
 fn render_all(
-    apps: &[(&Host, Appliance)],
+    hosts: &[Host],
+    apps: &[Appliance],
     dir: &Path,
     oemdrv: bool,
     keep: bool,
 ) -> Result<Vec<Staged>> {
-    let one = |(h, app): &(&Host, Appliance)| -> Result<Staged> {
+    let apps: Vec<(&Host, &Appliance)> = hosts.iter().zip(apps).collect();
+    let one = |(h, app): &(&Host, &Appliance)| -> Result<Staged> {
+        crate::util::interrupt::check()?;
         let mut tree = render::render(app, Scope::Kickstart)?;
         let ks = tree
             .files
@@ -308,10 +351,7 @@ fn render_all(
             .collect();
         let mut all = Vec::with_capacity(apps.len());
         for h in handles {
-            all.extend(
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("a render thread panicked"))??,
-            );
+            all.extend(join(h)?);
         }
         Ok(all)
     })

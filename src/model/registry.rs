@@ -249,6 +249,9 @@ fn key_matches(
     }
 }
 
+/// The longest password bcrypt reads whole, in bytes.
+const BCRYPT_MAX: usize = 72;
+
 /// htpasswd lines; users given by env var reuse their stored hash while it
 /// still matches and has the configured cost, so re-renders are stable, a
 /// changed cost takes effect, and the plain text is never kept.
@@ -269,6 +272,20 @@ fn htpasswd(c: &Config, store: &SecretStore) -> Result<Option<String>> {
         let hash = if u.password_hash.is_empty() {
             let field = format!("registry.auth.users[{i}].password_env");
             let password = env_secret(&field, &u.password_env)?;
+            // bcrypt reads 72 bytes and ignores the rest (Go's, which the
+            // registry uses, refuses to hash more): a new password that
+            // differs only after byte 72 would silently be the old one.
+            if password.len() > BCRYPT_MAX {
+                return Err(problem(
+                    &field,
+                    &u.password_env,
+                    format!(
+                        "environment variable {} holds {} bytes; bcrypt (the only hash the registry accepts) reads the first {BCRYPT_MAX} and ignores the rest, so a password changed after byte {BCRYPT_MAX} would not change: use at most {BCRYPT_MAX} bytes",
+                        u.password_env,
+                        password.len()
+                    ),
+                ));
+            }
             match previous.iter().find(|(n, _)| *n == u.name) {
                 // The cheap test first: a hash of another cost is not verified.
                 Some((_, h))

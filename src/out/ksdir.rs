@@ -242,7 +242,7 @@ pub fn stage(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<Option<fs
     if same_file(&path, data, mode) {
         return Ok(None);
     }
-    let mut staged = fsx::Staged::beside(&path, false)?;
+    let mut staged = fsx::Staged::beside(&path)?;
     staged
         .write_all(data)
         .with_context(|| format!("writing {}", staged.path().display()))?;

@@ -13,18 +13,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::ksdir;
-use super::lock::OutLock;
+use super::lock::{OutLock, OLD, STAGING};
 use crate::tree::{Entry, Tree};
 use crate::util::fsx::{self, Staged};
 
 /// Directories of `out/` that hold state kept across renders; they are
 /// written file by file and never swapped out.
 const STATE_DIRS: &[&str] = &["secrets", "ssh"];
-
-/// The hidden dirs of a write in progress; any left by a killed run are
-/// removed by the next holder of `out`'s lock.
-const STAGING: &str = ".regbake-staging-";
-const OLD: &str = ".regbake-old-";
 
 /// Write the tree into `out` as the single-appliance render.
 pub fn write(tree: &Tree, out: &Path, lock: &OutLock) -> Result<()> {
@@ -59,7 +54,6 @@ impl Writer {
     /// Start a write of `out`, whose lock the caller holds.
     pub fn new(out: &Path, owner: ksdir::Owner, _lock: &OutLock) -> Result<Self> {
         fsx::create_dir(out, 0o755)?;
-        remove_stale(out);
         // 0700: staged families hold the appliance's secrets.
         let staging = tempfile::Builder::new()
             .prefix(STAGING)
@@ -110,7 +104,7 @@ impl Writer {
         // State directories hold private keys: 0700 all the way down.
         let dir = path.parent().context("file path has a parent")?;
         fsx::create_dir(dir, 0o700)?;
-        let mut staged = Staged::beside(&path, false)?;
+        let mut staged = Staged::beside(&path)?;
         staged
             .write_all(&e.data)
             .with_context(|| format!("writing {}", staged.path().display()))?;
@@ -205,39 +199,4 @@ fn swap_in(out: &Path, staging: &Path, families: &BTreeSet<String>) -> Result<()
         placed.push(f);
     }
     Ok(())
-}
-
-/// Remove the staging and old dirs a killed run left in `out` (they may hold
-/// secrets), and those older regbakes left beside `out`.
-fn remove_stale(out: &Path) {
-    let mut dirs = vec![out.to_path_buf()];
-    match out.parent() {
-        Some(p) if p.as_os_str().is_empty() => dirs.push(PathBuf::from(".")),
-        Some(p) => dirs.push(p.to_path_buf()),
-        None => {}
-    }
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let ours = name.starts_with(STAGING) || name.starts_with(OLD);
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if ours && is_dir {
-                let path = entry.path();
-                match std::fs::remove_dir_all(&path) {
-                    Ok(()) => crate::util::log::note(&format!(
-                        "removed {} left by an interrupted run",
-                        path.display()
-                    )),
-                    Err(e) => crate::util::log::note(&format!(
-                        "could not remove {} left by an interrupted run: {e}",
-                        path.display()
-                    )),
-                }
-            }
-        }
-    }
 }

@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(value_parser = UrlParser)]
     pub url: url::Url,
     /// Trust only this CA certificate (PEM) for https
-    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure", value_parser = parse_ca)]
     pub ca: Option<PathBuf>,
     /// Do not verify the TLS certificate (throwaway test registries only)
     #[arg(long)]
@@ -122,6 +122,22 @@ pub fn parse_repo(s: &str) -> std::result::Result<String, String> {
         Ok(s.to_string())
     } else {
         Err("expected lowercase [a-z0-9] components joined by '.', '_', '__' or '-', separated by '/'".into())
+    }
+}
+
+/// The most a `--ca` file may hold: a CA bundle, not a disk image.
+const MAX_CA: u64 = 1 << 20;
+
+/// clap value parser for `--ca`: a regular file of at most 1 MiB, looked at
+/// without blocking (a FIFO is refused at once, `/dev/zero` never read). A
+/// missing or unreadable file is said when it is read, as before.
+fn parse_ca(s: &str) -> std::result::Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    match crate::util::fsx::open_regular(&path, MAX_CA) {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(format!(
+            "{e}; expected a PEM CA certificate file of at most 1 MiB"
+        )),
+        _ => Ok(path),
     }
 }
 

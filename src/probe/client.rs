@@ -35,10 +35,12 @@ impl Client {
     pub(super) fn new(opts: &Args) -> Result<Self> {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(ca) = &opts.ca {
-            let pem =
-                std::fs::read(ca).with_context(|| format!("reading --ca {}", ca.display()))?;
+            // Checked by the argument parser too; read bounded anyway (the
+            // file may have been swapped since).
+            let pem = crate::util::fsx::read_text(ca, 1 << 20)
+                .with_context(|| format!("reading --ca {}", ca.display()))?;
             let mut certs = vec![];
-            for item in ureq::tls::parse_pem(&pem) {
+            for item in ureq::tls::parse_pem(pem.as_bytes()) {
                 if let ureq::tls::PemItem::Certificate(c) =
                     item.with_context(|| format!("parsing --ca {}", ca.display()))?
                 {

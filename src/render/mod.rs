@@ -3,6 +3,7 @@
 
 pub mod escape;
 pub mod kickstart;
+mod memo;
 pub mod oemdrv;
 pub mod overlay;
 pub mod packer;

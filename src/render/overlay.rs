@@ -2,12 +2,10 @@
 //! single source of truth that all three deliveries install.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, Result};
 use handlebars::Handlebars;
-use sha2::{Digest, Sha256};
 
 use crate::model::{Appliance, CA_ANCHOR, CERTS_DIR};
 use crate::tree::{Entry, Kind, Tree};
@@ -96,23 +94,25 @@ pub fn pack(t: &Tree) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// One file's tar entry, gzipped; made once per content.
+/// One file's tar entry, gzipped; made once per content. Found by its path
+/// and mode, then its content compared byte for byte (a fleet's hosts share
+/// most files; comparing is far cheaper than hashing every file of every
+/// host, and cannot mistake one content for another).
 fn member(path: &str, e: &Entry) -> Result<Arc<Vec<u8>>> {
-    type Members = HashMap<[u8; 32], Arc<Vec<u8>>>;
+    /// The contents last packed at a path, newest last.
+    type Members = HashMap<(String, u32), Vec<(Arc<Vec<u8>>, Arc<Vec<u8>>)>>;
+    /// Contents kept per path: the fleet's shared one and a few per-host ones.
+    const PER_PATH: usize = 4;
     static CACHE: Mutex<Option<Members>> = Mutex::new(None);
-    let mut key = Sha256::new();
-    key.update(path.as_bytes());
-    key.update([0]);
-    key.update(e.mode.to_be_bytes());
-    key.update(&e.data);
-    let key: [u8; 32] = key.finalize().into();
+    let key = (path.to_string(), e.mode);
     if let Some(m) = CACHE
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .as_ref()
         .and_then(|c| c.get(&key))
+        .and_then(|v| v.iter().find(|(data, _)| data[..] == e.data[..]))
     {
-        return Ok(Arc::clone(m));
+        return Ok(Arc::clone(&m.1));
     }
     let mut tar = tar::Builder::new(Vec::new());
     tar.mode(tar::HeaderMode::Deterministic);
@@ -131,21 +131,59 @@ fn member(path: &str, e: &Entry) -> Result<Arc<Vec<u8>>> {
     let m = Arc::new(gzip(&entry)?);
     let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
     let cache = cache.get_or_insert_with(HashMap::new);
-    // Bounded: a fleet's shared files stay, per-host ones come and go.
+    // Bounded: a path's shared content is found first and stays; per-host
+    // ones come and go.
     if cache.len() > 4096 {
         cache.clear();
     }
-    cache.insert(key, Arc::clone(&m));
+    let kept = cache.entry(key).or_default();
+    if kept.len() >= PER_PATH {
+        kept.remove(1);
+    }
+    kept.push((Arc::new(e.data.clone()), Arc::clone(&m)));
     Ok(m)
 }
 
-/// One gzip member, without a timestamp.
+/// One gzip member (RFC 1952) without a timestamp, as flate2's `GzBuilder`
+/// writes it at the fast level; the deflate state is reused per thread (a
+/// new one costs more than compressing a small file).
 fn gzip(data: &[u8]) -> Result<Vec<u8>> {
-    let mut gz = flate2::GzBuilder::new()
-        .mtime(0)
+    use flate2::{Compress, Compression, FlushCompress, Status};
+    thread_local! {
         // Fast: a fleet render packs one overlay per host; the level barely
         // changes the size of these small text files.
-        .write(Vec::new(), flate2::Compression::fast());
-    gz.write_all(data).context("compressing the overlay")?;
-    gz.finish().context("finishing gzip")
+        static DEFLATE: std::cell::RefCell<Compress> =
+            std::cell::RefCell::new(Compress::new(Compression::fast(), false));
+    }
+    // Magic, deflate, no flags, mtime 0, XFL 4 (fastest), OS unknown.
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
+    DEFLATE.with(|d| -> Result<()> {
+        let mut d = d.borrow_mut();
+        d.reset();
+        // As GzEncoder feeds it: the input first, then the end (zlib may
+        // pick other blocks for input that comes with the end at once).
+        while usize::try_from(d.total_in()).context("compressing the overlay")? < data.len() {
+            out.reserve(data.len() / 2 + 64);
+            let read = usize::try_from(d.total_in()).context("compressing the overlay")?;
+            d.compress_vec(&data[read..], &mut out, FlushCompress::None)
+                .context("compressing the overlay")?;
+        }
+        loop {
+            out.reserve(data.len() / 2 + 64);
+            let read = usize::try_from(d.total_in()).context("compressing the overlay")?;
+            match d
+                .compress_vec(&data[read..], &mut out, FlushCompress::Finish)
+                .context("compressing the overlay")?
+            {
+                Status::StreamEnd => return Ok(()),
+                Status::Ok | Status::BufError => {}
+            }
+        }
+    })?;
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    Ok(out)
 }

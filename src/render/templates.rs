@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use handlebars::Handlebars;
 
 use super::escape;
@@ -49,11 +49,9 @@ pub(crate) fn render_dir(
     names.sort();
     let mut out = vec![];
     for name in names {
-        let text = hb
-            .render_with_context(name, ctx)
-            .with_context(|| format!("rendering {name}"))?;
+        let text = super::memo::render(hb, name, ctx)?;
         if !text.is_empty() {
-            out.push((name[prefix.len()..].to_string(), text));
+            out.push((name[prefix.len()..].to_string(), text.to_string()));
         }
     }
     Ok(out)

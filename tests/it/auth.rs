@@ -173,3 +173,40 @@ fn check_warns_about_a_costly_supplied_hash() {
     assert!(msg.starts_with("warnings (strict): "), "{msg}");
     assert_eq!(o.code, 1);
 }
+
+/// Issue 18 §22: bcrypt reads 72 bytes of a password; a longer one is
+/// refused (naming the field and variable, never the password), so that
+/// changing a password after byte 72 cannot silently keep the old one.
+#[test]
+fn passwords_past_bcrypts_72_bytes_are_refused() {
+    let long = "p".repeat(72);
+    let t = Test::new()
+        .config(&config("", ENV_USER))
+        .env("BOB_PW", &long)
+        .args(&["render"]);
+    t.success();
+    let hash = t
+        .read(HTPASSWD)
+        .lines()
+        .find_map(|l| l.strip_prefix("bob:"))
+        .expect("bob")
+        .to_string();
+    assert!(bcrypt::verify(&long, &hash).expect("verify"));
+    // The rotation that bcrypt would not see.
+    let rotated = format!("{long}-rotated");
+    let t = t
+        .config(&config("", ENV_USER))
+        .env("BOB_PW", &rotated)
+        .args(&["render"]);
+    let o = t.failure(2);
+    assert!(
+        o.stderr
+            .contains("registry.auth.users[0].password_env = \"BOB_PW\""),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("holds 80 bytes"), "{}", o.stderr);
+    assert!(o.stderr.contains("at most 72 bytes"), "{}", o.stderr);
+    assert!(!o.stderr.contains(&rotated), "the password was printed");
+    assert!(t.read(HTPASSWD).contains(&hash), "the old hash is kept");
+}

@@ -530,6 +530,53 @@ fn ctrl_c_stops_the_pack_and_removes_its_temp_file() {
     assert_nothing_changed(&t, &catalog_before, &boxes_before);
 }
 
+/// A box holds what its disks hold (a baked appliance: its TLS key, http
+/// secret, htpasswd): it is readable by whom the disks are, so an
+/// owner-only disk gives an owner-only box, inside the tar too (issue 18 §8).
+#[test]
+fn a_box_is_as_private_as_its_disk() {
+    use std::os::unix::fs::PermissionsExt;
+    if !require_tool("qemu-img") {
+        return;
+    }
+    let t = Test::new();
+    for (disk, mode, version, want) in [
+        ("private.qcow2", 0o600, "1.0.0", 0o600),
+        ("group.qcow2", 0o640, "1.0.1", 0o640),
+        ("public.qcow2", 0o644, "1.0.2", 0o644),
+    ] {
+        qcow2(&t, disk, "1M");
+        std::fs::set_permissions(t.path().join(disk), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+        pack(
+            &t,
+            &[
+                "--provider",
+                "libvirt",
+                "--disk",
+                disk,
+                "--version",
+                version,
+            ],
+        );
+        let name = format!("out/box/regbake-registry-{version}-libvirt.box");
+        assert_eq!(t.mode(&name), want, "{disk}");
+        let listing = ok(&t, "tar", &["tvzf", &name]).stdout;
+        let perms = if want == 0o644 {
+            "-rw-r--r--"
+        } else if want == 0o640 {
+            "-rw-r-----"
+        } else {
+            "-rw-------"
+        };
+        for line in listing.lines() {
+            assert!(line.starts_with(perms), "{disk}: {line}");
+        }
+    }
+    // The catalog holds no secret.
+    assert_eq!(t.mode(CATALOG), 0o644);
+}
+
 #[test]
 fn missing_disk_is_a_usage_error() {
     let t = Test::new().args(&[

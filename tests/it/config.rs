@@ -472,3 +472,137 @@ fn a_refused_config_runs_no_program() {
         );
     }
 }
+
+/// Issue 18 §18: the metrics port is bound only with metrics on, so with
+/// them off the registry may take the default metrics port (5001); on, the
+/// two must differ.
+#[test]
+fn metrics_port_collides_only_with_metrics_on() {
+    let t = Test::new()
+        .config(&format!(
+            "version = 1\n[user]\nssh_keys = [\"{KEY}\"]\n[registry]\nport = 5001\n"
+        ))
+        .args(&["render"]);
+    t.success();
+    let unit = t.read("out/overlay/etc/systemd/system/regbake-registry.service");
+    assert!(unit.contains("-p 5001:5001 "), "{unit}");
+    assert!(!unit.contains("127.0.0.1:5001"), "{unit}");
+    rejects(
+        "version = 1\n[registry]\nport = 5001\nmetrics = true\n",
+        "registry.metrics_port",
+        "5001",
+    );
+}
+
+/// A FIFO at `path`, and a guard that, after `after`, keeps opening its
+/// write end (non-blocking, so only while a reader waits) and closing it:
+/// a regbake that still waits on the FIFO then reads an empty file and fails
+/// its test instead of hanging it.
+struct Fifo {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Fifo {
+    fn new(path: &std::path::Path, after: std::time::Duration) -> Fifo {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::sync::atomic::Ordering;
+        let c = std::ffi::CString::new(path.to_str().expect("utf-8")).expect("c string");
+        // SAFETY: mkfifo on a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, path) = (stop.clone(), path.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                if start.elapsed() >= after {
+                    let _ = std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NONBLOCK)
+                        .open(&path);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        Fifo {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Issue 18 §16: `-c`, `--inventory` and `probe --ca` take regular files
+/// of a bounded size, as key files do: a FIFO is refused at once (it
+/// blocked, holding out/.lock for `kickstart`), a device is not read, a
+/// large file is refused; exit 2 naming the option, the path and what is
+/// accepted. A missing file is still an I/O error (exit 1).
+#[test]
+fn config_inventory_and_ca_must_be_small_regular_files() {
+    let mut t = Test::new().config(&format!("version = 1\n[user]\nssh_keys = [\"{KEY}\"]\n"));
+    let _fifo = Fifo::new(&t.path().join("fifo"), std::time::Duration::from_secs(10));
+    std::fs::write(t.path().join("big.toml"), "#".repeat((1 << 20) + 1)).expect("write");
+    let started = std::time::Instant::now();
+    for (args, said) in [
+        (
+            &["-c", "fifo", "render"][..],
+            "-c/--config: fifo: a FIFO, not a regular file; expected a regbake.toml (a regular file of at most 1 MiB)",
+        ),
+        (
+            &["-c", "/dev/null", "render"],
+            "-c/--config: /dev/null: a device, not a regular file",
+        ),
+        (
+            &["-c", "big.toml", "render"],
+            "-c/--config: big.toml: larger than 1 MiB; expected a regbake.toml",
+        ),
+        (
+            &["kickstart", "--inventory", "fifo"],
+            "--inventory: fifo: a FIFO, not a regular file; expected an Ansible INI inventory (a regular file of at most 128 MiB)",
+        ),
+        (
+            &["kickstart", "--inventory", "/dev/null"],
+            "--inventory: /dev/null: a device, not a regular file",
+        ),
+        (
+            &["probe", "https://127.0.0.1:9/", "--ca", "fifo"],
+            "'--ca <PEM>': a FIFO, not a regular file; expected a PEM CA certificate file of at most 1 MiB",
+        ),
+        (
+            &["probe", "https://127.0.0.1:9/", "--ca", "big.toml"],
+            "'--ca <PEM>': larger than 1 MiB",
+        ),
+    ] {
+        t = t.args(args);
+        let o = t.failure(2);
+        assert!(o.stderr.contains(said), "{args:?}: {}", o.stderr);
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "waited on the FIFO"
+    );
+    assert!(!t.path().join("out/kickstart").exists());
+    let t = t.args(&["-c", "missing.toml", "render"]);
+    let o = t.failure(1);
+    assert!(
+        o.stderr.contains("reading config missing.toml"),
+        "{}",
+        o.stderr
+    );
+    let o = t
+        .args(&["probe", "https://127.0.0.1:9/", "--ca", "missing.pem"])
+        .failure(1);
+    assert!(
+        o.stderr.contains("reading --ca missing.pem"),
+        "{}",
+        o.stderr
+    );
+}

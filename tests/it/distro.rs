@@ -488,7 +488,9 @@ fn each_new_distro_passes_check() {
 }
 
 /// The fleet: each host's kickstart of an inventory is the distro's, and
-/// `regbake check` validates it with the distro's ksvalidator version.
+/// `regbake check` validates it with the distro's ksvalidator version (the
+/// two hosts have kickstarts of two shapes, static and DHCP, so check
+/// validates both in full).
 #[test]
 fn fleet_kickstarts_follow_the_distro() {
     let t = Test::new()

@@ -502,3 +502,53 @@ fn serve_answers_a_machine_with_40_nics() {
     let refs: Vec<&str> = many.iter().map(String::as_str).collect();
     assert_eq!(server.get("/ks.cfg", &refs).0, 431);
 }
+
+/// Issue 18 §15: 50,000 nested groups overflowed the stack (exit 134).
+/// They are read without recursion, and the vars of the nesting reach the
+/// host with Ansible's precedence (a deeper group wins).
+#[test]
+fn fifty_thousand_nested_groups_are_read() {
+    const DEPTH: usize = 50_000;
+    let mut inv = String::from("[g0]\nh1\n");
+    for i in 1..DEPTH {
+        inv.push_str(&format!("[g{i}:children]\ng{}\n", i - 1));
+    }
+    inv.push_str(&format!(
+        "[g{}:vars]\ndisk=vdb\ndata_size_gb=123\n[g1:vars]\ndisk=vdc\n",
+        DEPTH - 1
+    ));
+    let t = Test::new()
+        .file("hosts.ini", &inv)
+        .args(&["kickstart", "--inventory", "hosts.ini"]);
+    let o = t.success();
+    assert!(o.stdout.contains("rendered 1 kickstarts"), "{}", o.stdout);
+    let ks = t.read("out/kickstart/h1.ks");
+    assert!(ks.contains("ignoredisk --only-use=vdc\n"), "{ks}");
+    // 123 GiB in MiB.
+    assert!(
+        ks.contains("--name=data --fstype=xfs --size=125952\n"),
+        "{ks}"
+    );
+}
+
+/// Issue 18 §19: beside `regbake_ip`, a playbook's own `ip` (and
+/// `gateway`) may hold anything: regbake reads only the prefixed ones.
+#[test]
+fn regbake_prefixed_vars_leave_the_bare_names_to_the_playbook() {
+    let t = Test::new()
+        .file(
+            "hosts.ini",
+            "[registries]\n\
+             reg1 regbake_ip=192.0.2.11/24 regbake_gateway=192.0.2.1 ip=eth1 gateway=via-bastion\n\
+             reg2 ip=10.0.0.0/8\n",
+        )
+        .args(&["kickstart", "--inventory", "hosts.ini"]);
+    t.success();
+    let ks = t.read("out/kickstart/reg1.ks");
+    assert!(
+        ks.contains("--ip=192.0.2.11 --netmask=255.255.255.0 --gateway=192.0.2.1 "),
+        "{ks}"
+    );
+    let ks = t.read("out/kickstart/reg2.ks");
+    assert!(ks.contains("network --bootproto=dhcp "), "{ks}");
+}

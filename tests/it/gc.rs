@@ -334,3 +334,38 @@ fn schedule_reaches_the_timer_and_disabled_gc_ships_nothing() {
     let firstboot = t.read("out/overlay/usr/local/sbin/regbake-firstboot");
     assert!(!firstboot.contains("regbake-gc"), "{firstboot}");
 }
+
+/// Issue 18 §12: schedules systemd refuses (a repeat past its part's end:
+/// the timer would not load, and first boot stops under `set -e`) or that
+/// never fire (impossible dates) are refused with the field named, and
+/// nothing is written.
+#[test]
+fn schedules_systemd_refuses_or_never_fires_are_refused() {
+    for schedule in [
+        "*:0/60",
+        "0/24:00",
+        "*-*-1/31 00:00",
+        "*-1/12-01 00:00",
+        "*-*-31/1 00:00",
+        "2030/1000-01-01 00:00",
+        "*-02-30 00:00",
+        "*-04-31 00:00",
+        "02-30 00:00",
+    ] {
+        let t = Test::new()
+            .config(&format!(
+                "version = 1\n[registry.gc]\nschedule = \"{schedule}\"\n"
+            ))
+            .args(&["render"]);
+        let o = t.failure(2);
+        assert!(
+            o.stderr.contains(&format!(
+                "- registry.gc.schedule = \"{schedule}\": expected"
+            )),
+            "{schedule}: {}",
+            o.stderr
+        );
+        assert!(o.stderr.contains("on a date that occurs"), "{}", o.stderr);
+        assert!(!t.path().join("out").exists());
+    }
+}

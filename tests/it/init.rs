@@ -360,3 +360,57 @@ fn init_documents_each_distro_and_each_works() {
         });
     }
 }
+
+/// `init --force` replaces the file atomically (issue 18 §11): a write that
+/// fails part-way (here a file size limit, RLIMIT_FSIZE, as a full disk
+/// would) leaves the old config whole and no fragment of the new one;
+/// a good one keeps the old file's mode, and writes through a symlink.
+#[test]
+fn init_force_is_all_or_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let t = Test::new().file("regbake.toml", "version = 1\n# mine\n");
+    let config = t.path().join("regbake.toml");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let mut cmd = Command::new(crate::common::BIN);
+    cmd.args(["init", "--force"])
+        .current_dir(t.path())
+        .env("HOME", t.path().join("home"));
+    // SAFETY: only setrlimit(2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 4096,
+                rlim_max: 4096,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &raw const limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().expect("run regbake");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    assert_eq!(t.read("regbake.toml"), "version = 1\n# mine\n");
+    let mut names: Vec<String> = std::fs::read_dir(t.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["bin", "home", "regbake.toml"]);
+
+    let t = t.args(&["init", "--force"]);
+    t.success();
+    assert!(t.read("regbake.toml").contains("version = 1"));
+    assert_ne!(t.read("regbake.toml"), "version = 1\n# mine\n");
+    assert_eq!(t.mode("regbake.toml"), 0o640);
+
+    let t = t.file("real.toml", "# mine\n");
+    std::os::unix::fs::symlink("real.toml", t.path().join("link.toml")).expect("symlink");
+    let t = t.args(&["-c", "link.toml", "init", "--force"]);
+    t.success();
+    assert!(t.path().join("link.toml").is_symlink());
+    assert_eq!(t.read("real.toml"), t.read("regbake.toml"));
+}

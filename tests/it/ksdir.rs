@@ -84,19 +84,32 @@ fn render_and_inventory_keep_each_others_kickstarts() {
         assert_eq!(t.mode(&format!("out/kickstart/{f}")), 0o600, "{f}");
     }
 
-    // `regbake check` renders once more and validates every kickstart there.
+    // `regbake check` renders once more and validates every kickstart there
+    // (reg3 by its shape, which is reg1's: both static with a gateway).
     let o = check_all(t.args(&[]));
     for f in ["ks.cfg", "reg1.ks", "reg2.ks", "reg3.ks"] {
         assert!(
-            !require_tool("ksvalidator")
-                || o.stdout
-                    .lines()
-                    .any(|l| l.starts_with("passed   ksvalidator")
-                        && l.ends_with(&format!("kickstart/{f}"))),
+            !require_tool("ksvalidator") || validated(&o.stdout, f),
             "no passed ksvalidator line for {f}:\n{}",
             o.stdout
         );
     }
+    assert!(
+        o.stdout
+            .contains("passed   ks structure     kickstart/reg3.ks (like kickstart/reg1.ks)"),
+        "{}",
+        o.stdout
+    );
+}
+
+/// Whether `stdout` of `regbake check` says that kickstart `f` passed
+/// ksvalidator, or is of the same shape as one that did.
+fn validated(stdout: &str, f: &str) -> bool {
+    let file = format!(" kickstart/{f}");
+    stdout.lines().any(|l| {
+        (l.starts_with("passed   ksvalidator") && l.ends_with(&file))
+            || (l.starts_with("passed   ks structure") && l.contains(&format!("{file} (like ")))
+    })
 }
 
 #[test]
@@ -154,11 +167,7 @@ fn a_dropped_host_loses_its_files_and_user_files_survive() {
     let o = check_all(t.args(&[]));
     for f in ["ks.cfg", "reg1.ks", "reg2.ks"] {
         assert!(
-            !require_tool("ksvalidator")
-                || o.stdout
-                    .lines()
-                    .any(|l| l.starts_with("passed   ksvalidator")
-                        && l.ends_with(&format!("kickstart/{f}"))),
+            !require_tool("ksvalidator") || validated(&o.stdout, f),
             "no passed ksvalidator line for {f}:\n{}",
             o.stdout
         );
@@ -247,4 +256,102 @@ fn a_failed_run_leaves_kickstart_byte_identical() {
             "{args:?} changed out/kickstart"
         );
     }
+}
+
+/// `regbake check` over a fleet (issue 18 §24): per-host kickstarts are
+/// grouped by shape (the kickstart less host values: names, addresses,
+/// MACs, disks, and the embedded overlay); the first of each shape gets
+/// ksvalidator, bash -n and shellcheck, the others a structural check
+/// that puts them in its shape; the output says which and how many. A
+/// kickstart whose script differs is a shape of its own; a cut one fails.
+#[test]
+fn check_validates_one_kickstart_per_shape() {
+    for tool in ["ksvalidator", "shellcheck"] {
+        if !require_tool(tool) {
+            return;
+        }
+    }
+    let mut inv = String::from("[statics]\n");
+    for i in 1..=8 {
+        inv.push_str(&format!(
+            "s{i} ip=192.0.2.{i}/24 gateway=192.0.2.254 mac=52:54:00:00:00:0{i}\n"
+        ));
+    }
+    inv.push_str("[dhcp]\nd1 ip=dhcp\nd2 ip=dhcp\nd3 ip=dhcp\n[disk]\nx1 ip=dhcp disk=sda\n");
+    let t = Test::new()
+        .config(
+            "version = 1\n[user]\nssh_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101CMrByUTqJB3xXQmJd8eW t@t\"]\n\
+             [registry.tls]\nmode = \"generate\"\n",
+        )
+        .file("hosts.ini", &inv)
+        .args(&["kickstart", "--inventory", "hosts.ini"]);
+    t.success();
+    let t = t.args(&["check"]);
+    let o = t.success();
+    let host_lines = |check: &str| -> Vec<String> {
+        o.stdout
+            .lines()
+            .filter(|l| l.starts_with(&format!("passed   {check:<16} kickstart/")))
+            .filter(|l| !l.contains("ks.cfg"))
+            .map(str::to_string)
+            .collect()
+    };
+    // One full validation per shape: s1, d1, x1.
+    let full: Vec<String> = host_lines("ksvalidator")
+        .iter()
+        .map(|l| l.rsplit('/').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(full, ["d1.ks", "s1.ks", "x1.ks"], "{}", o.stdout);
+    let like = host_lines("ks structure");
+    assert_eq!(like.len(), 12, "{}", o.stdout);
+    for h in ["s2", "s8"] {
+        let line = format!("kickstart/{h}.ks (like kickstart/s1.ks)");
+        assert!(like.iter().any(|l| l.ends_with(&line)), "{h}: {like:?}");
+    }
+    assert!(
+        like.iter()
+            .any(|l| l.ends_with("kickstart/d3.ks (like kickstart/d1.ks)")),
+        "{like:?}"
+    );
+    assert!(
+        o.stdout
+            .contains("12 per-host kickstarts: 3 validated in full (one per shape"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("9 checked for structure"), "{}", o.stdout);
+
+    // A script line changed: its own shape, validated in full; a kickstart
+    // cut in its overlay: a failed structure check naming why.
+    let ks = |h: &str| t.path().join(format!("out/kickstart/{h}.ks"));
+    let text = std::fs::read_to_string(ks("s5")).expect("s5.ks");
+    let changed = text.replacen("%post", "%post\necho changed by hand", 1);
+    assert_ne!(changed, text);
+    std::fs::write(ks("s5"), changed).expect("write");
+    let text = std::fs::read_to_string(ks("d2")).expect("d2.ks");
+    std::fs::write(ks("d2"), &text[..text.len() / 2]).expect("write");
+    let o = t.args(&["check", "--format", "json"]).run();
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let checks: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+    let checks = checks.as_array().expect("array");
+    let of = |file: &str, check: &str| {
+        checks
+            .iter()
+            .find(|c| c["file"] == file && c["check"] == check)
+            .unwrap_or_else(|| panic!("no {check} of {file}: {checks:?}"))
+    };
+    assert_eq!(of("kickstart/s5.ks", "ksvalidator")["status"], "passed");
+    assert!(of("kickstart/s5.ks", "ks structure").get("like").is_none());
+    assert_eq!(
+        of("kickstart/s6.ks", "ks structure")["like"],
+        "kickstart/s1.ks"
+    );
+    let cut = of("kickstart/d2.ks", "ks structure");
+    assert_eq!(cut["status"], "failed", "{cut}");
+    assert!(
+        cut["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("is not closed")),
+        "{cut}"
+    );
 }

@@ -136,6 +136,27 @@ fn multipath(root: &Path, dm: &str, wwid: &str, paths: &[&str]) {
     symlink(format!("../../{dm}"), id).expect("symlink");
 }
 
+/// What anaconda then parses: `ks` with the partitioning %pre wrote
+/// included, accepted by ksvalidator.
+fn ksvalidate_with_partitioning(ks: &str, part: &str, dir: &Path) {
+    if !require_tool("ksvalidator") {
+        return;
+    }
+    let f = dir.join("full.ks");
+    std::fs::write(&f, ks.replace("%include /tmp/regbake-disk.ks\n", part)).expect("write");
+    let out = Command::new("ksvalidator")
+        .args(["-v", "RHEL7"])
+        .arg(&f)
+        .output()
+        .expect("ksvalidator");
+    assert!(
+        out.status.success(),
+        "ksvalidator: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 struct Run {
     ok: bool,
     stderr: String,
@@ -231,23 +252,7 @@ fn auto_disk_picks_the_one_local_disk_and_never_the_installer_s() {
     assert!(part.contains("reqpart\n"), "{part}");
     assert!(!part.contains("sdb") && !part.contains("sdc") && !part.contains("sdd"));
 
-    // What anaconda then parses: the kickstart with the partitioning included.
-    if require_tool("ksvalidator") {
-        let full = ks.replace("%include /tmp/regbake-disk.ks\n", &part);
-        let f = m.path().join("full.ks");
-        std::fs::write(&f, full).expect("write");
-        let out = Command::new("ksvalidator")
-            .args(["-v", "RHEL7"])
-            .arg(&f)
-            .output()
-            .expect("ksvalidator");
-        assert!(
-            out.status.success(),
-            "ksvalidator: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    ksvalidate_with_partitioning(&ks, &part, m.path());
 
     // An NVMe server installed from a DVD: the NVMe disk.
     let m = tempfile::tempdir().expect("tempdir");
@@ -407,17 +412,7 @@ fn auto_disk_counts_a_multipath_lun_once() {
     );
     assert!(part.contains(&format!("--ondisk={name}\n")), "{part}");
     assert!(!part.contains("sdb") && !part.contains("sdc"), "{part}");
-    if require_tool("ksvalidator") {
-        let full = ks.replace("%include /tmp/regbake-disk.ks\n", &part);
-        let f = m.path().join("full.ks");
-        std::fs::write(&f, full).expect("write");
-        let out = Command::new("ksvalidator")
-            .args(["-v", "RHEL7"])
-            .arg(&f)
-            .output()
-            .expect("ksvalidator");
-        assert!(out.status.success(), "ksvalidator: {out:?}");
-    }
+    ksvalidate_with_partitioning(&ks, &part, m.path());
 
     // A path in use by the installer makes the whole LUN in use.
     let m = tempfile::tempdir().expect("tempdir");

@@ -12,6 +12,7 @@ mod fleet;
 mod gc;
 mod golden;
 mod init;
+mod interrupted;
 mod ksdir;
 mod ksdisk;
 mod layers;

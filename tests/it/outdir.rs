@@ -115,24 +115,38 @@ fn a_failed_render_leaves_the_previous_output() {
     }
 }
 
-/// Staging and old dirs left by a killed run (in `out/`, and beside it
-/// where older regbakes staged) are removed by the next run.
+/// Staging, old and scratch dirs and `.partial` temp files left by a
+/// killed run in `out/` are removed by the next run; a staging dir beside
+/// `out/` is not this out's (the parent may be another out dir, with a
+/// render going on), so it stays.
 #[test]
 fn leftovers_of_a_killed_run_are_removed() {
     let t = Test::new().config(TLS);
     for d in [
         "out/.regbake-staging-abc/overlay/opt/docker/certs",
         "out/.regbake-old-def/overlay",
+        "out/.regbake-scratch-jkl",
+        "out/kickstart",
+        "out/secrets/tls/hosts",
+        "out/ssh",
         ".regbake-staging-ghi/overlay",
     ] {
         std::fs::create_dir_all(t.path().join(d)).expect("mkdir");
     }
-    std::fs::write(
-        t.path()
-            .join("out/.regbake-staging-abc/overlay/opt/docker/certs/registry.key"),
-        "secret",
-    )
-    .expect("write");
+    for f in [
+        "out/.regbake-staging-abc/overlay/opt/docker/certs/registry.key",
+        "out/.regbake-scratch-jkl/out_kickstart_ks.cfg.post.sh",
+        "out/kickstart/.reg1.ks.a1B2c3.partial",
+        "out/secrets/.http_secret.x9Y8z7.partial",
+        "out/secrets/tls/hosts/.reg1.key.q1W2e3.partial",
+        "out/ssh/.id_ed25519.r4T5y6.partial",
+    ] {
+        std::fs::write(t.path().join(f), "secret").expect("write");
+    }
+    // Not regbake's temp files: a user's, and a link out of the directory.
+    std::fs::write(t.path().join("out/kickstart/notes.partial"), "mine").expect("write");
+    std::os::unix::fs::symlink("/etc/hostname", t.path().join("out/ssh/.link.partial"))
+        .expect("symlink");
     let t = t.args(&["render"]);
     let o = t.success();
     assert!(
@@ -143,9 +157,56 @@ fn leftovers_of_a_killed_run_are_removed() {
     for d in [
         "out/.regbake-staging-abc",
         "out/.regbake-old-def",
-        ".regbake-staging-ghi",
+        "out/.regbake-scratch-jkl",
+        "out/kickstart/.reg1.ks.a1B2c3.partial",
+        "out/secrets/.http_secret.x9Y8z7.partial",
+        "out/secrets/tls/hosts/.reg1.key.q1W2e3.partial",
+        "out/ssh/.id_ed25519.r4T5y6.partial",
     ] {
         assert!(!t.path().join(d).exists(), "{d} is still there");
+    }
+    for kept in [
+        ".regbake-staging-ghi/overlay",
+        "out/kickstart/notes.partial",
+        "out/ssh/.link.partial",
+    ] {
+        assert!(
+            t.path().join(kept).symlink_metadata().is_ok(),
+            "{kept} was removed"
+        );
+    }
+}
+
+/// Nested out dirs (issue 18 §9): a render of `o/sub` leaves alone the
+/// staging dir of a render of `o` going on at the same time (it holds
+/// `o/.lock`; here the test does). Before, the stale-dir cleanup of `o/sub`
+/// also looked in its parent and removed it, and `o`'s render lost its
+/// files ("moving o/client into place: No such file or directory").
+#[test]
+fn a_nested_out_leaves_the_outer_renders_staging_alone() {
+    let t = Test::new().config(TLS);
+    let live = t.path().join("o/.regbake-staging-live/overlay");
+    std::fs::create_dir_all(&live).expect("mkdir");
+    std::fs::write(live.join("f"), "staged").expect("write");
+    let lock = File::create(t.path().join("o/.lock")).expect("lock file");
+    lock.lock().expect("lock");
+    let t = t.args(&["-o", "o/sub", "render"]);
+    t.success();
+    assert_eq!(t.read("o/.regbake-staging-live/overlay/f"), "staged");
+    assert!(t.path().join("o/sub/overlay").is_dir());
+    lock.unlock().expect("unlock");
+    // And the real thing: renders of both at once, a few times.
+    for round in 0..4 {
+        let outer = render_in(t.path(), "o");
+        let inner = render_in(t.path(), "o/sub");
+        for (name, c) in [("o", outer), ("o/sub", inner)] {
+            let o = c.wait_with_output().expect("wait");
+            assert!(
+                o.status.success(),
+                "round {round}, {name}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
     }
 }
 

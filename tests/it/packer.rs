@@ -450,6 +450,8 @@ fn build_shows_phases_catalogs_and_imports_the_box() {
     // Packer wrote the box under a hidden temp name; it was moved into place.
     let boxes = t.path().join("out/box");
     assert!(boxes.join("regbake-registry-1.0.0-libvirt.box").is_file());
+    // It holds the appliance with its secrets (issue 18 §8).
+    assert_eq!(t.mode("out/box/regbake-registry-1.0.0-libvirt.box"), 0o600);
     assert!(!boxes
         .join(".regbake-registry-1.0.0-libvirt.box.partial")
         .exists());

@@ -127,7 +127,9 @@ fn check_reports_a_broken_file() {
     // would repair it), through the library's check entry point via JSON.
     let sudoers = t.path().join("out/overlay/etc/sudoers.d/ansible");
     std::fs::write(&sudoers, "ansible ALL=(ALL) NOPASSWD ALL\n").expect("write");
-    let checks = regbake::check::run_checks(&t.path().join("out"), false).expect("checks");
+    let out = t.path().join("out");
+    let lock = regbake::out::lock(&out).expect("lock");
+    let checks = regbake::check::run_checks(&out, &lock, false).expect("checks");
     let visudo = checks
         .iter()
         .find(|c| c.check == "visudo")

@@ -339,6 +339,11 @@ fn virtualbox_bake_runs_the_steps_in_order() {
         .path()
         .join("out/box/regbake-registry-1.0.0-virtualbox.box")
         .is_file());
+    // It holds the appliance with its secrets (issue 18 §8).
+    assert_eq!(
+        t.mode("out/box/regbake-registry-1.0.0-virtualbox.box"),
+        0o600
+    );
     assert!(!t
         .path()
         .join("out/box/.regbake-registry-1.0.0-virtualbox.box.partial")
@@ -375,6 +380,8 @@ fn libvirt_bake_packs_the_flattened_disk() {
         .path()
         .join("out/box/regbake-registry-1.0.0-libvirt.box")
         .is_file());
+    // It holds the appliance with its secrets (issue 18 §8).
+    assert_eq!(t.mode("out/box/regbake-registry-1.0.0-libvirt.box"), 0o600);
     assert!(!t
         .path()
         .join("out/box/.regbake-registry-disk.qcow2.partial")

@@ -291,10 +291,19 @@ pub(crate) fn is_disk(s: &str) -> bool {
 }
 
 /// udev names a partition's by-id and by-path links after its disk's, with
-/// `-partN` appended.
+/// `-partN` appended; device-mapper's partitions, logical volumes and
+/// encrypted volumes, and LVM's physical volumes, have their own prefixes.
 fn is_partition_link(name: &str) -> bool {
     name.rsplit_once("-part")
         .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        || [
+            "dm-uuid-part",
+            "dm-uuid-LVM-",
+            "dm-uuid-CRYPT-",
+            "lvm-pv-uuid-",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// The kernel names a partition after its disk: `sda` → `sda1`, and with a
@@ -304,10 +313,12 @@ fn is_partition_name(s: &str) -> bool {
     if base.len() == s.len() {
         return false;
     }
-    let lettered = ["sd", "vd", "xvd", "hd"].iter().any(|family| {
-        base.strip_prefix(family)
-            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase()))
-    });
+    let lettered = ["sd", "vd", "xvd", "hd", "dasd", "emcpower"]
+        .iter()
+        .any(|family| {
+            base.strip_prefix(family)
+                .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase()))
+        });
     let numbered = base
         .strip_suffix('p')
         .is_some_and(|d| d.ends_with(|c: char| c.is_ascii_digit()));

@@ -159,6 +159,8 @@ fn disks_are_whole_disks() {
         "nvme0n1",
         "mmcblk0",
         "md126",
+        "dasda",
+        "emcpowera",
         "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4",
         "/dev/disk/by-id/dm-uuid-mpath-3600508b400105e210000900000490000",
         "/dev/disk/by-path/pci-0000:00:1f.2-ata-1",
@@ -186,6 +188,12 @@ fn disks_are_whole_disks() {
         "/dev/disk/by-label/data",
         "/dev/disk/by-id/../../sda",
         "/dev/sda",
+        "dasda1",
+        "emcpowera1",
+        "/dev/disk/by-id/dm-uuid-part1-mpath-3600508b400105e210000900000490000",
+        "/dev/disk/by-id/dm-uuid-LVM-abc",
+        "/dev/disk/by-id/dm-uuid-CRYPT-LUKS2-abc",
+        "/dev/disk/by-id/lvm-pv-uuid-abc",
     ] {
         assert!(!is_disk(bad), "{bad}");
     }

@@ -5,7 +5,9 @@
 //! `ansible_port`, role vars) is ignored.
 //!
 //! Which vars are regbake's: [`vars::VARS`], also spelled with a `regbake_` prefix
-//! (for inventories shared with playbooks that use `ip` for something else).
+//! (for inventories shared with playbooks that use `ip` for something else):
+//! once a var is written with the prefix anywhere in an inventory, its bare
+//! name there is the playbook's, never read nor checked.
 //! A var is an error, not ignored, when it looks like a regbake var gone
 //! wrong: any other `regbake_…` name, a known name in other case or with `-`,
 //! a plural, a near miss (edit distance 1 for `gateway`, 2 for `hostname` and
@@ -19,11 +21,11 @@ mod groups;
 mod lex;
 pub mod vars;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use crate::config::{Config, ConfigError};
-use groups::{group_depths, parent_map, Group};
+use groups::{group_depths, host_groups, Group, Merged};
 pub use lex::Var;
 use lex::{
     check_host_name, is_group_name, is_var_name, parse_header, split_words, strip_port, unquote,
@@ -91,6 +93,9 @@ pub struct Host {
     pub overrides: Overrides,
 }
 
+/// The most an inventory may hold: 100,000 hosts take about 10 MiB.
+const MAX_INVENTORY: u64 = 128 << 20;
+
 #[derive(Debug, Clone)]
 pub struct Inventory {
     /// The file as given, for messages.
@@ -101,9 +106,13 @@ pub struct Inventory {
 
 impl Inventory {
     pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading inventory {}", path.display()))?;
+        let text = crate::config::read_input(
+            path,
+            MAX_INVENTORY,
+            "--inventory",
+            "an Ansible INI inventory (a regular file of at most 128 MiB)",
+            "inventory",
+        )?;
         Ok(parse(&path.display().to_string(), &text)?)
     }
 }
@@ -114,6 +123,21 @@ struct HostDecl {
     /// The line that gave the host vars, if any did.
     vars_line: Option<usize>,
     vars: Vec<(String, Var)>,
+}
+
+/// Where a var is written, for messages.
+enum Owner<'a> {
+    Host(&'a str),
+    Group(&'a str),
+}
+
+impl std::fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Host(h) => write!(f, "host {h}"),
+            Owner::Group(g) => write!(f, "[{g}:vars]"),
+        }
+    }
 }
 
 /// Problems by line, reported together.
@@ -298,16 +322,21 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
 
     // Every regbake var is checked where it is written, once.
     let mut typed: HashMap<(usize, String), (&HostVar, Value)> = HashMap::new();
-    let all_vars = hosts
-        .iter()
-        .flat_map(|h| h.vars.iter().map(move |v| (format!("host {}", h.name), v)))
-        .chain(
-            groups
-                .iter()
-                .flat_map(|(g, grp)| grp.vars.iter().map(move |v| (format!("[{g}:vars]"), v))),
-        );
-    for (owner, (key, var)) in all_vars {
-        match classify(key) {
+    let all_vars = || {
+        hosts
+            .iter()
+            .flat_map(|h| h.vars.iter().map(move |v| (Owner::Host(&h.name), v)))
+            .chain(
+                groups
+                    .iter()
+                    .flat_map(|(g, grp)| grp.vars.iter().map(move |v| (Owner::Group(g), v))),
+            )
+    };
+    // A var written `regbake_ip` anywhere leaves every bare `ip` to the
+    // playbooks (README, "Bare metal").
+    let prefixed = vars::Prefixed::of(all_vars().map(|(_, (k, _))| k.as_str()));
+    for (owner, (key, var)) in all_vars() {
+        match classify(key, &prefixed) {
             Class::Ignored => {}
             Class::Known(k) => match k.parse(&var.value) {
                 Ok(o) => {
@@ -330,40 +359,21 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
         Ok(d) => d,
         Err(msg) => {
             p.add(0, msg);
-            BTreeMap::new()
+            HashMap::new()
         }
     };
     // A failed parse stops here: merging half-read vars only adds noise.
     p.into_result()?;
     let mut p = Problems { file, list: vec![] };
 
-    let parents = parent_map(&groups);
+    let listed = host_groups(&groups);
+    let mut merged = Merged::new(&groups, &depth);
     let mut out = Vec::with_capacity(hosts.len());
     for decl in &hosts {
-        let mut member: BTreeSet<&str> = BTreeSet::new();
-        member.insert("all");
-        let mut stack: Vec<&str> = groups
-            .iter()
-            .filter(|(_, g)| g.hosts.contains(&decl.name))
-            .map(|(n, _)| n.as_str())
-            .collect();
-        while let Some(g) = stack.pop() {
-            if member.insert(g) {
-                if let Some(ps) = parents.get(g) {
-                    stack.extend(ps.iter().copied());
-                }
-            }
-        }
-        let mut ordered: Vec<&str> = member.into_iter().collect();
-        ordered.sort_by_key(|g| (depth.get(*g).copied().unwrap_or(0), *g));
-        let mut vars: BTreeMap<String, Var> = BTreeMap::new();
-        for g in ordered {
-            if let Some(grp) = groups.get(g) {
-                for (k, v) in &grp.vars {
-                    vars.insert(k.clone(), v.clone());
-                }
-            }
-        }
+        let in_groups = listed
+            .get(decl.name.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        let mut vars: BTreeMap<String, Var> = (*merged.vars(in_groups)).clone();
         for (k, v) in &decl.vars {
             vars.insert(k.clone(), v.clone());
         }
@@ -435,130 +445,4 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn err(text: &str) -> String {
-        parse("inv.ini", text).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn groups_vars_children_and_precedence() {
-        let inv = parse(
-            "inv.ini",
-            "# fleet\n\
-             [all:vars]\n\
-             dns = 10.0.0.2,10.0.0.3\n\
-             gateway=10.0.0.1\n\
-             [site]\n\
-             [site:children]\n\
-             web\n\
-             [site:vars]\n\
-             disk=vda\n\
-             [web]\n\
-             web1 ansible_host=10.0.0.11 ip=10.0.0.11/24 mac=52-54-00-AA-BB-01 # comment\n\
-             web2:2222 ip=dhcp hostname=\"web2.example.com\" disk='/dev/disk/by-id/wwn-0x5000c500a1b2c3d4'\n\
-             [web:vars]\n\
-             data_size_gb=100\n\
-             ansible_user=ansible\n\
-             role_thing=anything\n",
-        )
-        .unwrap();
-        assert_eq!(inv.hosts.len(), 2);
-        let w1 = &inv.hosts[0];
-        assert_eq!(w1.name, "web1");
-        assert_eq!(w1.line, 11);
-        let o = &w1.overrides;
-        assert_eq!(
-            o.get("ip").map(|a| &a.value),
-            Some(&Value::Ip(Ip::Static("10.0.0.11/24".parse().unwrap())))
-        );
-        assert_eq!(o.text("mac"), Some("52:54:00:aa:bb:01"));
-        assert_eq!(o.text("disk"), Some("vda"));
-        assert_eq!(o.line_of("disk"), Some(9));
-        assert_eq!(
-            o.get("dns").map(|a| &a.value),
-            Some(&Value::List(vec!["10.0.0.2".into(), "10.0.0.3".into()]))
-        );
-        assert_eq!(
-            o.get("data_size_gb").map(|a| &a.value),
-            Some(&Value::Number(100))
-        );
-        assert_eq!(w1.vars["ansible_host"].value, "10.0.0.11");
-        let w2 = &inv.hosts[1].overrides;
-        assert_eq!(inv.hosts[1].name, "web2");
-        assert_eq!(w2.get("ip").map(|a| &a.value), Some(&Value::Ip(Ip::Dhcp)));
-        assert_eq!(w2.text("hostname"), Some("web2.example.com"));
-        assert_eq!(
-            w2.text("disk"),
-            Some("/dev/disk/by-id/wwn-0x5000c500a1b2c3d4")
-        );
-    }
-
-    #[test]
-    fn host_in_two_groups_is_one_host() {
-        let inv = parse("inv.ini", "[a]\nh1 ip=10.0.0.5/24\n[b]\nh1\n").unwrap();
-        assert_eq!(inv.hosts.len(), 1);
-    }
-
-    #[test]
-    fn errors_name_line_and_problem() {
-        assert_eq!(
-            err("[web]\nh1 ip=10.0.0.300/24\n"),
-            "inv.ini:2: host h1: ip=10.0.0.300/24: bad CIDR, expected an IPv4 address with its prefix length such as 192.0.2.10/24, or dhcp"
-        );
-        assert!(
-            err("[web]\nh1 ip=10.0.0.3\n").starts_with("inv.ini:2: host h1: ip=10.0.0.3: bad CIDR")
-        );
-        assert!(err("[web]\nh1\nh1\n").starts_with("inv.ini:3: duplicate host h1"));
-        assert!(
-            err("[a]\nh1 ip=dhcp\n[b]\nh1 disk=sdb\n").starts_with("inv.ini:4: duplicate host h1")
-        );
-        assert!(err("[web\nh1\n").starts_with("inv.ini:1: unterminated section header"));
-        assert!(err("[web:vas]\n").contains("unknown section type"));
-        let e = err("[web]\nh1 gatway=10.0.0.1\n");
-        assert!(
-            e.starts_with("inv.ini:2: host h1: unknown regbake var gatway (did you mean gateway?)"),
-            "{e}"
-        );
-        assert!(err("[web:vars]\nregbake_disks=sda\n").contains(
-            "inv.ini:2: [web:vars]: unknown regbake var regbake_disks (did you mean disk?)"
-        ));
-        assert!(err("[w]\nh1 IP=10.0.0.1/24\n").contains("did you mean ip?"));
-        assert!(err("[w]\nh1 mac_address=52:54:00:00:00:01\n").contains("did you mean mac?"));
-        assert!(err("[w]\nh1 mac=52:54:00:00:00\n")
-            .contains("inv.ini:2: host h1: mac=52:54:00:00:00: bad MAC"));
-        assert!(err("[w]\nh1 data_size_gb=ten\n").contains("whole number"));
-        assert!(err("[w]\nh1 a b\n").contains("expected key=value"));
-        assert!(err("[w]\nh1 x=\"open\n").contains("unterminated \" quote"));
-        assert!(err("[w]\n../x\n").contains("not a safe file name"));
-        assert!(err("[a:children]\nb\n[b:children]\na\n").contains("group cycle"));
-        let two = err("[w]\nh1 mac=52:54:00:00:00:01\nh2 mac=52:54:00:00:00:01 ip=1.2.3.4/8\nh3 ip=1.2.3.4/8\n");
-        assert!(two.starts_with("inv.ini: 2 problems:"), "{two}");
-        assert!(
-            two.contains("inv.ini:3: host h2: mac 52:54:00:00:00:01 is also host h1's (line 2)"),
-            "{two}"
-        );
-        assert!(
-            two.contains("inv.ini:4: host h3: ip 1.2.3.4 is also host h2's (line 3)"),
-            "{two}"
-        );
-        assert_eq!(err("# nothing\n"), "inv.ini: the inventory lists no hosts");
-    }
-
-    #[test]
-    fn plain_ansible_vars_are_ignored() {
-        let inv = parse(
-            "inv.ini",
-            "[w]\nh1 ansible_host=1.2.3.4 ansible_port=2222 ansible_user=a ansible_become=true http_port=80 disk_count=2 ipv6=::1 macro=1\n",
-        )
-        .unwrap();
-        assert_eq!(inv.hosts[0].overrides, Overrides::default());
-    }
-
-    #[test]
-    fn regbake_prefix_is_an_alias() {
-        let inv = parse("inv.ini", "[w]\nh1 regbake_ip=10.1.0.4/16\n").unwrap();
-        assert!(inv.hosts[0].overrides.get("ip").is_some());
-    }
-}
+mod tests;

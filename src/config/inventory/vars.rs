@@ -3,6 +3,8 @@
 //! README's table is checked against it). Everything else about a var
 //! (which line set it, messages, "did you mean") derives from this table.
 
+use std::collections::HashSet;
+
 use ipnet::Ipv4Net;
 
 use crate::config::{parse_mac, Config, NetworkMode};
@@ -206,9 +208,35 @@ pub enum Class {
     Unknown(Option<&'static str>),
 }
 
-pub fn classify(key: &str) -> Class {
+/// The vars an inventory writes with the `regbake_` prefix somewhere (see
+/// [`classify`]).
+pub struct Prefixed(HashSet<&'static str>);
+
+impl Prefixed {
+    pub fn of<'a>(keys: impl Iterator<Item = &'a str>) -> Self {
+        Prefixed(
+            keys.filter_map(|k| k.strip_prefix("regbake_").and_then(var))
+                .map(|v| v.name)
+                .collect(),
+        )
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+}
+
+/// What `key` is to regbake in an inventory that writes the vars in
+/// `prefixed` with the `regbake_` prefix: for those, the bare name (and
+/// any slip of it) is the playbook's, neither read nor checked, on every
+/// host, since a playbook's `ip` may mean anything.
+pub fn classify(key: &str, prefixed: &Prefixed) -> Class {
     if let Some(v) = var(key) {
-        return Class::Known(v);
+        return if prefixed.contains(v.name) {
+            Class::Ignored
+        } else {
+            Class::Known(v)
+        };
     }
     if key.starts_with("ansible_") {
         return Class::Ignored;
@@ -220,6 +248,7 @@ pub fn classify(key: &str) -> Class {
         };
     }
     match closest(key) {
+        Some(k) if prefixed.contains(k) => Class::Ignored,
         Some(k) => Class::Unknown(Some(k)),
         None => Class::Ignored,
     }

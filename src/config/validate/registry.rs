@@ -86,10 +86,12 @@ fn registry_backends(c: &Config, p: &mut Problems) {
         &r.upload_purge_age,
         "expected a duration such as 168h or 30m, or \"\" to keep abandoned uploads",
     );
+    // The port is only bound with metrics on: off, it may be anything in
+    // range (the default 5001 is a fine registry port then).
     p.check(
         (1..=65535).contains(&r.metrics_port)
-            && r.metrics_port != u32::from(r.effective_port())
-            && r.metrics_port != SSH_PORT,
+            && !(r.metrics
+                && (r.metrics_port == u32::from(r.effective_port()) || r.metrics_port == SSH_PORT)),
         "registry.metrics_port",
         &r.metrics_port.to_string(),
         "expected a port number from 1 to 65535 other than the registry port and ssh's 22",

@@ -206,9 +206,42 @@ pub(super) fn collect_on_the_appliance(
         b"pushed after a killed collect\n",
         &format!("docker://{ip}:5000/regbake/killed:v1"),
     );
+    tb.sh("rm -f /run/regbake-test-collecting && systemctl reset-failed regbake-gc.service");
+
+    // A collect stopped by hand (`systemctl stop`): its own cleanup restarts
+    // the registry while the service's stop job is pending, which must not
+    // wait for that job (the registry is ordered before the service).
+    tb.sh("systemctl start --no-block regbake-gc.service");
+    wait_until("the collect to start", Duration::from_secs(120), || {
+        tb.try_sh(
+            "test -e /run/regbake-test-collecting && docker inspect registry-gc >/dev/null 2>&1",
+        )
+        .status
+        .success()
+    });
+    let stopping = Instant::now();
+    tb.sh("systemctl stop regbake-gc.service");
+    let took = stopping.elapsed();
+    let log = journal(tb, "regbake-gc");
+    assert!(
+        took < Duration::from_secs(90),
+        "systemctl stop regbake-gc took {took:?}:\n{log}"
+    );
+    assert!(!log.contains("timed out"), "{log}");
+    tb.sh("! test -e /run/regbake/registry-maintenance.env");
+    assert_eq!(
+        tb.sh("docker ps -a --filter name=registry-gc --format '{{.Names}}'")
+            .trim(),
+        "",
+        "the collect's container outlived its service"
+    );
+    wait_until("the registry writable", Duration::from_secs(60), || {
+        writable(tb)
+    });
+    eprintln!("systemctl stop regbake-gc during a collect took {took:?}");
     tb.sh(
         "rm -f /usr/local/bin/docker /run/regbake-test-collecting && \
-         systemctl reset-failed regbake-gc.service",
+         systemctl reset-failed regbake-gc.service || true",
     );
     eprintln!("garbage collection steps took {:?}", t0.elapsed());
 }

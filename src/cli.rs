@@ -9,7 +9,7 @@ use crate::out::Global;
 #[command(
     name = "regbake",
     version,
-    about = "Bake ready-to-run Docker registry appliances (CentOS 7) from one config file",
+    about = "Bake ready-to-run Docker registry appliances (CentOS 7, Rocky Linux and AlmaLinux 9 and 10) from one config file",
     help_expected = true
 )]
 pub struct Cli {

@@ -53,13 +53,13 @@ impl Tree {
 /// checks it), and the mode it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A CentOS 7 kickstart (`ksvalidator`, and its %pre/%post scripts).
+    /// A kickstart (`ksvalidator`, and its %pre/%post scripts).
     Kickstart,
     /// A bash script (`bash -n`, shellcheck).
     Script,
     /// A sudoers file (`visudo -c`).
     Sudoers,
-    /// sshd's config (`sshd -t`).
+    /// sshd's config, or a drop-in of it (`sshd -t`).
     SshdConfig,
     /// A systemd unit, service or timer (`systemd-analyze verify`).
     Unit,
@@ -91,7 +91,9 @@ impl Kind {
             Kind::Script
         } else if path.starts_with("overlay/etc/sudoers.d/") {
             Kind::Sudoers
-        } else if path == "overlay/etc/ssh/sshd_config" {
+        } else if path == "overlay/etc/ssh/sshd_config"
+            || path.starts_with("overlay/etc/ssh/sshd_config.d/") && name.ends_with(".conf")
+        {
             Kind::SshdConfig
         } else if path.starts_with("overlay/etc/systemd/system/") && path.contains(".service.d/") {
             Kind::DropIn

@@ -285,7 +285,7 @@ fn phase_of(message: &str) -> Option<&'static str> {
         ("Typing the boot command", "typing the boot command"),
         (
             "Waiting for SSH to become available",
-            "installing CentOS (waiting for SSH)",
+            "installing the system (waiting for SSH)",
         ),
         ("Connected to SSH", "connected over SSH"),
         ("overlay.tar.gz", "uploading the overlay"),
@@ -397,7 +397,7 @@ mod tests {
         assert_eq!(
             p.line("190,,ui,say,==> qemu.registry: Waiting for SSH to become available...")
                 .as_deref(),
-            Some("qemu.registry: installing CentOS (waiting for SSH) (+1:30)")
+            Some("qemu.registry: installing the system (waiting for SSH) (+1:30)")
         );
         assert_eq!(
             p.line("191,,ui,message,    qemu.registry: regbake: Retrieving ISO"),

@@ -22,11 +22,12 @@ pub(super) const STRUCTURE: &str = "ks structure";
 /// scripts (shown as `ks.cfg:%pre`, `ks.cfg:%post`, …), whose copies are
 /// written to the private `scratch` dir.
 pub(super) fn check_kickstart(r: &mut Runner<'_>, ks: &Path, scratch: &Path) -> Result<()> {
-    let k = ks.to_path_buf();
-    r.run("ksvalidator", ks, "ksvalidator", false, |t| {
-        Cmd::new(t).args(["-v", "RHEL7"]).arg(k)
-    });
     let text = std::fs::read_to_string(ks).with_context(|| format!("reading {}", ks.display()))?;
+    let k = ks.to_path_buf();
+    let version = ks_version(&text);
+    r.run("ksvalidator", ks, "ksvalidator", false, |t| {
+        Cmd::new(t).args(["-v", version]).arg(k)
+    });
     let name = ks
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -43,6 +44,17 @@ pub(super) fn check_kickstart(r: &mut Runner<'_>, ks: &Path, scratch: &Path) -> 
         r.shell(&ks.with_file_name(format!("{name}:%{kind}")), &p);
     }
     Ok(())
+}
+
+/// The pykickstart handler a kickstart names on its first line
+/// (`#version=RHEL9`), as anaconda reads it; RHEL7 when it names none.
+fn ks_version(text: &str) -> &str {
+    text.lines()
+        .next()
+        .and_then(|l| l.strip_prefix("#version="))
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or("RHEL7")
 }
 
 /// The per-host kickstarts `hosts`: each checked for structure; the first
@@ -263,6 +275,14 @@ mod tests {
         let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["pre", "post", "post2"]);
         assert_eq!(got[1].1, "#!/bin/bash\necho hi\n");
+    }
+
+    #[test]
+    fn ksvalidator_gets_the_version_the_kickstart_names() {
+        assert_eq!(ks_version("#version=RHEL9\ntext\n"), "RHEL9");
+        assert_eq!(ks_version("#version=RHEL10\n"), "RHEL10");
+        assert_eq!(ks_version("text\n#version=RHEL9\n"), "RHEL7");
+        assert_eq!(ks_version("#version=RHEL9; rm -rf /\n"), "RHEL7");
     }
 
     fn host(name: &str, ip: &str, blob: &str) -> String {

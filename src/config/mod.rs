@@ -3,6 +3,7 @@
 
 pub mod boxes;
 mod calendar;
+mod distro;
 mod error;
 mod grammar;
 pub mod inventory;
@@ -53,7 +54,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         path: "(toml)".into(),
         message: e.to_string().trim().to_string(),
     })?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.message().trim().to_string();
@@ -65,7 +66,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             },
             message,
         }
-    })
+    })?;
+    config.fill_distro_defaults();
+    Ok(config)
 }
 
 /// The most a config may hold (one is a few KiB).

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::distro::Distro;
+
 /// `storage.disk`: let the kickstart find the one eligible disk.
 pub const AUTO_DISK: &str = "auto";
 
@@ -52,12 +54,6 @@ impl Default for ApplianceSection {
             timezone: "UTC".into(),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Distro {
-    Centos7,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,20 +132,12 @@ pub struct ProxySection {
     pub no_proxy: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Both "" = the distro's (see [`Config::fill_distro_defaults`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReposSection {
     pub mirror: String,
     pub docker_ce: String,
-}
-
-impl Default for ReposSection {
-    fn default() -> Self {
-        Self {
-            mirror: "https://vault.centos.org/7.9.2009".into(),
-            docker_ce: "https://download.docker.com/linux/centos".into(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -212,7 +200,8 @@ pub struct RegistrySection {
 impl Default for RegistrySection {
     fn default() -> Self {
         Self {
-            image: "registry:2".into(),
+            // The distro's.
+            image: String::new(),
             major: 0,
             port: 0,
             delete: true,
@@ -402,7 +391,8 @@ pub struct VagrantSection {
 impl Default for VagrantSection {
     fn default() -> Self {
         Self {
-            base_box: "centos/7".into(),
+            // The distro's.
+            base_box: String::new(),
             provider: Provider::Virtualbox,
             box_name: "regbake/registry".into(),
             box_version: "1.0.0".into(),
@@ -488,11 +478,9 @@ pub enum RequiredPlugins {
 impl Default for PackerSection {
     fn default() -> Self {
         Self {
-            iso_url:
-                "https://vault.centos.org/7.9.2009/isos/x86_64/CentOS-7-x86_64-Minimal-2009.iso"
-                    .into(),
-            iso_checksum: "sha256:07b94e6b1a0b0260b94c83d6bb76b26bf7a310dc78d7a9c7432809fb9bc6194a"
-                .into(),
+            // The distro's.
+            iso_url: String::new(),
+            iso_checksum: String::new(),
             builders: vec![Builder::Qemu, Builder::VirtualboxIso],
             disk_size_mb: 20480,
             memory: 2048,
@@ -504,6 +492,26 @@ impl Default for PackerSection {
             required_plugins: RequiredPlugins::Auto,
             ssh_timeout: "60m".into(),
         }
+    }
+}
+
+impl Config {
+    /// Fill the settings whose default depends on `appliance.distro` and
+    /// that the config left out or set to "" (the repositories, the
+    /// registry image, the base box, the ISO and its checksum).
+    pub fn fill_distro_defaults(&mut self) {
+        let d = self.appliance.distro;
+        let fill = |v: &mut String, default: String| {
+            if v.is_empty() {
+                *v = default;
+            }
+        };
+        fill(&mut self.repos.mirror, d.mirror());
+        fill(&mut self.repos.docker_ce, d.docker_ce().into());
+        fill(&mut self.registry.image, d.registry_image().into());
+        fill(&mut self.vagrant.base_box, d.base_box().into());
+        fill(&mut self.packer.iso_url, d.iso_url());
+        fill(&mut self.packer.iso_checksum, d.iso_checksum());
     }
 }
 

@@ -2,6 +2,7 @@
 //! from it (paths, URLs, package list, SSH keys, secrets). Templates see only
 //! this, serialized; they never compute anything themselves.
 
+pub mod distro;
 pub mod packer;
 pub mod registry;
 pub mod secrets;
@@ -11,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::{expand_home, Config, ConfigError, NetworkMode, Problem, Sudo};
 use crate::util::log;
+pub use distro::{Repo, Repos};
 pub use packer::Facts;
 use registry::RegistryFiles;
 pub use registry::{Registry, CA_ANCHOR, CERTS_DIR};
@@ -19,23 +21,12 @@ use secrets::{SecretStore, Slot};
 pub const DOCKER: &str = "/usr/bin/docker";
 pub const FIRSTBOOT_MARKER: &str = "/var/lib/regbake/firstboot.done";
 
-/// The packages every appliance needs, with the names CentOS 7 really uses
-/// (the manual's `container_selinux` is `container-selinux`, from extras).
-pub const BASE_PACKAGES: &[&str] = &[
-    "lvm2",
-    "device-mapper-persistent-data",
-    "container-selinux",
-    "libcgroup",
-    "docker-ce",
-    "curl",
-    "firewalld",
-    "policycoreutils-python",
-];
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Appliance {
     pub generator: String,
     pub appliance: Meta,
+    /// What differs per `appliance.distro`.
+    pub distro: distro::Facts,
     pub user: User,
     pub ssh: Ssh,
     pub network: Network,
@@ -132,23 +123,6 @@ pub struct Proxy {
     pub yum: String,
     /// The installer fetches the https vault through this one.
     pub installer: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Repo {
-    pub id: String,
-    pub name: String,
-    pub title: String,
-    pub url: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Repos {
-    pub os_url: String,
-    pub centos: Vec<Repo>,
-    /// `repo` lines of the kickstart (everything but `os`, which is `url`).
-    pub kickstart: Vec<Repo>,
-    pub docker_ce_base: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -303,30 +277,23 @@ impl Appliance {
             }
         });
 
-        let mirror = c.repos.mirror.trim_end_matches('/').to_string();
-        let docker_ce = c.repos.docker_ce.trim_end_matches('/').to_string();
-        let centos: Vec<Repo> = [
-            ("base", "os", "Base"),
-            ("updates", "updates", "Updates"),
-            ("extras", "extras", "Extras"),
-        ]
-        .iter()
-        .map(|(id, dir, title)| Repo {
-            id: id.to_string(),
-            name: id.to_string(),
-            title: title.to_string(),
-            url: format!("{mirror}/{dir}/x86_64/"),
-        })
-        .collect();
-        let mut kickstart: Vec<Repo> = centos[1..].to_vec();
-        kickstart.push(Repo {
-            id: "docker-ce-stable".into(),
-            name: "docker-ce-stable".into(),
-            title: "Docker CE Stable".into(),
-            url: format!("{docker_ce}/7/x86_64/stable/"),
-        });
+        let d = c.appliance.distro;
+        let repos = distro::repos(
+            d,
+            c.repos.mirror.trim_end_matches('/'),
+            c.repos.docker_ce.trim_end_matches('/'),
+        );
+        if d != crate::config::Distro::Centos7 && distro::rsa_only(&keys) {
+            log::note(&format!(
+                "warning: every SSH key of user {} is ssh-rsa: {}'s DEFAULT crypto policy refuses \
+                 ssh-rsa (SHA-1) signatures, so clients that sign with them (OpenSSH before 7.2, \
+                 old libraries) cannot log in; add an ed25519 key to user.ssh_keys",
+                c.user.name,
+                d.name()
+            ));
+        }
 
-        let mut packages: Vec<String> = BASE_PACKAGES
+        let mut packages: Vec<String> = distro::base_packages(d)
             .iter()
             .map(std::string::ToString::to_string)
             .collect();
@@ -386,12 +353,8 @@ impl Appliance {
             },
             network,
             proxy,
-            repos: Repos {
-                os_url: format!("{mirror}/os/x86_64/"),
-                centos,
-                kickstart,
-                docker_ce_base: docker_ce,
-            },
+            distro: distro::Facts::of(d),
+            repos,
             packages,
             rpm_packages,
             package_groups,

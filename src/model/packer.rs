@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::boxes::{box_file_name, partial};
-use crate::config::{Builder, Config, PackerSection, Problem, RequiredPlugins, Sudo};
+use crate::config::{Builder, Config, Distro, PackerSection, Problem, RequiredPlugins, Sudo};
 
 /// What the appliance depends on besides the config and the secrets.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +66,8 @@ pub struct Settings {
     pub box_version: String,
     /// QEMU's disk interface that makes the guest name the disk `storage.disk`.
     pub qemu_disk_interface: String,
+    /// QEMU's `-cpu` model; "" = Packer's default (CentOS 7 runs on qemu64).
+    pub qemu_cpu: String,
     /// Why Packer cannot bake this config (the template is then not rendered).
     #[serde(skip)]
     pub problems: Vec<Problem>,
@@ -83,6 +85,32 @@ pub struct Settings {
     /// need it for `packer init`, 1.6 rejects it.
     #[serde(skip)]
     pub plugins_file: bool,
+}
+
+/// QEMU's CPU model for the distro: EL9's glibc needs x86-64-v2 (SSE4.2,
+/// POPCNT) and EL10's x86-64-v3 (AVX2, BMI2, FMA, MOVBE), which Packer's
+/// default qemu64 lacks ("Fatal glibc error: CPU does not support
+/// x86-64-v2", packer #11839). `host` passes the host's CPU through, with
+/// KVM or HVF; under software emulation `max` is every feature QEMU
+/// emulates, which covers x86-64-v2. EL10 is refused there: only QEMU 7.2
+/// and later emulate AVX2 at all, and an emulated install takes hours.
+fn qemu_cpu(c: &Config, problems: &mut Vec<Problem>) -> &'static str {
+    let d = c.appliance.distro;
+    if d == Distro::Centos7 || !c.packer.builders.contains(&Builder::Qemu) {
+        return "";
+    }
+    match c.packer.accelerator.as_str() {
+        "kvm" | "hvf" => "host",
+        "tcg" if d.major() >= 10 => {
+            problems.push(Problem {
+                path: "packer.accelerator".into(),
+                value: "\"tcg\"".into(),
+                expected: format!("{} needs an x86-64-v3 CPU (AVX2, BMI2, FMA, MOVBE), which QEMU's software emulation lacks before QEMU 7.2 and runs at a crawl after: use \"kvm\" (or \"hvf\" on macOS) on a machine with hardware virtualization, or install it with regbake kickstart or regbake vagrant", d.name()),
+            });
+            "max"
+        }
+        _ => "max",
+    }
 }
 
 impl Settings {
@@ -125,6 +153,7 @@ impl Settings {
                 "virtio-scsi"
             }
         };
+        let qemu_cpu = qemu_cpu(c, &mut problems);
         Self {
             section: p.clone(),
             box_file: partial(&box_file_name(
@@ -135,6 +164,7 @@ impl Settings {
             box_name: c.vagrant.box_name.clone(),
             box_version: c.vagrant.box_version.clone(),
             qemu_disk_interface: qemu_disk_interface.into(),
+            qemu_cpu: qemu_cpu.into(),
             problems,
             key_files: c
                 .user

@@ -1,5 +1,6 @@
-//! The CentOS 7 kickstart: an unattended install whose `%post` unpacks the
-//! overlay (embedded as base64) and runs `regbake-install` offline.
+//! The kickstart: an unattended install of `appliance.distro` whose `%post`
+//! unpacks the overlay (embedded as base64) and runs `regbake-install`
+//! offline.
 
 use anyhow::{Context, Result};
 use base64::Engine;

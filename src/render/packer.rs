@@ -1,5 +1,5 @@
 //! The Packer template directory (`out/packer/`): HCL2 sources for QEMU and
-//! VirtualBox that install CentOS 7 from the ISO with the appliance's
+//! VirtualBox that install the distro from its ISO with the appliance's
 //! kickstart, provisioners that install the overlay and run the first boot,
 //! and the `vagrant` post-processor. Packer logs in with a per-build key pair
 //! kept in `out/secrets/packer/`.
@@ -89,6 +89,22 @@ pub(super) fn split_go_delimiters(ruby: &str) -> String {
     s
 }
 
+/// The keys Packer types at the ISO's boot menu, whose default entry is
+/// "Test this media & install" (lorax's isolinux.cfg and grub2-bios.cfg).
+fn boot_command(grub2: bool) -> &'static str {
+    if grub2 {
+        // EL10's ISO boots GRUB2 on BIOS too (lorax rhel10-branch x86.tmpl):
+        // <up> selects "Install …", e edits it; its lines are `setparams
+        // '…'`, an empty one, then `linux …`: two <down>s, <end>, append,
+        // Ctrl-X boots.
+        "<up><wait>e<wait><down><down><end> inst.text inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<leftCtrlOn>x<leftCtrlOff>"
+    } else {
+        // Isolinux (CentOS 7, EL9): <up> selects "Install …", <tab> edits
+        // its kernel command line.
+        "<up><tab> inst.text inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter><wait>"
+    }
+}
+
 /// Render `packer/…` and the build key (`secrets/packer/…`) into `tree`.
 /// A config Packer cannot bake (see [`Settings::problems`]) renders nothing
 /// and says why; `regbake packer` turns that into a config error.
@@ -135,10 +151,7 @@ pub fn render(
             .map(|b| format!("source.{b}.{name}"))
             .collect(),
         scripts: scripts.clone(),
-        // Isolinux menu of the CentOS 7 ISO: <up> selects "Install CentOS 7",
-        // <tab> edits its kernel command line.
-        boot_command:
-            "<up><tab> inst.text inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter><wait>",
+        boot_command: boot_command(app.distro.el10),
         // -n: fail instead of waiting for a password that is never given.
         shutdown_command: "sudo -n /sbin/shutdown -P now",
         execute_command: "sudo -n env {{ .Vars }} bash {{ .Path }}",

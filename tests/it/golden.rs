@@ -171,6 +171,26 @@ fn golden_extra_packages() {
     golden_case("extra-packages");
 }
 
+#[test]
+fn golden_rocky9() {
+    golden_case("rocky9");
+}
+
+#[test]
+fn golden_alma9() {
+    golden_case("alma9");
+}
+
+#[test]
+fn golden_rocky10() {
+    golden_case("rocky10");
+}
+
+#[test]
+fn golden_alma10() {
+    golden_case("alma10");
+}
+
 /// kickstart/ks.cfg in the repository is what `regbake render` makes of
 /// examples/regbake.toml (with the fixture key material in
 /// tests/fixtures/example-secrets/).

@@ -322,6 +322,45 @@ fn init_names_every_setting() {
     }
 }
 
+/// `regbake init` documents the distro choice: its note names every
+/// distro, and the file with only its `distro` line changed passes `regbake
+/// check` for each (the settings that depend on the distro are "" there).
+#[test]
+fn init_documents_each_distro_and_each_works() {
+    use regbake::config::Distro;
+    let text = init_file();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("distro = "))
+        .expect("an active distro line");
+    assert_eq!(line, "distro = \"centos7\"");
+    for d in Distro::ALL {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("# ") && l.contains(d.id())),
+            "no note names {}",
+            d.id()
+        );
+    }
+    let run = |d: Distro| {
+        let toml = text.replace(line, &format!("distro = \"{}\"", d.id()));
+        let t = Test::new().config(&toml);
+        let o = check_all(t);
+        assert!(o.stdout.contains(" 0 failed"), "{}: {}", d.id(), o.stdout);
+    };
+    let new: Vec<Distro> = Distro::ALL
+        .into_iter()
+        .filter(|d| *d != Distro::Centos7)
+        .collect();
+    for pair in new.chunks(2) {
+        std::thread::scope(|s| {
+            for d in pair {
+                s.spawn(|| run(*d));
+            }
+        });
+    }
+}
+
 /// `init --force` replaces the file atomically (issue 18 §11): a write that
 /// fails part-way (here a file size limit, RLIMIT_FSIZE, as a full disk
 /// would) leaves the old config whole and no fragment of the new one;

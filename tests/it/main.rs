@@ -7,6 +7,7 @@ mod boxfile;
 mod common;
 mod completions;
 mod config;
+mod distro;
 mod fleet;
 mod gc;
 mod golden;

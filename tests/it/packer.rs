@@ -405,7 +405,7 @@ fn build_shows_phases_catalogs_and_imports_the_box() {
             "serving the kickstart",
             "booting the installer",
             "typing the boot command",
-            "installing CentOS (waiting for SSH)",
+            "installing the system (waiting for SSH)",
             "connected over SSH",
             "uploading the overlay",
             "provisioning: installing the overlay",
@@ -421,7 +421,7 @@ fn build_shows_phases_catalogs_and_imports_the_box() {
     // Elapsed time comes from Packer's own timestamps.
     assert!(
         o.stderr
-            .contains("qemu.registry: installing CentOS (waiting for SSH) (+3:51)"),
+            .contains("qemu.registry: installing the system (waiting for SSH) (+3:51)"),
         "{}",
         o.stderr
     );

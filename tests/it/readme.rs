@@ -106,3 +106,41 @@ fn readme_lists_the_inventory_vars() {
         assert_eq!(cells[2], example, "{row}");
     }
 }
+
+/// The README's table of distributions is the code's: each distro, in
+/// order, with its kickstart version, default ISO, box, Docker repository
+/// (at the major) and registry image.
+#[test]
+fn readme_lists_the_distros() {
+    use regbake::config::Distro;
+    let text = readme();
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("| distro | kickstart |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert_eq!(rows.len(), Distro::ALL.len(), "{rows:#?}");
+    for (row, d) in rows.iter().zip(Distro::ALL) {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(cells[0], format!("`{}`", d.id()), "{row}");
+        assert_eq!(cells[1], format!("`RHEL{}`", d.major()), "{row}");
+        assert!(cells[2].starts_with(&format!("`{}`", d.iso_url())), "{row}");
+        assert_eq!(cells[3], format!("`{}`", d.base_box()), "{row}");
+        assert_eq!(
+            cells[4],
+            format!("`{}/{}`", d.docker_ce(), d.major()),
+            "{row}"
+        );
+        assert_eq!(cells[5], format!("`{}`", d.registry_image()), "{row}");
+        // The mirrors are listed below the table, N for the major.
+        let mirror = match d {
+            Distro::Centos7 => d.mirror(),
+            _ => format!(
+                "{}/N",
+                d.mirror().trim_end_matches(&format!("/{}", d.major()))
+            ),
+        };
+        assert!(text.contains(&format!("`{mirror}`")), "{mirror}");
+    }
+}

@@ -436,6 +436,8 @@ pub(crate) fn is_checksum(s: &str) -> bool {
     match s.split_once(':') {
         Some(("sha256", h)) => hexlen(h, 64),
         Some(("sha512", h)) => hexlen(h, 128),
+        // Packer reads the ISO's sum from a checksum file at this URL.
+        Some(("file", url)) => is_url(url),
         _ => false,
     }
 }

@@ -16,7 +16,7 @@ use crate::config::grammar::{
     BASE_URL_HELP, HASH_HELP, HOST_HELP, NAME_HELP, PATH_HELP, PORT_HELP, SSH_PORT, URL_HELP,
     USER_HELP, VAGRANT_SSH_PORT,
 };
-use crate::config::schema::{Config, NetworkMode, Sudo};
+use crate::config::schema::{Config, Distro, NetworkMode, Sudo};
 
 mod registry;
 
@@ -245,6 +245,22 @@ fn repos(c: &Config, p: &mut Problems) {
     );
 }
 
+/// Packages that cannot sit beside docker-ce: its runtime, containerd.io,
+/// Provides, Obsoletes and Conflicts with runc and containerd
+/// (docker/containerd-packaging, rpm/containerd.spec), which podman,
+/// buildah and the container-tools sets require; podman-docker replaces
+/// docker's own CLI.
+const CONFLICTS_WITH_DOCKER: &[&str] = &[
+    "runc",
+    "containerd",
+    "podman",
+    "podman-docker",
+    "buildah",
+    "container-tools",
+    "@container-tools",
+    "@container-management",
+];
+
 /// [packages]
 fn packages(c: &Config, p: &mut Problems) {
     for (i, pkg) in c.packages.extra.iter().enumerate() {
@@ -253,6 +269,12 @@ fn packages(c: &Config, p: &mut Problems) {
             format!("packages.extra[{i}]"),
             pkg,
             "expected a package name ([A-Za-z0-9][A-Za-z0-9._+-]*) or a group (@name)",
+        );
+        p.check(
+            !CONFLICTS_WITH_DOCKER.contains(&pkg.as_str()),
+            format!("packages.extra[{i}]"),
+            pkg,
+            "not installable beside docker-ce: its containerd.io conflicts with runc and containerd, which podman, buildah and the container-tools sets pull in (podman-docker replaces docker's CLI); the appliance runs its containers with docker, so leave it out",
         );
     }
 }
@@ -339,7 +361,7 @@ fn packer(c: &Config, p: &mut Problems) {
         is_checksum(&c.packer.iso_checksum),
         "packer.iso_checksum",
         &c.packer.iso_checksum,
-        "expected sha256:<64 hex digits> (or sha512:<128 hex digits>)",
+        "expected sha256:<64 hex digits>, sha512:<128 hex digits>, or file:<http(s) URL of a checksum file that lists the ISO>",
     );
     if c.packer.builders.is_empty() {
         p.push("packer.builders", "[]", "expected at least one builder");
@@ -352,12 +374,21 @@ fn packer(c: &Config, p: &mut Problems) {
         1..=1 << 24,
         "expected a size in MiB from 1 to 16777216",
     );
-    p.range(
-        "packer.memory",
-        c.packer.memory,
-        1024..=1 << 20,
-        "expected memory in MiB from 1024 (the CentOS 7 installer's minimum) to 1048576",
-    );
+    if c.appliance.distro == Distro::Centos7 {
+        p.range(
+            "packer.memory",
+            c.packer.memory,
+            1024..=1 << 20,
+            "expected memory in MiB from 1024 (the CentOS 7 installer's minimum) to 1048576",
+        );
+    } else {
+        p.range(
+            "packer.memory",
+            c.packer.memory,
+            1536..=1 << 20,
+            "expected memory in MiB from 1536 (the EL9 and EL10 installers' minimum) to 1048576",
+        );
+    }
     p.range("packer.cpus", c.packer.cpus, 1..=256, "expected 1 to 256");
     p.check(
         ["kvm", "tcg", "hvf", "whpx", "none"].contains(&c.packer.accelerator.as_str()),

@@ -24,6 +24,14 @@ fn push(t: &Test, dir: &str, body: &[u8], dest: &str) -> crate::registry::OciIma
     image
 }
 
+/// Starts a collect (`--no-block`). Back to back, as here, collects would
+/// restart the registry more than 5 times in 10 s, when systemd fails a
+/// unit (its default start limit): regbake-gc resets the registry's start
+/// counter before each of its restarts.
+fn start_collect(tb: &Testbed) {
+    tb.sh("systemctl start --no-block regbake-gc.service");
+}
+
 /// The registry container runs without the read-only setting.
 fn writable(tb: &Testbed) -> bool {
     !tb.sh("docker inspect registry")
@@ -38,7 +46,16 @@ fn writable(tb: &Testbed) -> bool {
 /// - during a collect (held open by a `docker` shim on the service's PATH
 ///   that then fails it) pushes are refused and pulls served, and after
 ///   the failed collect the registry is writable again.
-pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str) {
+///
+/// `image`: the registry's image (inside the appliance); `config`: where
+/// it reads its config.
+pub(super) fn collect_on_the_appliance(
+    tb: &Testbed,
+    t: &Test,
+    ip: &str,
+    image: &str,
+    config: &str,
+) {
     let t0 = Instant::now();
     assert_eq!(
         tb.sh("systemctl is-enabled regbake-gc.timer").trim(),
@@ -87,7 +104,7 @@ pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str) {
     for want in [
         "regbake-gc: restarting the registry read-only for the collect",
         "regbake-gc: registry is read-only: pulls are served, pushes and deletes refused",
-        "regbake-gc: collecting: registry garbage-collect /etc/docker/registry/config.yml",
+        &format!("regbake-gc: collecting: registry garbage-collect {config}"),
         &format!("blob eligible for deletion: {}", gone.layer),
         "regbake-gc: collect done: /data/docker-registry/registry had ",
         "regbake-gc: registry answers http://127.0.0.1:5000/v2/",
@@ -108,7 +125,7 @@ pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str) {
           exec /usr/bin/docker \"$@\"\n",
         0o755,
     );
-    tb.sh("systemctl start --no-block regbake-gc.service");
+    start_collect(tb);
     wait_until("the collect to start", Duration::from_secs(120), || {
         tb.try_sh("test -e /run/regbake-test-collecting")
             .status
@@ -153,12 +170,15 @@ pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str) {
     // it and brings the registry back writable.
     tb.write(
         "/usr/local/bin/docker",
-        b"#!/bin/sh\ncase \" $* \" in\n  *\" garbage-collect \"*)\n    touch /run/regbake-test-collecting\n    \
-          exec /usr/bin/docker run --rm --name registry-gc registry:2 ;;\nesac\n\
-          exec /usr/bin/docker \"$@\"\n",
+        format!(
+            "#!/bin/sh\ncase \" $* \" in\n  *\" garbage-collect \"*)\n    touch /run/regbake-test-collecting\n    \
+             exec /usr/bin/docker run --rm --name registry-gc {image} ;;\nesac\n\
+             exec /usr/bin/docker \"$@\"\n"
+        )
+        .as_bytes(),
         0o755,
     );
-    tb.sh("systemctl start --no-block regbake-gc.service");
+    start_collect(tb);
     wait_until("the collect to start", Duration::from_secs(120), || {
         tb.try_sh(
             "test -e /run/regbake-test-collecting && docker inspect registry-gc >/dev/null 2>&1",
@@ -199,7 +219,7 @@ pub(super) fn collect_on_the_appliance(tb: &Testbed, t: &Test, ip: &str) {
     // A collect stopped by hand (`systemctl stop`): its own cleanup restarts
     // the registry while the service's stop job is pending, which must not
     // wait for that job (the registry is ordered before the service).
-    tb.sh("systemctl start --no-block regbake-gc.service");
+    start_collect(tb);
     wait_until("the collect to start", Duration::from_secs(120), || {
         tb.try_sh(
             "test -e /run/regbake-test-collecting && docker inspect registry-gc >/dev/null 2>&1",

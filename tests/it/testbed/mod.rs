@@ -13,6 +13,11 @@
 //! What it does not prove: it is Debian's systemd 252 and docker 20.10, not
 //! CentOS 7's systemd 219 and docker-ce 26; anaconda, yum and SELinux are
 //! stubbed.
+//!
+//! The scenarios run for CentOS 7, Rocky Linux 9 and AlmaLinux 10 ([`Os`]):
+//! the same root, with the distro's bash as `/bin/bash` (4.2; EL9's 5.1.8;
+//! Debian's 5.2.15 for EL10's 5.2.26) and a `dnf` stub beside `yum`.
+//! systemd 252 is EL9's own major; EL10 has 257.
 
 mod gc;
 mod hardening;
@@ -33,10 +38,81 @@ pub(crate) fn static_ip(n: u8) -> String {
     format!("{SUBNET}.{n}")
 }
 
+/// A distro the scenarios run for, and what differs for it in the testbed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Os {
+    Centos7,
+    Rocky9,
+    Alma10,
+}
+
+impl Os {
+    /// `appliance.distro`.
+    pub(crate) fn id(self) -> &'static str {
+        match self {
+            Os::Centos7 => "centos7",
+            Os::Rocky9 => "rocky9",
+            Os::Alma10 => "alma10",
+        }
+    }
+
+    /// The distro's default registry image.
+    pub(crate) fn registry(self) -> &'static str {
+        match self {
+            Os::Centos7 => "registry:2",
+            _ => "registry:3",
+        }
+    }
+
+    /// Where that registry reads its config.
+    pub(crate) fn registry_config(self) -> &'static str {
+        match self {
+            Os::Centos7 => "/etc/docker/registry/config.yml",
+            _ => "/etc/distribution/config.yml",
+        }
+    }
+
+    /// The package manager the appliance's scripts call.
+    pub(crate) fn pm(self) -> &'static str {
+        match self {
+            Os::Centos7 => "yum",
+            _ => "dnf",
+        }
+    }
+
+    /// `PM -y install` of the base packages, as regbake-install asks it.
+    pub(crate) fn install_call(self, extra: &str) -> String {
+        let base = match self {
+            Os::Centos7 => "yum -y install lvm2 device-mapper-persistent-data container-selinux libcgroup docker-ce curl firewalld policycoreutils-python",
+            _ => "dnf -y install lvm2 device-mapper-persistent-data container-selinux docker-ce firewalld policycoreutils-python-utils",
+        };
+        format!("{base}{extra}")
+    }
+
+    /// `PM … group install` of `group`, as regbake-install asks it.
+    pub(crate) fn group_call(self, group: &str) -> String {
+        match self {
+            Os::Centos7 => format!("yum -y groupinstall {group}"),
+            _ => format!("dnf -y group install {group}"),
+        }
+    }
+
+    /// The bash its testbed has as /bin/bash.
+    pub(crate) fn bash(self) -> &'static str {
+        match self {
+            Os::Centos7 => "4.2.45",
+            Os::Rocky9 => "5.1.8",
+            Os::Alma10 => "5.2.15",
+        }
+    }
+}
+
 /// The images and the engine every testbed uses.
 pub(crate) struct Env {
     docker_host: String,
     image: String,
+    el9_image: String,
+    el10_image: String,
     network: String,
     registry2_tar: PathBuf,
     registry3_tar: PathBuf,
@@ -100,6 +176,8 @@ pub(crate) fn env() -> Option<&'static Env> {
         let env = Env {
             docker_host,
             image: var("TESTBED_IMAGE")?,
+            el9_image: var("TESTBED_EL9_IMAGE")?,
+            el10_image: var("TESTBED_EL10_IMAGE")?,
             network: "regbake-testbed".into(),
             registry2_tar: var("REGISTRY2_TAR")?.into(),
             registry3_tar: var("REGISTRY3_TAR")?.into(),
@@ -154,6 +232,15 @@ impl Env {
         let o = self.docker(args);
         assert!(o.status.success(), "docker {args:?}: {}", text(&o));
         String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// The testbed image of `os`.
+    fn image(&self, os: Os) -> &str {
+        match os {
+            Os::Centos7 => &self.image,
+            Os::Rocky9 => &self.el9_image,
+            Os::Alma10 => &self.el10_image,
+        }
     }
 
     /// The `docker save` of the stand-in for `image` (registry:2 or :3).
@@ -278,23 +365,28 @@ impl Testbed {
     /// The machine during its installation: the testbed root with no init
     /// and no docker daemon, as anaconda's %post sees the target.
     pub(crate) fn installer(env: &'static Env, data_dir: &str) -> Self {
+        Self::installer_of(env, Os::Centos7, data_dir)
+    }
+
+    /// [`Testbed::installer`] of `os`.
+    pub(crate) fn installer_of(env: &'static Env, os: Os, data_dir: &str) -> Self {
         let t = Self::new(env, "install", data_dir);
-        t.start(&env.image, false);
+        t.start(env.image(os), false);
         t
     }
 
-    /// [`Testbed::installer`] of a machine with a fixed address.
-    pub(crate) fn installer_at(env: &'static Env, data_dir: &str, ip: &str) -> Self {
+    /// [`Testbed::installer_of`] a machine with a fixed address.
+    pub(crate) fn installer_at(env: &'static Env, os: Os, data_dir: &str, ip: &str) -> Self {
         let mut t = Self::new(env, "install", data_dir);
         t.ip = Some(ip.to_string());
-        t.start(&env.image, false);
+        t.start(env.image(os), false);
         t
     }
 
-    /// A machine that booted the testbed image as it is (a base box).
-    pub(crate) fn boot(env: &'static Env, data_dir: &str) -> Self {
+    /// A machine of `os` that booted the testbed image as it is (a base box).
+    pub(crate) fn boot(env: &'static Env, os: Os, data_dir: &str) -> Self {
         let t = Self::new(env, "boot", data_dir);
-        t.start(&env.image, true);
+        t.start(env.image(os), true);
         t.wait_booted();
         t
     }

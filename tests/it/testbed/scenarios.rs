@@ -1,10 +1,12 @@
 //! The appliance, run: each delivery's rendered files driven as that
 //! delivery drives them, in a testbed (see `mod.rs`), checked from the host
 //! through the network the way a user would (`regbake probe`, skopeo, ssh).
+//! Each scenario runs for CentOS 7 (the test's plain name), Rocky Linux 9
+//! (`_rocky9`) and AlmaLinux 10 (`_alma10`).
 
 use std::time::{Duration, Instant};
 
-use super::{env, probe, render, Admin, Env, Testbed};
+use super::{env, probe, render, Admin, Env, Os, Testbed};
 use crate::common::{require_tool, Test};
 use crate::registry::{oci_layout, skopeo};
 
@@ -12,9 +14,15 @@ pub(super) const DATA_DIR: &str = "/data/docker-registry";
 const IMAGE_TAR: &str = "/var/lib/regbake/registry-image.tar";
 
 pub(super) fn config(admin: &Admin, extra: &str) -> String {
+    config_of(Os::Centos7, admin, extra)
+}
+
+/// [`config`] for `os`.
+pub(super) fn config_of(os: Os, admin: &Admin, extra: &str) -> String {
     format!(
-        "version = 1\n[appliance]\nhostname = \"registry.test\"\n\
+        "version = 1\n[appliance]\nhostname = \"registry.test\"\ndistro = \"{}\"\n\
          [user]\nssh_keys = [\"{}\"]\nssh_key_files = []\n{extra}",
+        os.id(),
         admin.public
     )
 }
@@ -50,7 +58,18 @@ pub(super) fn kickstart_install(
     ks_rel: &str,
     image: Option<&str>,
 ) -> Testbed {
-    let mut tb = Testbed::installer(env, DATA_DIR);
+    kickstart_install_of(env, Os::Centos7, t, ks_rel, image)
+}
+
+/// [`kickstart_install`] on `os`'s testbed.
+pub(super) fn kickstart_install_of(
+    env: &'static Env,
+    os: Os,
+    t: &Test,
+    ks_rel: &str,
+    image: Option<&str>,
+) -> Testbed {
+    let mut tb = Testbed::installer_of(env, os, DATA_DIR);
     kickstart_into(&mut tb, env, t, ks_rel, image);
     tb
 }
@@ -148,16 +167,39 @@ pub(super) fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> b
 /// back, and so does the registry after docker is stopped and started.
 #[test]
 fn kickstart_install_boots_into_a_working_registry() {
+    kickstart_scenario(Os::Centos7);
+}
+
+#[test]
+fn kickstart_install_boots_into_a_working_registry_rocky9() {
+    kickstart_scenario(Os::Rocky9);
+}
+
+#[test]
+fn kickstart_install_boots_into_a_working_registry_alma10() {
+    kickstart_scenario(Os::Alma10);
+}
+
+fn kickstart_scenario(os: Os) {
     let Some(env) = env() else { return };
     if !require_tool("skopeo") {
         return;
     }
     let admin = Admin::new();
-    let t = render(&config(&admin, ""), &[]);
-    let tb = kickstart_install(env, &t, "out/kickstart/ks.cfg", Some("registry:2"));
+    let t = render(&config_of(os, &admin, ""), &[]);
+    let tb = kickstart_install_of(env, os, &t, "out/kickstart/ks.cfg", Some(os.registry()));
     assert_first_boot_ok(&tb, 5000);
+    // The scripts ran under the distro's bash.
+    assert!(
+        tb.sh("echo \"$BASH_VERSION\"").starts_with(os.bash()),
+        "not bash {}",
+        os.bash()
+    );
     let log = journal(&tb, "regbake-firstboot");
-    assert!(log.contains("loading registry:2 from"), "{log}");
+    assert!(
+        log.contains(&format!("loading {} from", os.registry())),
+        "{log}"
+    );
     // Garbage collection is scheduled once the registry runs.
     let timers = tb.sh("systemctl list-timers --all --no-pager");
     assert!(timers.contains("regbake-gc.timer"), "{timers}");
@@ -179,13 +221,28 @@ fn kickstart_install_boots_into_a_working_registry() {
     ));
     assert_eq!(
         holders.trim(),
-        "/etc/docker/registry/config.yml",
+        os.registry_config(),
         "the http secret is also in other files"
     );
     assert_eq!(
-        tb.sh("stat -c %a /etc/docker/registry/config.yml").trim(),
+        tb.sh(&format!("stat -c %a {}", os.registry_config()))
+            .trim(),
         "600"
     );
+    if os != Os::Centos7 {
+        // EL9/EL10: the vendor's sshd_config stays (it reads the drop-ins
+        // first, and with them the crypto policy); the drop-in's values win.
+        tb.sh("test -s /etc/ssh/sshd_config.d/00-regbake.conf && ! grep -q regbake /etc/ssh/sshd_config");
+        let effective = tb.sh("sshd -T 2>/dev/null");
+        for want in [
+            "passwordauthentication no",
+            "permitrootlogin no",
+            "kbdinteractiveauthentication no",
+            "x11forwarding no",
+        ] {
+            assert!(effective.lines().any(|l| l == want), "{want}:\n{effective}");
+        }
+    }
     assert!(
         tb.sh("grep -c '' /root/anaconda-ks.cfg")
             .trim()
@@ -299,13 +356,28 @@ fn vagrant_shell(tb: &Testbed, inline: &str, env: &serde_json::Value) {
 /// deletes it.
 #[test]
 fn vagrant_provisioners_bake_a_working_registry() {
+    vagrant_scenario(Os::Centos7);
+}
+
+#[test]
+fn vagrant_provisioners_bake_a_working_registry_rocky9() {
+    vagrant_scenario(Os::Rocky9);
+}
+
+#[test]
+fn vagrant_provisioners_bake_a_working_registry_alma10() {
+    vagrant_scenario(Os::Alma10);
+}
+
+fn vagrant_scenario(os: Os) {
     let Some(env) = env() else { return };
     if !(require_tool("ruby") && require_tool("skopeo")) {
         return;
     }
     let admin = Admin::new();
     let t = render(
-        &config(
+        &config_of(
+            os,
             &admin,
             "[packages]\nextra = [\"@development\", \"vim-enhanced\"]\n",
         ),
@@ -324,8 +396,9 @@ fn vagrant_provisioners_bake_a_working_registry() {
         ]
     );
 
-    let tb = Testbed::boot(env, DATA_DIR);
-    // centos/7 as a base box: the vagrant user, its key, passwordless sudo.
+    let tb = Testbed::boot(env, os, DATA_DIR);
+    // The base box (centos/7, rockylinux/9, …): the vagrant user, its key,
+    // passwordless sudo.
     tb.sh(
         "useradd -m vagrant && install -d -m 700 -o vagrant -g vagrant ~vagrant/.ssh && \
          echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN1YdxBpNlzxDqfJyw/QKow1F+wvG9hXGoqiysfJOn5Y vagrant' > ~vagrant/.ssh/authorized_keys && \
@@ -334,7 +407,7 @@ fn vagrant_provisioners_bake_a_working_registry() {
          install -d -m 0755 /var/lib/regbake",
     );
     tb.put(
-        env.registry_tar("registry:2"),
+        env.registry_tar(os.registry()),
         IMAGE_TAR,
         "root:root",
         0o600,
@@ -364,11 +437,11 @@ fn vagrant_provisioners_bake_a_working_registry() {
     );
     let calls = tb.stub_calls();
     for want in [
-        "yum -y install lvm2 device-mapper-persistent-data container-selinux libcgroup docker-ce curl firewalld policycoreutils-python vim-enhanced",
-        "yum -y groupinstall development",
-        "hostnamectl set-hostname registry.test",
+        os.install_call(" vim-enhanced"),
+        os.group_call("development"),
+        "hostnamectl set-hostname registry.test".into(),
     ] {
-        assert!(calls.contains(want), "{want:?} not asked:\n{calls}");
+        assert!(calls.contains(&want), "{want:?} not asked:\n{calls}");
     }
     // The base box's user keeps its key and its sudo.
     tb.sh("grep -q ' vagrant$' ~vagrant/.ssh/authorized_keys && sudo -n -u vagrant sudo -n true");
@@ -395,12 +468,12 @@ fn vagrant_provisioners_bake_a_working_registry() {
     let new_calls = tb.stub_calls()[calls_before.len()..].to_string();
     // Groups are asked again (yum's groupinstall is a no-op then), packages not.
     assert!(
-        !new_calls.contains("yum -y install"),
+        !new_calls.contains(&format!("{} -y install", os.pm())),
         "packages installed again: {new_calls}"
     );
 
     // Garbage collection: the timer's service, run.
-    super::gc::collect_on_the_appliance(&tb, &t, &ip);
+    super::gc::collect_on_the_appliance(&tb, &t, &ip, os.registry(), os.registry_config());
 
     // Scenario 6: uninstall keeps the data, asks for trust and firewall.
     let calls_before = tb.stub_calls();
@@ -412,7 +485,7 @@ fn vagrant_provisioners_bake_a_working_registry() {
         "/etc/systemd/system/regbake-registry.service",
         "/etc/systemd/system/multi-user.target.wants/regbake-registry.service",
         "/etc/systemd/system/docker.service.wants/regbake-registry.service",
-        "/etc/docker/registry/config.yml",
+        os.registry_config(),
         "/var/lib/regbake/firstboot.done",
         "/etc/systemd/system/regbake-gc.timer",
         "/etc/systemd/system/timers.target.wants/regbake-gc.timer",
@@ -465,10 +538,24 @@ fn vagrant_provisioners_bake_a_working_registry() {
 /// first boot: the registry comes up from the image inside it.
 #[test]
 fn packer_provisioners_bake_a_working_registry() {
+    packer_scenario(Os::Centos7);
+}
+
+#[test]
+fn packer_provisioners_bake_a_working_registry_rocky9() {
+    packer_scenario(Os::Rocky9);
+}
+
+#[test]
+fn packer_provisioners_bake_a_working_registry_alma10() {
+    packer_scenario(Os::Alma10);
+}
+
+fn packer_scenario(os: Os) {
     let Some(env) = env() else { return };
     let admin = Admin::new();
-    let t = render(&config(&admin, ""), &[]);
-    let tb = kickstart_install(env, &t, "out/packer/http/ks.cfg", Some("registry:2"));
+    let t = render(&config_of(os, &admin, ""), &[]);
+    let tb = kickstart_install_of(env, os, &t, "out/packer/http/ks.cfg", Some(os.registry()));
     let ip = tb.ip();
     let build_key = t.path().join("out/secrets/packer/id_ed25519");
     let build = |script: &str, vars: &str| {
@@ -522,7 +609,9 @@ fn packer_provisioners_bake_a_working_registry() {
         "build key left in the box:\n{keys}"
     );
     tb.sh("! test -e /root/anaconda-ks.cfg && ! ls /etc/ssh/ssh_host_* 2>/dev/null");
-    assert!(tb.stub_calls().contains("dd if=/dev/zero"));
+    // (cleanup.sh empties /var/log, the stubs' log too, before the dd.)
+    let calls = tb.stub_calls();
+    assert!(calls.contains("dd if=/dev/zero"), "{calls}");
 
     // The box's first boot, offline: the registry from the image inside it.
     tb.reboot();
@@ -537,14 +626,30 @@ fn packer_provisioners_bake_a_working_registry() {
 /// the static address the certificate names.
 #[test]
 fn tls_and_auth_serve_only_trusted_authenticated_clients() {
+    tls_scenario(Os::Centos7, 20);
+}
+
+#[test]
+fn tls_and_auth_serve_only_trusted_authenticated_clients_rocky9() {
+    tls_scenario(Os::Rocky9, 41);
+}
+
+#[test]
+fn tls_and_auth_serve_only_trusted_authenticated_clients_alma10() {
+    tls_scenario(Os::Alma10, 42);
+}
+
+/// `n`: the testbed's fixed address on the network, one per test.
+fn tls_scenario(os: Os, n: u8) {
     let Some(env) = env() else { return };
     if !require_tool("curl") {
         return;
     }
     let admin = Admin::new();
-    let ip = super::static_ip(20);
+    let ip = super::static_ip(n);
     let t = render(
-        &config(
+        &config_of(
+            os,
             &admin,
             &format!(
                 "[network]\nmode = \"static\"\naddress = \"{ip}/24\"\ngateway = \"{}\"\n\
@@ -556,8 +661,14 @@ fn tls_and_auth_serve_only_trusted_authenticated_clients() {
         ),
         &[("ALICE_PW", "alice-secret-1"), ("BOB_PW", "bob-secret-2")],
     );
-    let mut tb = Testbed::installer_at(env, DATA_DIR, &ip);
-    kickstart_into(&mut tb, env, &t, "out/kickstart/ks.cfg", Some("registry:2"));
+    let mut tb = Testbed::installer_at(env, os, DATA_DIR, &ip);
+    kickstart_into(
+        &mut tb,
+        env,
+        &t,
+        "out/kickstart/ks.cfg",
+        Some(os.registry()),
+    );
     assert_first_boot_ok(&tb, 443);
     let ca = t.path().join("out/client/certs.d/registry.test:443/ca.crt");
     assert!(ca.is_file(), "no client CA at {}", ca.display());
@@ -622,10 +733,24 @@ fn tls_and_auth_serve_only_trusted_authenticated_clients() {
 /// drop-in makes it try the pull once instead of five times, for time.)
 #[test]
 fn a_first_boot_that_cannot_get_the_image_fails_loudly_and_retries() {
+    first_boot_failure_scenario(Os::Centos7);
+}
+
+#[test]
+fn a_first_boot_that_cannot_get_the_image_fails_loudly_and_retries_rocky9() {
+    first_boot_failure_scenario(Os::Rocky9);
+}
+
+#[test]
+fn a_first_boot_that_cannot_get_the_image_fails_loudly_and_retries_alma10() {
+    first_boot_failure_scenario(Os::Alma10);
+}
+
+fn first_boot_failure_scenario(os: Os) {
     let Some(env) = env() else { return };
     let admin = Admin::new();
-    let t = render(&config(&admin, ""), &[]);
-    let mut tb = Testbed::installer(env, DATA_DIR);
+    let t = render(&config_of(os, &admin, ""), &[]);
+    let mut tb = Testbed::installer_of(env, os, DATA_DIR);
     tb.sh(
         "install -d /etc/systemd/system/regbake-firstboot.service.d && \
          printf '[Service]\\nEnvironment=REGBAKE_PULL_ATTEMPTS=1\\n' \
@@ -638,7 +763,7 @@ fn a_first_boot_that_cannot_get_the_image_fails_loudly_and_retries() {
         tb.sh("! test -e /var/lib/regbake/firstboot.done");
         let log = journal(&tb, "regbake-firstboot");
         assert!(
-            log.contains("could not pull registry:2"),
+            log.contains(&format!("could not pull {}", os.registry())),
             "boot {boot}:\n{log}"
         );
         assert!(log.contains("The next boot tries again"), "{log}");
@@ -653,11 +778,26 @@ fn a_first_boot_that_cannot_get_the_image_fails_loudly_and_retries() {
 /// `registry:3` config path.
 #[test]
 fn proxy_drop_ins_reach_docker_and_spare_localhost() {
+    proxy_scenario(Os::Centos7);
+}
+
+#[test]
+fn proxy_drop_ins_reach_docker_and_spare_localhost_rocky9() {
+    proxy_scenario(Os::Rocky9);
+}
+
+#[test]
+fn proxy_drop_ins_reach_docker_and_spare_localhost_alma10() {
+    proxy_scenario(Os::Alma10);
+}
+
+fn proxy_scenario(os: Os) {
     let Some(env) = env() else { return };
     let admin = Admin::new();
     let proxy = "http://proxy.invalid:3128";
     let t = render(
-        &config(
+        &config_of(
+            os,
             &admin,
             &format!(
                 "[proxy]\nhttp = \"{proxy}\"\nhttps = \"{proxy}\"\nno_proxy = [\"localhost\"]\n\
@@ -666,9 +806,16 @@ fn proxy_drop_ins_reach_docker_and_spare_localhost() {
         ),
         &[],
     );
-    let tb = kickstart_install(env, &t, "out/kickstart/ks.cfg", Some("registry:3"));
+    let tb = kickstart_install_of(env, os, &t, "out/kickstart/ks.cfg", Some("registry:3"));
     assert_first_boot_ok(&tb, 5000);
     tb.sh("test -s /etc/distribution/config.yml");
+    // The package manager's proxy: yum.conf on CentOS 7, dnf.conf after.
+    let pm_conf = if os == Os::Centos7 {
+        "/etc/yum.conf"
+    } else {
+        "/etc/dnf/dnf.conf"
+    };
+    tb.sh(&format!("grep -qx 'proxy={proxy}' {pm_conf}"));
     let environment = tb.sh("systemctl show docker -p Environment");
     for want in [
         format!("HTTP_PROXY={proxy}"),

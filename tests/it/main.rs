@@ -27,6 +27,7 @@ mod props;
 mod readme;
 mod registry;
 mod render;
+mod report_scripts;
 mod s3;
 mod scripts;
 mod serve_hostile;

@@ -21,6 +21,7 @@
 
 mod gc;
 mod hardening;
+mod install_status;
 mod scenarios;
 
 use std::path::{Path, PathBuf};

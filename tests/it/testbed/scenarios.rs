@@ -83,12 +83,23 @@ pub(super) fn kickstart_into(
     image: Option<&str>,
 ) {
     let ks = t.read(ks_rel);
+    if let Err(failed) = run_posts(tb, &ks) {
+        panic!("{failed}");
+    }
+    finish_install(tb, env, &ks, image);
+}
+
+/// The installer's part of [`kickstart_install`] for the kickstart `ks`
+/// (as a server served it): the commands the appliance relies on, then each
+/// %post in order; the first that fails stops it, as `--erroronfail` stops
+/// anaconda: `Err` with its header and log.
+pub(super) fn run_posts(tb: &Testbed, ks: &str) -> Result<(), String> {
     let user = "ansible";
     tb.sh(&format!(
         "useradd -m {user} && passwd -l {user} >/dev/null && passwd -l root >/dev/null && \
          systemctl enable ssh.service docker.service firewalld.service 2>&1"
     ));
-    for (i, (header, body)) in posts(&ks).into_iter().enumerate() {
+    for (i, (header, body)) in posts(ks).into_iter().enumerate() {
         let log = header
             .split_whitespace()
             .find_map(|w| w.strip_prefix("--log="))
@@ -97,12 +108,19 @@ pub(super) fn kickstart_into(
         let script = format!("/tmp/ks-script-rbk{i:03}");
         tb.write(&script, body.as_bytes(), 0o700);
         let o = tb.try_sh(&format!("cd / && /bin/sh {script} >{log} 2>&1"));
-        assert!(
-            o.status.success(),
-            "%post {i} ({header}) failed; {log}:\n{}",
-            tb.sh(&format!("cat {log}"))
-        );
+        if !o.status.success() {
+            return Err(format!(
+                "%post {i} ({header}) failed; {log}:\n{}",
+                tb.sh(&format!("cat {log}"))
+            ));
+        }
     }
+    Ok(())
+}
+
+/// After the %post: anaconda's copies of the kickstart, the registry
+/// image standing in for the pull, the reboot into the installed system.
+pub(super) fn finish_install(tb: &mut Testbed, env: &'static Env, ks: &str, image: Option<&str>) {
     tb.write("/root/anaconda-ks.cfg", ks.as_bytes(), 0o600);
     tb.write("/root/original-ks.cfg", ks.as_bytes(), 0o600);
     if let Some(image) = image {

@@ -22,6 +22,15 @@ pub(crate) fn ks_section(ks: &str, section: &str) -> String {
     body.join("\n") + "\n"
 }
 
+/// The %pre that picks the disk (the other %pre reports to a kickstart
+/// server: `report_scripts.rs`).
+fn disk_pre(ks: &str) -> String {
+    let at = ks
+        .find("%pre --interpreter=/bin/bash --erroronfail --log=/tmp/regbake-disk.log\n")
+        .unwrap_or_else(|| panic!("no disk %pre in:\n{ks}"));
+    ks_section(&ks[at..], "%pre")
+}
+
 struct Disk {
     name: &'static str,
     bus: &'static str,
@@ -165,7 +174,7 @@ struct Run {
 
 fn run_pre(bash: &Path, ks: &str, root: &Path) -> Run {
     let pre = root.join("pre.sh");
-    std::fs::write(&pre, ks_section(ks, "%pre")).expect("write %pre");
+    std::fs::write(&pre, disk_pre(ks)).expect("write %pre");
     let path = format!(
         "{}:{}",
         root.join("stub").display(),
@@ -352,7 +361,10 @@ fn an_explicit_disk_needs_no_pre() {
         .args(&["kickstart"]);
     t.success();
     let ks = t.read("out/kickstart/ks.cfg");
-    assert!(!ks.contains("%pre") && !ks.contains("%include"), "{ks}");
+    assert!(
+        !ks.contains("--log=/tmp/regbake-disk.log") && !ks.contains("%include"),
+        "{ks}"
+    );
     if require_tool("ksvalidator") {
         let out = Command::new("ksvalidator")
             .args(["-v", "RHEL7"])

@@ -32,16 +32,17 @@ pub(crate) fn unfill(body: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(body);
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
-        let mut line = line.to_string();
-        for mark in ["REGBAKE_REPORT_URL='", "REGBAKE_REPORT_TOKEN='"] {
-            if let Some(i) = line.find(mark) {
-                let from = i + mark.len();
-                if let Some(len) = line[from..].find('\'') {
-                    line.replace_range(from..from + len, "");
-                }
+        let bare = line.trim_end_matches('\n');
+        let filled = ["REGBAKE_REPORT_URL='", "REGBAKE_REPORT_TOKEN='"]
+            .iter()
+            .find(|m| bare.starts_with(*m) && bare.ends_with('\'') && bare.len() > m.len());
+        match filled {
+            Some(m) => {
+                out.push_str(m);
+                out.push_str("'\n");
             }
+            None => out.push_str(line),
         }
-        out.push_str(&line);
     }
     out.into_bytes()
 }

@@ -22,6 +22,14 @@ pub(crate) fn require_tool(name: &str) -> bool {
     false
 }
 
+/// pykickstart's `ksvalidator`, its temp files kept in `dir`: it writes a
+/// preprocessed copy of the kickstart to `$TMPDIR` and never removes it.
+pub(crate) fn ksvalidator(dir: &Path) -> Command {
+    let mut c = Command::new("ksvalidator");
+    c.env("TMPDIR", dir);
+    c
+}
+
 /// `regbake check` over a test dir, after making sure the core validators
 /// are there: with `REGBAKE_REQUIRE_TOOLS=1` (CI) also `--require-all`, so
 /// nothing is skipped.

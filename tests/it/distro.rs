@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::common::{require_tool, Test};
+use crate::common::{ksvalidator, require_tool, Test};
 
 const ED25519: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101CMrByUTqJB3xXQmJd8eW t@t";
@@ -211,7 +211,7 @@ fn ksvalidator_is_strict_about_the_el7_dialect() {
     std::fs::write(t.path().join("el7-dialect.ks"), old).expect("write");
     for version in ["RHEL9", "RHEL10"] {
         let run = |file: &str| {
-            Command::new("ksvalidator")
+            ksvalidator(t.path())
                 .args(["-v", version, file])
                 .current_dir(t.path())
                 .output()

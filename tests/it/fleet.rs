@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::common::{require_tool, Test};
+use crate::common::{ksvalidator, require_tool, Test};
 use crate::served::{unfill, Server};
 
 const INVENTORY: &str = "\
@@ -58,7 +58,7 @@ fn inventory_renders_one_valid_kickstart_per_host() {
         .map(|h| format!("out/kickstart/{h}.ks"))
         .collect();
     for f in &files {
-        let v = Command::new("ksvalidator")
+        let v = ksvalidator(t.path())
             .args(["-v", "RHEL7", f])
             .current_dir(t.path())
             .output()

@@ -24,7 +24,7 @@ reg2 ip=dhcp
 ";
 
 fn ksvalidator(t: &Test, rel: &str) {
-    let o = Command::new("ksvalidator")
+    let o = crate::common::ksvalidator(t.path())
         .args(["-v", "RHEL7", rel])
         .current_dir(t.path())
         .output()

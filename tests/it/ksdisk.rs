@@ -8,7 +8,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{bash42, require_tool, Test};
+use crate::common::{bash42, ksvalidator, require_tool, Test};
 
 /// The body of the first `%SECTION` … `%end` of a kickstart.
 pub(crate) fn ks_section(ks: &str, section: &str) -> String {
@@ -153,7 +153,7 @@ fn ksvalidate_with_partitioning(ks: &str, part: &str, dir: &Path) {
     }
     let f = dir.join("full.ks");
     std::fs::write(&f, ks.replace("%include /tmp/regbake-disk.ks\n", part)).expect("write");
-    let out = Command::new("ksvalidator")
+    let out = ksvalidator(dir)
         .args(["-v", "RHEL7"])
         .arg(&f)
         .output()
@@ -366,7 +366,7 @@ fn an_explicit_disk_needs_no_pre() {
         "{ks}"
     );
     if require_tool("ksvalidator") {
-        let out = Command::new("ksvalidator")
+        let out = ksvalidator(t.path())
             .args(["-v", "RHEL7"])
             .arg(t.path().join("out/kickstart/ks.cfg"))
             .output()

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{repo, require_tool, Test};
+use crate::common::{ksvalidator, repo, require_tool, Test};
 use crate::golden::{assert_golden, bless, copy_tree, fixture, snapshot};
 
 /// Run the real packer with `args`, requiring success.
@@ -134,7 +134,7 @@ compression_level = 9
         "output               = \"${path.root}/../box/.regbake-registry-1.0.0-{{.Provider}}.box.partial\""
     ));
     if require_tool("ksvalidator") {
-        let out = Command::new("ksvalidator")
+        let out = ksvalidator(t.path())
             .args(["-v", "RHEL7", "out/packer/http/ks.cfg"])
             .current_dir(t.path())
             .output()
@@ -252,7 +252,7 @@ fn served_kickstart_passes_ksvalidator() {
     }
     let t = Test::new().args(&["render"]);
     t.success();
-    let out = Command::new("ksvalidator")
+    let out = ksvalidator(t.path())
         .args(["-v", "RHEL7", "out/packer/http/ks.cfg"])
         .current_dir(t.path())
         .output()

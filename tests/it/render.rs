@@ -99,7 +99,7 @@ fn kickstart_command_renders_only_the_kickstart() {
     assert!(t.path().join("out/kickstart/ks.cfg").is_file());
     assert!(!t.path().join("out/overlay").exists());
     if require_tool("ksvalidator") {
-        let st = std::process::Command::new("ksvalidator")
+        let st = crate::common::ksvalidator(t.path())
             .args(["-v", "RHEL7"])
             .arg(t.path().join("out/kickstart/ks.cfg"))
             .status()

@@ -410,7 +410,8 @@ impl Testbed {
     }
 
     fn wait_booted(&self) {
-        let deadline = Instant::now() + Duration::from_secs(90);
+        // Generous: CI boots several of these at once on two cores.
+        let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let o = self.exec_raw(&["systemctl", "is-system-running"], &[]);
             let state = String::from_utf8_lossy(&o.stdout).trim().to_string();
@@ -423,12 +424,38 @@ impl Testbed {
                     eprintln!("{}: booted degraded:\n{failed}", self.name);
                     return;
                 }
-                _ if Instant::now() > deadline => {
-                    panic!("{} did not boot (state {state:?})", self.name)
-                }
+                _ if Instant::now() > deadline => panic!(
+                    "{} did not boot (state {state:?}; systemctl: {})\n{}",
+                    self.name,
+                    String::from_utf8_lossy(&o.stderr).trim(),
+                    self.post_mortem()
+                ),
                 _ => std::thread::sleep(Duration::from_millis(250)),
             }
         }
+    }
+
+    /// What the engine knows of a machine that did not boot: its state and
+    /// the console (systemd's own messages), then what a shell inside sees.
+    fn post_mortem(&self) -> String {
+        let inspect = self.env.docker(&[
+            "inspect",
+            "-f",
+            "status={{.State.Status}} exit={{.State.ExitCode}} oom={{.State.OOMKilled}} \
+             error={{.State.Error}} started={{.State.StartedAt}} finished={{.State.FinishedAt}}",
+            &self.name,
+        ]);
+        let logs = self.env.docker(&["logs", "--tail", "60", &self.name]);
+        let inside = self.try_sh(
+            "ps -eo pid,stat,etime,args 2>&1 | head -40; \
+             systemctl list-jobs --no-pager 2>&1 | head -20",
+        );
+        format!(
+            "docker inspect: {}\nconsole:\n{}\ninside:\n{}",
+            text(&inspect).trim(),
+            text(&logs),
+            text(&inside)
+        )
     }
 
     fn exec_raw(&self, cmd: &[&str], env: &[(&str, &str)]) -> Output {

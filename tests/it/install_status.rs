@@ -36,7 +36,8 @@ pub(crate) fn regbake(t: &Test, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn states(j: &serde_json::Value) -> Vec<(String, String)> {
+/// Each host and its state, from `/status.json` or `--status --format json`.
+pub(crate) fn states(j: &serde_json::Value) -> Vec<(String, String)> {
     j["hosts"]
         .as_array()
         .expect("hosts")

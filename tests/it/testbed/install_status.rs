@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::scenarios::{config_of, finish_install, journal, run_posts, DATA_DIR};
 use super::{env, Admin, Os, Testbed};
 use crate::common::Test;
+use crate::install_status::states;
 use crate::served::Server;
 
 /// The %pre sections that report (the disk %pre runs in `ksdisk`).
@@ -26,20 +27,6 @@ fn report_pres(ks: &str) -> Vec<String> {
         }
     }
     out
-}
-
-fn states(j: &serde_json::Value) -> Vec<(String, String)> {
-    j["hosts"]
-        .as_array()
-        .expect("hosts")
-        .iter()
-        .map(|h| {
-            (
-                h["host"].as_str().unwrap_or_default().to_string(),
-                h["state"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -166,6 +166,9 @@ impl Bake {
             let cmd = self.vagrant(&["destroy", "-f"]);
             self.steps.run("destroy previous build VM", &cmd)?;
         }
+        if self.meta.provider == Provider::Libvirt && !self.dry_run {
+            refuse_foreign_domain(&app.vagrant.libvirt_domain, &app.appliance.name)?;
+        }
 
         self.vm_may_exist = true;
         let cmd = self.vagrant(&["up", "--provider", self.provider()]);
@@ -355,9 +358,44 @@ impl Bake {
             self.steps.history.len() + 1
         ));
         eprintln!("==> destroying the build VM: {cmd}");
+        // The bake stopped (on Ctrl-C too): the destroy itself must not be
+        // killed by that same Ctrl-C, or the VM stays behind.
+        crate::util::interrupt::acknowledge();
         tools::run(&cmd, Some(&log))?;
         Ok(())
     }
+}
+
+/// Refuses a bake whose libvirt domain exists already: it is not this out
+/// dir's (whose VM was destroyed just before), so it is another bake of the
+/// same `appliance.name` (running, or kept with `--keep-vm`), or a VM made
+/// by hand under that name. vagrant-libvirt would fail only after the box
+/// upload, or worse, act on that VM. Where virsh cannot tell (no libvirtd),
+/// `vagrant up` reports the real problem.
+fn refuse_foreign_domain(domain: &str, appliance: &str) -> Result<()> {
+    let Some(virsh) = tools::find("virsh") else {
+        return Ok(());
+    };
+    let out = std::process::Command::new(virsh)
+        .args(["-c", LIBVIRT_URI, "list", "--all", "--name"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    let exists = out.is_ok_and(|o| {
+        o.status.success()
+            && String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == domain)
+    });
+    if exists {
+        bail!(
+            "refusing to bake: the libvirt domain {domain} exists and is not this out dir's \
+             build VM: another bake of appliance.name = {appliance:?} (running, or kept with \
+             --keep-vm) or a VM of that name. Wait for it, give this appliance another name, \
+             or remove that VM: virsh -c {LIBVIRT_URI} destroy {domain}; \
+             virsh -c {LIBVIRT_URI} undefine {domain} --remove-all-storage"
+        );
+    }
+    Ok(())
 }
 
 fn remove_if_exists(p: &Path) -> Result<()> {

@@ -386,6 +386,9 @@ pub struct VagrantSection {
     /// Host port forwarded to the registry port; 0 = the registry port, or
     /// 8000 plus it when it is below 1024 (no root needed: 443 → 8443).
     pub host_port: u32,
+    /// How libvirt runs the VM: kvm, or tcg (QEMU's software emulation,
+    /// for hosts without a usable /dev/kvm; much slower).
+    pub accelerator: VagrantAccelerator,
 }
 
 impl Default for VagrantSection {
@@ -399,8 +402,17 @@ impl Default for VagrantSection {
             memory: 1024,
             cpus: 2,
             host_port: 0,
+            accelerator: VagrantAccelerator::Kvm,
         }
     }
+}
+
+/// `vagrant.accelerator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VagrantAccelerator {
+    Kvm,
+    Tcg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

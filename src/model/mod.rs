@@ -155,6 +155,8 @@ pub struct Vagrant {
     /// disk volume `DOMAIN.img`.
     pub libvirt_prefix: String,
     pub libvirt_domain: String,
+    /// vagrant-libvirt's `driver`: `kvm`, or `qemu` for software emulation.
+    pub libvirt_driver: &'static str,
 }
 
 /// The most a key file may hold: many keys, not a disk image.
@@ -409,6 +411,10 @@ fn resolve_vagrant(c: &Config, registry_port: u16) -> Vagrant {
         },
         libvirt_domain: format!("{libvirt_prefix}default"),
         libvirt_prefix,
+        libvirt_driver: match v.accelerator {
+            crate::config::VagrantAccelerator::Kvm => "kvm",
+            crate::config::VagrantAccelerator::Tcg => "qemu",
+        },
     }
 }
 

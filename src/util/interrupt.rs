@@ -12,6 +12,15 @@ pub fn interrupted() -> bool {
     INTERRUPTED.get().is_some_and(|f| f.load(Ordering::SeqCst))
 }
 
+/// Forget an interrupt once it has been acted on, before the cleanup it
+/// calls for: the cleanup's own commands then run to completion, and only a
+/// further Ctrl-C stops them.
+pub fn acknowledge() {
+    if let Some(f) = INTERRUPTED.get() {
+        f.store(false, Ordering::SeqCst);
+    }
+}
+
 /// An error once [`interrupted`]: for `?` at the points where long work
 /// may stop.
 pub fn check() -> anyhow::Result<()> {

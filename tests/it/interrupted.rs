@@ -278,3 +278,56 @@ fn the_next_run_removes_what_a_killed_fleet_render_left() {
     assert_eq!(temp_files(&t), Vec::<PathBuf>::new());
     assert!(t.path().join("out/kickstart/ks.cfg").is_file());
 }
+
+/// Ctrl-C during `vagrant up`: regbake stops Vagrant, then destroys the
+/// build VM, and that destroy runs to its end although the Ctrl-C that
+/// caused it is still recorded (it used to be killed at once, leaving the
+/// VM behind).
+#[test]
+fn ctrl_c_during_vagrant_up_destroys_the_vm() {
+    let t = Test::new()
+        .config(
+            "version = 1\n[user]\nssh_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101CMrByUTqJB3xXQmJd8eW t@t\"]\n[vagrant]\nprovider = \"virtualbox\"\n",
+        )
+        .stub(
+            "vagrant",
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \"$HOME/../vagrant.calls\"\n\
+             case \"$1\" in\n\
+               up) touch \"$HOME/../up.started\"; trap 'exit 130' INT; while :; do sleep 0.1; done ;;\n\
+               destroy) sleep 1; echo destroyed >> \"$HOME/../vagrant.calls\" ;;\n\
+             esac\n",
+        );
+    std::fs::create_dir_all(t.path().join("tmp")).expect("tmp");
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(BIN)
+            .args(["vagrant"])
+            .process_group(0)
+            .current_dir(t.path())
+            .env("HOME", t.path().join("home"))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    t.path().join("bin").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start regbake")
+    };
+    let started = t.path().join("up.started");
+    wait_for("vagrant up", &mut child, || started.exists().then_some(()));
+    signal(&child, libc::SIGINT);
+    let (code, err) = finish(child, Duration::from_secs(60));
+    assert_ne!(code, Some(0), "{err}");
+    let calls = t.read("vagrant.calls");
+    assert!(
+        calls.contains("destroy -f\ndestroyed"),
+        "the destroy did not run to its end:\n{calls}\n{err}"
+    );
+    assert!(!err.contains("could not destroy"), "{err}");
+}

@@ -25,6 +25,7 @@ mod probe_bodies;
 mod probe_hostile;
 mod props;
 mod readme;
+mod real_vm;
 mod registry;
 mod render;
 mod report_scripts;

@@ -367,6 +367,8 @@ fn libvirt_bake_packs_the_flattened_disk() {
     assert_eq!(
         calls(&t),
         [
+            // Is the build domain someone else's? (refused if so)
+            "virsh -c qemu:///system list --all --name",
             "vagrant up --provider libvirt",
             "vagrant ssh -c CURL",
             "vagrant provision --provision-with regbake-clean",

@@ -16,7 +16,7 @@ use crate::config::grammar::{
     BASE_URL_HELP, HASH_HELP, HOST_HELP, NAME_HELP, PATH_HELP, PORT_HELP, SSH_PORT, URL_HELP,
     USER_HELP, VAGRANT_SSH_PORT,
 };
-use crate::config::schema::{Config, Distro, NetworkMode, Sudo};
+use crate::config::schema::{Config, Distro, NetworkMode, Provider, Sudo, VagrantAccelerator};
 
 mod registry;
 
@@ -346,6 +346,13 @@ fn vagrant(c: &Config, p: &mut Problems) {
         "vagrant.host_port",
         &c.vagrant.host_port.to_string(),
         "expected a port other than 22 and 2222 (ssh, and Vagrant's forward of the VM's ssh), or 0 for the registry port",
+    );
+    // Software emulation is libvirt's (QEMU TCG); VirtualBox has no such mode.
+    p.check(
+        c.vagrant.accelerator == VagrantAccelerator::Kvm || c.vagrant.provider == Provider::Libvirt,
+        "vagrant.accelerator",
+        "tcg",
+        "expected \"kvm\" with provider = \"virtualbox\" (tcg is for libvirt)",
     );
 }
 

@@ -221,6 +221,11 @@ pub(crate) fn env() -> Option<&'static Env> {
 }
 
 impl Env {
+    /// The engine the testbed's images are in.
+    pub(crate) fn docker_host(&self) -> &str {
+        &self.docker_host
+    }
+
     fn docker(&self, args: &[&str]) -> Output {
         Command::new("docker")
             .args(args)

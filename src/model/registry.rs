@@ -2,13 +2,14 @@
 //! chosen distribution version uses, TLS material (generated or read from
 //! files), htpasswd users, the storage backend and the pull-through cache.
 
+mod keys;
+
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::{Backend, Config, ConfigError, LogFormat, LogLevel, Problem, TlsMode};
 use crate::model::secrets::{SecretStore, Slot};
-
-mod tls;
+use keys::key_matches;
 
 pub const CERTS_DIR: &str = "/opt/docker/certs";
 pub const AUTH_DIR: &str = "/opt/docker/auth";
@@ -153,6 +154,81 @@ fn env_secret(field: &str, var: &str) -> Result<String> {
     Err(problem(field, var, why))
 }
 
+/// `[registry.tls]` resolved: the server's certificate for `hostname` (and
+/// `static_ip`), none with TLS off.
+fn resolve_tls(
+    c: &Config,
+    hostname: &str,
+    static_ip: Option<&str>,
+    store: &mut SecretStore,
+    slot: Slot<'_>,
+) -> Result<Option<ServerTls>> {
+    let t = &c.registry.tls;
+    match t.mode {
+        TlsMode::Off => Ok(None),
+        TlsMode::Generate => {
+            let mut sans = vec![hostname.to_string()];
+            if let Some(ip) = static_ip {
+                sans.push(ip.to_string());
+            }
+            for s in &t.sans {
+                if !sans.contains(s) {
+                    sans.push(s.clone());
+                }
+            }
+            let (ca, server) = store.tls(slot, hostname, &sans, t.days)?;
+            Ok(Some(ServerTls {
+                cert: server.cert,
+                key: server.key,
+                ca: Some(ca.cert),
+            }))
+        }
+        TlsMode::Files => Ok(Some(tls_files(c)?)),
+    }
+}
+
+fn read_pem(field: &str, path: &str) -> Result<String> {
+    let p = crate::config::expand_home(path);
+    // A certificate chain or a key: 1 MiB is plenty.
+    let text = crate::util::fsx::read_text(&p, 1 << 20)
+        .map_err(|e| problem(field, path, format!("cannot read {}: {e}", p.display())))?;
+    if !text.contains("-----BEGIN ") {
+        return Err(problem(field, path, "expected a PEM file"));
+    }
+    Ok(text)
+}
+
+/// `tls.mode = "files"`: the certificate must parse and match the key.
+fn tls_files(c: &Config) -> Result<ServerTls> {
+    let t = &c.registry.tls;
+    let cert = read_pem("registry.tls.cert", &t.cert)?;
+    let key = read_pem("registry.tls.key", &t.key)?;
+    let ca = if t.ca.is_empty() {
+        None
+    } else {
+        let ca = read_pem("registry.tls.ca", &t.ca)?;
+        x509_parser::pem::parse_x509_pem(ca.as_bytes())
+            .ok()
+            .and_then(|(_, pem)| pem.parse_x509().ok().map(|_| ()))
+            .ok_or_else(|| problem("registry.tls.ca", &t.ca, "expected a PEM CA certificate"))?;
+        Some(ca)
+    };
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes())
+        .map_err(|_| problem("registry.tls.cert", &t.cert, "expected a PEM certificate"))?;
+    let x509 = pem
+        .parse_x509()
+        .map_err(|_| problem("registry.tls.cert", &t.cert, "expected a PEM certificate"))?;
+    let matches = key_matches(&x509, &key).map_err(|e| problem("registry.tls.key", &t.key, e))?;
+    if !matches {
+        return Err(problem(
+            "registry.tls.key",
+            &t.key,
+            format!("the key does not belong to the certificate {}", t.cert),
+        ));
+    }
+    Ok(ServerTls { cert, key, ca })
+}
+
 /// The longest password bcrypt reads whole, in bytes.
 const BCRYPT_MAX: usize = 72;
 
@@ -245,7 +321,7 @@ pub fn resolve(
     } else {
         env_secret("registry.http_secret_env", &r.http_secret_env)?
     };
-    let tls = tls::resolve(c, hostname, static_ip, store, slot)?;
+    let tls = resolve_tls(c, hostname, static_ip, store, slot)?;
     let tls_ca = tls.as_ref().is_some_and(|t| t.ca.is_some());
     let s3 = resolve_s3(c, major)?;
     let mirror = resolve_mirror(c)?;

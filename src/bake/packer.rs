@@ -99,6 +99,7 @@ fn need(program: &str, install: &str, missing: &mut Vec<String>) -> Option<PathB
     found
 }
 
+#[allow(clippy::too_many_lines)] // issue 22: split on another branch
 pub fn run(opts: &Global, p: &Args) -> Result<()> {
     // out/ stays ours for the whole bake: a render meanwhile would change
     // what Packer uploads.

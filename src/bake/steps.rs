@@ -4,10 +4,11 @@
 //! the last lines of its log. Ctrl-C stops the running tool (SIGINT) and the
 //! step fails as "interrupted" so callers run their cleanup.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -79,81 +80,10 @@ impl Steps {
             .with_context(|| format!("creating {}", log_path.display()))?;
         writeln!(log, "$ {cmd}").context("writing the step log")?;
 
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} [{prefix}] {elapsed:>4} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.set_prefix(format!("{n:02} {name}"));
-        if bar.is_hidden() {
-            eprintln!("==> [{n:02}] {name}: {cmd}");
-        }
+        let bar = spinner(n, name, cmd);
         let started = Instant::now();
-
-        let mut child = cmd
-            .to_command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {cmd}"))?;
-        let (tx, rx) = mpsc::channel::<String>();
-        let mut readers = vec![];
-        if let Some(out) = child.stdout.take() {
-            let tx = tx.clone();
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            }));
-        }
-        if let Some(err) = child.stderr.take() {
-            let tx = tx.clone();
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            }));
-        }
-        drop(tx);
-
-        let mut tail: Vec<String> = vec![];
-        let mut signalled = false;
-        let status = loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => {
-                    writeln!(log, "{line}").context("writing the step log")?;
-                    if let Some(msg) = on_line(&line) {
-                        if bar.is_hidden() {
-                            eprintln!("    {msg}");
-                        }
-                        bar.set_message(msg);
-                    }
-                    tail.push(line);
-                    if tail.len() > 20 {
-                        tail.remove(0);
-                    }
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => bar.tick(),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {}
-            }
-            if interrupted() && !signalled {
-                signalled = true;
-                // SAFETY: kill(2) with the pid of our own child process.
-                unsafe {
-                    libc::kill(child.id() as libc::pid_t, libc::SIGINT);
-                }
-            }
-            if let Some(st) = child.try_wait().context("waiting for the step")? {
-                // Drain what the readers still hold.
-                for line in &rx {
-                    writeln!(log, "{line}").context("writing the step log")?;
-                    tail.push(line);
-                }
-                break st;
-            }
-        };
+        let (mut child, rx, readers) = spawn(cmd)?;
+        let (status, tail) = watch(&mut child, &rx, &mut log, &bar, on_line)?;
         for r in readers {
             let _ = r.join();
         }
@@ -179,6 +109,99 @@ impl Steps {
             log: log_path.display().to_string(),
         }
         .into())
+    }
+}
+
+/// The step's spinner; without a terminal (hidden), a line saying what runs.
+fn spinner(n: usize, name: &str, cmd: &Cmd) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{prefix}] {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(format!("{n:02} {name}"));
+    if bar.is_hidden() {
+        eprintln!("==> [{n:02}] {name}: {cmd}");
+    }
+    bar
+}
+
+/// Start `cmd` with its stdout and stderr read line by line, each by its
+/// own thread, into one channel.
+fn spawn(cmd: &Cmd) -> Result<(Child, mpsc::Receiver<String>, Vec<JoinHandle<()>>)> {
+    let mut child = cmd
+        .to_command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd}"))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let mut readers = vec![];
+    if let Some(out) = child.stdout.take() {
+        readers.push(send_lines(out, tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(send_lines(err, tx.clone()));
+    }
+    Ok((child, rx, readers))
+}
+
+/// A thread sending each line `from` gives until its end (or until no one
+/// listens).
+fn send_lines(from: impl Read + Send + 'static, tx: mpsc::Sender<String>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    })
+}
+
+/// Log the child's lines as they come, show `on_line`'s messages, pass a
+/// Ctrl-C on to it once, until it exits: its status and the last lines.
+fn watch(
+    child: &mut Child,
+    rx: &mpsc::Receiver<String>,
+    log: &mut std::fs::File,
+    bar: &ProgressBar,
+    on_line: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<(ExitStatus, Vec<String>)> {
+    let mut tail: Vec<String> = vec![];
+    let mut signalled = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                writeln!(log, "{line}").context("writing the step log")?;
+                if let Some(msg) = on_line(&line) {
+                    if bar.is_hidden() {
+                        eprintln!("    {msg}");
+                    }
+                    bar.set_message(msg);
+                }
+                tail.push(line);
+                if tail.len() > 20 {
+                    tail.remove(0);
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => bar.tick(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        if interrupted() && !signalled {
+            signalled = true;
+            // SAFETY: kill(2) with the pid of our own child process.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+            }
+        }
+        if let Some(st) = child.try_wait().context("waiting for the step")? {
+            // Drain what the readers still hold.
+            for line in rx {
+                writeln!(log, "{line}").context("writing the step log")?;
+                tail.push(line);
+            }
+            return Ok((st, tail));
+        }
     }
 }
 

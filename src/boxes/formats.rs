@@ -85,6 +85,27 @@ pub fn qcow2_info(disk: &Path) -> Result<Qcow2Info> {
     let mut f = File::open(disk).with_context(|| format!("opening {d}"))?;
     let file_len = f.metadata().with_context(|| format!("reading {d}"))?.len();
     let h = Header(read_at(&mut f, 0, 104, disk)?);
+    let layout = header_layout(&h, disk, file_len)?;
+    let size = virtual_size(&h, disk, file_len, &layout)?;
+    self_contained(&mut f, &h, disk, &layout)?;
+    Ok(Qcow2Info {
+        version: layout.version,
+        virtual_size: size,
+    })
+}
+
+/// What the rest of a qcow2 header is read by.
+struct Layout {
+    version: u32,
+    /// The cluster size in bytes.
+    cluster: u64,
+    /// The incompatible feature bits (0 in version 2).
+    incompatible: u64,
+}
+
+/// The magic, version and the header's own lengths, as qemu checks them.
+fn header_layout(h: &Header, disk: &Path, file_len: u64) -> Result<Layout> {
+    let d = disk.display();
     if h.0.len() < 8 || h.0[..4] != *b"QFI\xfb" {
         bail!("{d} is not a qcow2 image (no qcow2 header); convert it with `qemu-img convert -O qcow2`");
     }
@@ -122,6 +143,22 @@ pub fn qcow2_info(disk: &Path) -> Result<Qcow2Info> {
             h.u32(96)
         );
     }
+    Ok(Layout {
+        version,
+        cluster,
+        incompatible,
+    })
+}
+
+/// The virtual size, with the L1 and refcount tables that must cover it
+/// inside the file.
+fn virtual_size(h: &Header, disk: &Path, file_len: u64, layout: &Layout) -> Result<u64> {
+    let d = disk.display();
+    let Layout {
+        cluster,
+        incompatible,
+        ..
+    } = *layout;
     let size = h.u64(24);
     if size == 0 {
         bail!("{d}: qcow2 virtual size of 0 bytes: an empty disk holds no system to box");
@@ -157,6 +194,18 @@ pub fn qcow2_info(disk: &Path) -> Result<Qcow2Info> {
             bail!("{d}: the qcow2 {name} table at offset {offset} lies outside the {file_len}-byte file: it was cut short or is damaged; copy or convert it again");
         }
     }
+    Ok(size)
+}
+
+/// Refused: data kept elsewhere (backing file, external data file), a
+/// corrupt mark, features qemu does not know, encryption.
+fn self_contained(f: &mut File, h: &Header, disk: &Path, layout: &Layout) -> Result<()> {
+    let d = disk.display();
+    let Layout {
+        cluster,
+        incompatible,
+        ..
+    } = *layout;
     let flatten = flatten_command(disk);
     let backing_offset = h.u64(8);
     if backing_offset != 0 {
@@ -164,7 +213,7 @@ pub fn qcow2_info(disk: &Path) -> Result<Qcow2Info> {
         if name_len > MAX_BACKING_NAME || backing_offset + u64::from(name_len) > cluster {
             bail!("{d}: the qcow2 backing file name at offset {backing_offset} ({name_len} bytes) is invalid: the header is damaged");
         }
-        let name = read_at(&mut f, backing_offset, u64::from(name_len), disk)?;
+        let name = read_at(f, backing_offset, u64::from(name_len), disk)?;
         bail!(
             "{d} is a qcow2 overlay on the backing file {:?}: a box must hold the whole disk \
              (the box would point the importing machine at that path). Flatten it into a \
@@ -195,10 +244,7 @@ pub fn qcow2_info(disk: &Path) -> Result<Qcow2Info> {
              write a decrypted copy with qemu-img convert first"
         ),
     }
-    Ok(Qcow2Info {
-        version,
-        virtual_size: size,
-    })
+    Ok(())
 }
 
 /// The disk files an OVF references (`<File ovf:href=…>`), checked to be

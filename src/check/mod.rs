@@ -19,7 +19,7 @@ use crate::util::Format;
 pub use kickstart::{kickstart_scripts, shape};
 pub use outcome::{Check, Outcome};
 use runner::{tool, Runner};
-use units::prepare_unit_stubs;
+use units::check_units;
 
 /// `regbake check`
 #[derive(Debug, Clone, clap::Args)]
@@ -239,10 +239,8 @@ pub fn run_checks(out: &Path, lock: &OutLock, strict: bool) -> Result<Vec<Check>
         tmp: scratch.path(),
     };
 
-    // What regbake rendered, by kind (see `tree::Kind`). In kickstart/ only
-    // the kickstarts regbake recorded: a user's own files may sit beside them.
+    // What regbake rendered, by kind (see `tree::Kind`).
     let files = rendered_files(out)?;
-    let recorded = crate::out::ksdir::recorded(&out.join("kickstart"))?;
     let of = |kind: Kind| -> Vec<PathBuf> {
         files
             .iter()
@@ -250,25 +248,7 @@ pub fn run_checks(out: &Path, lock: &OutLock, strict: bool) -> Result<Vec<Check>
             .map(|(rel, _)| out.join(rel))
             .collect()
     };
-    // The per-host ones (HOST.ks) by shape.
-    let mut hosts = vec![];
-    for ks in of(Kind::Kickstart) {
-        crate::util::interrupt::check()?;
-        let name = ks
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let in_ksdir = ks.parent() == Some(&out.join("kickstart"));
-        if in_ksdir && recorded.as_ref().is_some_and(|r| !r.contains(&name)) {
-            continue;
-        }
-        if in_ksdir && name.ends_with(".ks") {
-            hosts.push(ks);
-        } else {
-            kickstart::check_kickstart(&mut r, &ks, scratch.path())?;
-        }
-    }
-    kickstart::check_hosts(&mut r, &hosts, scratch.path())?;
+    check_kickstarts(&mut r, out, of(Kind::Kickstart), scratch.path())?;
 
     for f in of(Kind::Sudoers) {
         let f2 = f.clone();
@@ -277,18 +257,7 @@ pub fn run_checks(out: &Path, lock: &OutLock, strict: bool) -> Result<Vec<Check>
         });
     }
 
-    // sshd_config: needs a host key and the privilege separation directory.
-    for sshd_config in of(Kind::SshdConfig) {
-        let key = scratch.path().join("ssh_host_ed25519_key");
-        let pair = crate::model::secrets::generate_ssh_key("regbake-check")?;
-        crate::util::fsx::write_private(&key, pair.private_openssh.as_bytes())?;
-        // sshd -t refuses to run without it; harmless to create.
-        let _ = std::fs::create_dir_all("/run/sshd");
-        let cfg = sshd_config.clone();
-        r.run("sshd -t", &sshd_config, "sshd", true, |t| {
-            Cmd::new(t).arg("-t").arg("-f").arg(cfg).arg("-h").arg(key)
-        });
-    }
+    check_sshd_configs(&mut r, of(Kind::SshdConfig), scratch.path())?;
 
     let scripts = of(Kind::Script);
     let (overlay_scripts, other_scripts): (Vec<_>, Vec<_>) =
@@ -298,48 +267,13 @@ pub fn run_checks(out: &Path, lock: &OutLock, strict: bool) -> Result<Vec<Check>
     }
 
     // systemd units (and docker's drop-ins, on a stub docker.service).
-    let units = of(Kind::Unit);
-    if !units.is_empty() {
-        let stub = prepare_unit_stubs(scratch.path(), &overlay)?;
-        // All copies first: a timer is verified with the service it starts.
-        let mut copies = vec![];
-        for unit in &units {
-            let copy = stub.dir.join(unit.file_name().context("unit file name")?);
-            let text = std::fs::read_to_string(unit)
-                .with_context(|| format!("reading {}", unit.display()))?;
-            crate::util::fsx::write_private(&copy, stub.rewrite(&text).as_bytes())?;
-            copies.push(copy);
-        }
-        for (unit, copy) in units.iter().zip(copies) {
-            let unit_path = stub.dir.display().to_string();
-            r.run("systemd-analyze", unit, "systemd-analyze", false, |t| {
-                Cmd::new(t)
-                    .args(["verify", "--man=no"])
-                    .arg(&copy)
-                    .env("SYSTEMD_UNIT_PATH", format!("{unit_path}:"))
-            });
-        }
-        // Each directory of drop-ins, verified with the unit it extends.
-        let mut dirs: Vec<PathBuf> = of(Kind::DropIn)
-            .iter()
-            .filter_map(|d| d.parent().map(Path::to_path_buf))
-            .collect();
-        dirs.dedup();
-        for dropins in dirs {
-            let unit_path = stub.dir.display().to_string();
-            let name = dropins
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let unit = stub.dir.join(name.trim_end_matches(".d"));
-            r.run("systemd-analyze", &dropins, "systemd-analyze", false, |t| {
-                Cmd::new(t)
-                    .args(["verify", "--man=no"])
-                    .arg(unit)
-                    .env("SYSTEMD_UNIT_PATH", format!("{unit_path}:"))
-            });
-        }
-    }
+    check_units(
+        &mut r,
+        &of(Kind::Unit),
+        &of(Kind::DropIn),
+        scratch.path(),
+        &overlay,
+    )?;
 
     for v in of(Kind::Vagrantfile) {
         check_vagrantfile(&mut r, &v, scratch.path())?;
@@ -360,6 +294,54 @@ pub fn run_checks(out: &Path, lock: &OutLock, strict: bool) -> Result<Vec<Check>
     // An interrupted run reports nothing: what it skipped did not fail.
     crate::util::interrupt::check()?;
     Ok(r.checks)
+}
+
+/// The kickstarts: each in full, but the per-host ones (HOST.ks) by shape;
+/// in kickstart/ only those regbake recorded (a user's own files may sit
+/// beside them).
+fn check_kickstarts(
+    r: &mut Runner<'_>,
+    out: &Path,
+    kickstarts: Vec<PathBuf>,
+    scratch: &Path,
+) -> Result<()> {
+    let recorded = crate::out::ksdir::recorded(&out.join("kickstart"))?;
+    let mut hosts = vec![];
+    for ks in kickstarts {
+        crate::util::interrupt::check()?;
+        let name = ks
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let in_ksdir = ks.parent() == Some(&out.join("kickstart"));
+        if in_ksdir && recorded.as_ref().is_some_and(|r| !r.contains(&name)) {
+            continue;
+        }
+        if in_ksdir && name.ends_with(".ks") {
+            hosts.push(ks);
+        } else {
+            kickstart::check_kickstart(r, &ks, scratch)?;
+        }
+    }
+    kickstart::check_hosts(r, &hosts, scratch)?;
+    Ok(())
+}
+
+/// sshd_config: `sshd -t` needs a host key and the privilege separation
+/// directory.
+fn check_sshd_configs(r: &mut Runner<'_>, configs: Vec<PathBuf>, scratch: &Path) -> Result<()> {
+    for sshd_config in configs {
+        let key = scratch.join("ssh_host_ed25519_key");
+        let pair = crate::model::secrets::generate_ssh_key("regbake-check")?;
+        crate::util::fsx::write_private(&key, pair.private_openssh.as_bytes())?;
+        // sshd -t refuses to run without it; harmless to create.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let cfg = sshd_config.clone();
+        r.run("sshd -t", &sshd_config, "sshd", true, |t| {
+            Cmd::new(t).arg("-t").arg("-f").arg(cfg).arg("-h").arg(key)
+        });
+    }
+    Ok(())
 }
 
 /// `vagrant validate` in the Vagrantfile's own directory (it finds the

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::runner::Runner;
+use crate::bake::tools::Cmd;
+
 /// `systemd-analyze verify` needs every referenced unit to exist and every
 /// `Exec*` path to be executable. The appliance's `/usr/bin/docker` is absent
 /// here, so the units are verified as copies whose docker path alone points at
@@ -28,7 +31,7 @@ impl UnitStubs {
     }
 }
 
-pub(super) fn prepare_unit_stubs(scratch: &Path, overlay: &Path) -> Result<UnitStubs> {
+fn prepare_unit_stubs(scratch: &Path, overlay: &Path) -> Result<UnitStubs> {
     use std::os::unix::fs::PermissionsExt;
     let dir = scratch.join("units");
     crate::util::fsx::create_dir(&dir, 0o700)?;
@@ -77,4 +80,58 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// `systemd-analyze verify` of each unit (`units`) as a copy beside the
+/// stubs, and of each directory of `dropins` with the unit it extends.
+pub(super) fn check_units(
+    r: &mut Runner<'_>,
+    units: &[PathBuf],
+    dropins: &[PathBuf],
+    scratch: &Path,
+    overlay: &Path,
+) -> Result<()> {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let stub = prepare_unit_stubs(scratch, overlay)?;
+    // All copies first: a timer is verified with the service it starts.
+    let mut copies = vec![];
+    for unit in units {
+        let copy = stub.dir.join(unit.file_name().context("unit file name")?);
+        let text =
+            std::fs::read_to_string(unit).with_context(|| format!("reading {}", unit.display()))?;
+        crate::util::fsx::write_private(&copy, stub.rewrite(&text).as_bytes())?;
+        copies.push(copy);
+    }
+    for (unit, copy) in units.iter().zip(copies) {
+        let unit_path = stub.dir.display().to_string();
+        r.run("systemd-analyze", unit, "systemd-analyze", false, |t| {
+            Cmd::new(t)
+                .args(["verify", "--man=no"])
+                .arg(&copy)
+                .env("SYSTEMD_UNIT_PATH", format!("{unit_path}:"))
+        });
+    }
+    // Each directory of drop-ins, verified with the unit it extends.
+    let mut dirs: Vec<PathBuf> = dropins
+        .iter()
+        .filter_map(|d| d.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.dedup();
+    for dropins in dirs {
+        let unit_path = stub.dir.display().to_string();
+        let name = dropins
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let unit = stub.dir.join(name.trim_end_matches(".d"));
+        r.run("systemd-analyze", &dropins, "systemd-analyze", false, |t| {
+            Cmd::new(t)
+                .args(["verify", "--man=no"])
+                .arg(unit)
+                .env("SYSTEMD_UNIT_PATH", format!("{unit_path}:"))
+        });
+    }
+    Ok(())
 }

@@ -166,93 +166,72 @@ fn read_head(req: &httparse::Request<'_, '_>) -> Head {
     h
 }
 
+/// A request's head, parsed, for the answers to it.
+struct Request<'b> {
+    method: String,
+    raw_path: &'b str,
+    /// The path as logged (a token in it replaced by `…`).
+    path: String,
+    /// How many bytes of the buffer the head takes.
+    head_len: usize,
+    /// How many bytes the buffer holds: a refusal consumes them all.
+    buf_len: usize,
+    h: Head,
+}
+
+impl Request<'_> {
+    /// A refusal, logged with the method and path.
+    fn refuse<'a>(&self, status: u16, why: &str) -> Step<'a> {
+        let mut r = Reply::refusal(status, why, self.buf_len);
+        r.method.clone_from(&self.method);
+        r.path.clone_from(&self.path);
+        Step::Reply(r)
+    }
+
+    /// An answer `out` of the head alone, to `host` ("-" when none).
+    fn reply<'a>(&self, out: Cow<'a, [u8]>, status: u16, host: &str, close: bool) -> Reply<'a> {
+        Reply {
+            consumed: self.head_len,
+            out,
+            close,
+            refused: false,
+            status,
+            method: self.method.clone(),
+            path: self.path.clone(),
+            host: host.to_string(),
+            macs: vec![],
+            action: None,
+            note: String::new(),
+            quiet: false,
+        }
+    }
+}
+
 /// Parse the first request in `buf` and answer it: the whole request path,
 /// without the socket (so it can be fuzzed).
 pub fn step<'a>(site: &'a Site, buf: &[u8]) -> Step<'a> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    // The limit is on the head itself (through its blank line), wherever
-    // the reads happened to split it: a buffer of MAX_HEAD bytes without a
-    // complete head, or a complete head longer than MAX_HEAD, is refused.
-    let too_large = || Step::Reply(Reply::refusal(431, "request head over 32 KiB", buf.len()));
-    let n = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => return too_large(),
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return too_large(),
-        Ok(httparse::Status::Partial) => return Step::More,
-        Err(e) => {
-            let (status, why) = match e {
-                httparse::Error::TooManyHeaders => (431, "too many headers".to_string()),
-                e => (400, format!("malformed request ({e})")),
-            };
-            return Step::Reply(Reply::refusal(status, &why, buf.len()));
+    let req = match parse(buf, &mut headers) {
+        Ok(req) => req,
+        Err(NoHead::More) => return Step::More,
+        Err(NoHead::Refused(status, why)) => {
+            return Step::Reply(Reply::refusal(status, &why, buf.len()))
         }
     };
-    let method = req.method.unwrap_or_default().to_string();
-    let raw_path = req.path.unwrap_or_default();
-    let path = routes::logged_path(raw_path);
-    let h = read_head(&req);
-    let refuse = |status: u16, why: &str| {
-        let mut r = Reply::refusal(status, why, buf.len());
-        r.method.clone_from(&method);
-        r.path.clone_from(&path);
-        Step::Reply(r)
-    };
-    if h.chunked {
-        return refuse(400, "chunked bodies are not accepted: send Content-Length");
+    if req.h.chunked {
+        return req.refuse(400, "chunked bodies are not accepted: send Content-Length");
     }
-    let length = match h.length {
+    let length = match req.h.length {
         None => None,
         Some(Ok(n)) => Some(n),
-        Some(Err(())) => return refuse(400, "bad Content-Length"),
+        Some(Err(())) => return req.refuse(400, "bad Content-Length"),
     };
-    let reply = |out: Cow<'a, [u8]>, status: u16, host: &str, close: bool| Reply {
-        consumed: n,
-        out,
-        close,
-        refused: false,
-        status,
-        method: method.clone(),
-        path: path.clone(),
-        host: host.to_string(),
-        macs: vec![],
-        action: None,
-        note: String::new(),
-        quiet: false,
-    };
-    if method == "POST" {
-        let (host, event) = match routes::report(site, raw_path, h.bearer.as_deref()) {
-            Ok(target) => target,
-            Err((status, why)) => return refuse(status, &why),
-        };
-        let Some(len) = length else {
-            return refuse(411, "a report needs a Content-Length");
-        };
-        if len > MAX_BODY {
-            return refuse(413, "a report's body may hold at most 72 KiB");
-        }
-        if buf.len() - n < len {
-            return if h.expect_continue {
-                Step::Continue
-            } else {
-                Step::More
-            };
-        }
-        let body = String::from_utf8_lossy(&buf[n..n + len]).into_owned();
-        let mut r = reply(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 9\r\n\r\nrecorded\n"[..]
-                .into(),
-            200,
-            &site.hosts[host].name,
-            h.close,
-        );
-        r.consumed = n + len;
-        r.action = Some(Action::Report { host, event, body });
-        return Step::Reply(r);
+    if req.method == "POST" {
+        return report(site, &req, length, buf);
     }
-    let head = method == "HEAD";
-    if method != "GET" && !head {
-        return Step::Reply(reply(
+    let head = req.method == "HEAD";
+    if req.method != "GET" && !head {
+        return Step::Reply(req.reply(
             error_response(405, "only GET and HEAD, and POST for reports", true).into(),
             405,
             "-",
@@ -261,15 +240,94 @@ pub fn step<'a>(site: &'a Site, buf: &[u8]) -> Step<'a> {
     }
     if length.unwrap_or(0) > 0 {
         // Requests here have no body; refusing one keeps framing simple.
-        return Step::Reply(reply(
+        return Step::Reply(req.reply(
             error_response(400, "request bodies are not accepted", true).into(),
             400,
             "-",
             true,
         ));
     }
-    let close = h.close;
-    let mut r = match routes::get(site, raw_path, &h.macs) {
+    Step::Reply(get(site, req, head))
+}
+
+/// Why there is no request head to answer.
+enum NoHead {
+    /// It is incomplete: read more.
+    More,
+    /// Refused with this status, for this reason.
+    Refused(u16, String),
+}
+
+/// The request head at the start of `buf`.
+fn parse<'b>(buf: &'b [u8], headers: &mut [httparse::Header<'b>]) -> Result<Request<'b>, NoHead> {
+    let mut req = httparse::Request::new(headers);
+    // The limit is on the head itself (through its blank line), wherever
+    // the reads happened to split it: a buffer of MAX_HEAD bytes without a
+    // complete head, or a complete head longer than MAX_HEAD, is refused.
+    let too_large = || NoHead::Refused(431, "request head over 32 KiB".into());
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => return Err(too_large()),
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(too_large()),
+        Ok(httparse::Status::Partial) => return Err(NoHead::More),
+        Err(e) => {
+            let (status, why) = match e {
+                httparse::Error::TooManyHeaders => (431, "too many headers".to_string()),
+                e => (400, format!("malformed request ({e})")),
+            };
+            return Err(NoHead::Refused(status, why));
+        }
+    };
+    let raw_path = req.path.unwrap_or_default();
+    Ok(Request {
+        method: req.method.unwrap_or_default().to_string(),
+        raw_path,
+        path: routes::logged_path(raw_path),
+        head_len,
+        buf_len: buf.len(),
+        h: read_head(&req),
+    })
+}
+
+/// A POST: a host's report, taken once its body of `length` bytes is in
+/// `buf`.
+fn report<'a>(site: &'a Site, req: &Request<'_>, length: Option<usize>, buf: &[u8]) -> Step<'a> {
+    let (host, event) = match routes::report(site, req.raw_path, req.h.bearer.as_deref()) {
+        Ok(target) => target,
+        Err((status, why)) => return req.refuse(status, &why),
+    };
+    let Some(len) = length else {
+        return req.refuse(411, "a report needs a Content-Length");
+    };
+    if len > MAX_BODY {
+        return req.refuse(413, "a report's body may hold at most 72 KiB");
+    }
+    let n = req.head_len;
+    if buf.len() - n < len {
+        return if req.h.expect_continue {
+            Step::Continue
+        } else {
+            Step::More
+        };
+    }
+    let body = String::from_utf8_lossy(&buf[n..n + len]).into_owned();
+    let mut r = req.reply(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 9\r\n\r\nrecorded\n"[..]
+            .into(),
+        200,
+        &site.hosts[host].name,
+        req.h.close,
+    );
+    r.consumed = n + len;
+    r.action = Some(Action::Report { host, event, body });
+    Step::Reply(r)
+}
+
+/// A GET (or, with `head`, a HEAD): a kickstart, a page or an error, as
+/// `routes::get` decides.
+fn get<'a>(site: &'a Site, req: Request<'_>, head: bool) -> Reply<'a> {
+    let close = req.h.close;
+    let mut r = match routes::get(site, req.raw_path, &req.h.macs) {
         Answer::Kickstart(i) => {
             let p = &site.hosts[i].page;
             let out: Cow<'a, [u8]> = if close {
@@ -284,7 +342,7 @@ pub fn step<'a>(site: &'a Site, buf: &[u8]) -> Step<'a> {
             } else {
                 p.full[..].into()
             };
-            let mut r = reply(out, 200, &site.hosts[i].name, close);
+            let mut r = req.reply(out, 200, &site.hosts[i].name, close);
             r.action = Some(Action::Served(i));
             r
         }
@@ -298,7 +356,7 @@ pub fn step<'a>(site: &'a Site, buf: &[u8]) -> Step<'a> {
             if head {
                 v.truncate(v.len() - page.body.len());
             }
-            let mut r = reply(v.into(), 200, "-", close);
+            let mut r = req.reply(v.into(), 200, "-", close);
             r.quiet = true;
             r
         }
@@ -311,11 +369,11 @@ pub fn step<'a>(site: &'a Site, buf: &[u8]) -> Step<'a> {
                     .map_or(v.len(), |i| i + 4);
                 v.truncate(end);
             }
-            let mut r = reply(v.into(), status, "-", close);
+            let mut r = req.reply(v.into(), status, "-", close);
             r.note = why;
             r
         }
     };
-    r.macs = h.macs.found;
-    Step::Reply(r)
+    r.macs = req.h.macs.found;
+    r
 }

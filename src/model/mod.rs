@@ -219,109 +219,25 @@ impl Appliance {
         facts: &Facts,
         slot: Slot<'_>,
     ) -> Result<Self> {
-        let hostname = c.appliance.hostname.clone();
-
-        let mut keys = collect_keys(c)?;
-        let generated_key = keys.is_empty();
-        if generated_key {
-            let pair = store.ssh_key(&format!("regbake@{}", c.appliance.name))?;
-            log::note(&format!(
-                "no SSH public key configured or found: using the generated key out/{} for user {}",
-                crate::model::secrets::SSH_KEY,
-                c.user.name
-            ));
-            keys.push(pair.public_line);
-        }
-
-        let network = if c.network.mode == NetworkMode::Static {
-            let net: ipnet::Ipv4Net = c
-                .network
-                .address
-                .parse()
-                .context("network.address was validated")?;
-            Network {
-                is_static: true,
-                device: c.network.device.clone(),
-                ip: net.addr().to_string(),
-                netmask: net.netmask().to_string(),
-                prefix: net.prefix_len(),
-                gateway: c.network.gateway.clone(),
-                dns: c.network.dns.clone(),
-                dns_csv: c.network.dns.join(","),
-            }
-        } else {
-            Network {
-                is_static: false,
-                device: c.network.device.clone(),
-                ip: String::new(),
-                netmask: String::new(),
-                prefix: 0,
-                gateway: String::new(),
-                dns: c.network.dns.clone(),
-                dns_csv: c.network.dns.join(","),
-            }
-        };
-
-        let proxy = c.proxy.as_ref().map(|p| {
-            let mut no_proxy: Vec<String> = p.no_proxy.clone();
-            for must in ["localhost", "127.0.0.1", hostname.as_str()] {
-                if !no_proxy.iter().any(|n| n == must) {
-                    no_proxy.push(must.to_string());
-                }
-            }
-            let either = |a: &str, b: &str| if a.is_empty() { b } else { a }.to_string();
-            Proxy {
-                http: p.http.clone(),
-                https: p.https.clone(),
-                no_proxy: no_proxy.join(","),
-                yum: either(&p.http, &p.https),
-                installer: either(&p.https, &p.http),
-            }
-        });
-
+        let user = resolve_user(c, store)?;
+        let network = resolve_network(c)?;
+        let proxy = c
+            .proxy
+            .as_ref()
+            .map(|p| resolve_proxy(p, &c.appliance.hostname));
         let d = c.appliance.distro;
         let repos = distro::repos(
             d,
             c.repos.mirror.trim_end_matches('/'),
             c.repos.docker_ce.trim_end_matches('/'),
         );
-        if d != crate::config::Distro::Centos7 && distro::rsa_only(&keys) {
-            log::note(&format!(
-                "warning: every SSH key of user {} is ssh-rsa: {}'s DEFAULT crypto policy refuses \
-                 ssh-rsa (SHA-1) signatures, so clients that sign with them (OpenSSH before 7.2, \
-                 old libraries) cannot log in; add an ed25519 key to user.ssh_keys",
-                c.user.name,
-                d.name()
-            ));
-        }
-
-        let mut packages: Vec<String> = distro::base_packages(d)
-            .iter()
-            .map(std::string::ToString::to_string)
-            .collect();
-        for p in &c.packages.extra {
-            if !packages.contains(p) {
-                packages.push(p.clone());
-            }
-        }
-        let (package_groups, rpm_packages): (Vec<String>, Vec<String>) =
-            packages.iter().cloned().partition(|p| p.starts_with('@'));
-
-        let data_dir = c.storage.data_dir.clone();
-        let storage = Storage {
-            registry_dir: format!("{data_dir}/registry"),
-            docker_dir: format!("{data_dir}/docker"),
-            data_dir,
-            disk: c.storage.disk.clone(),
-            auto_disk: c.storage.disk == crate::config::AUTO_DISK,
-            root_size_mb: c.storage.root_size_gb * 1024,
-            data_grow: c.storage.data_size_gb == 0,
-            data_size_mb: c.storage.data_size_gb * 1024,
-        };
+        warn_rsa_only(c, &user.authorized_keys);
+        let (packages, package_groups, rpm_packages) = resolve_packages(c);
+        let storage = resolve_storage(c);
 
         let (registry, registry_files) = registry::resolve(
             c,
-            &hostname,
+            &c.appliance.hostname,
             network.is_static.then_some(network.ip.as_str()),
             &storage.registry_dir,
             store,
@@ -332,23 +248,14 @@ impl Appliance {
         let mut selinux_container_dirs = vec![storage.registry_dir.clone()];
         selinux_container_dirs.extend(registry.mounted_dirs().map(str::to_string));
 
-        let user_name = c.user.name.clone();
         Ok(Self {
             generator: format!("generated by regbake {}", env!("CARGO_PKG_VERSION")),
             appliance: Meta {
                 name: c.appliance.name.clone(),
-                hostname,
+                hostname: c.appliance.hostname.clone(),
                 timezone: c.appliance.timezone.clone(),
             },
-            user: User {
-                home: format!("/home/{user_name}"),
-                name: user_name,
-                sudo: c.user.sudo != Sudo::None,
-                generated_key,
-                sudo_nopasswd: c.user.sudo == Sudo::Nopasswd,
-                password_hash: c.user.password_hash.clone(),
-                authorized_keys: keys,
-            },
+            user,
             ssh: Ssh {
                 password_authentication: c.ssh.password_authentication,
                 permit_root_login: c.ssh.permit_root_login,
@@ -377,6 +284,126 @@ impl Appliance {
                 &c.repos.docker_ce,
             ]),
         })
+    }
+}
+
+/// `[user]` resolved; with no key configured or found, regbake's own
+/// (generated once into `store`) logs in.
+fn resolve_user(c: &Config, store: &mut SecretStore) -> Result<User> {
+    let mut keys = collect_keys(c)?;
+    let generated_key = keys.is_empty();
+    if generated_key {
+        let pair = store.ssh_key(&format!("regbake@{}", c.appliance.name))?;
+        log::note(&format!(
+            "no SSH public key configured or found: using the generated key out/{} for user {}",
+            crate::model::secrets::SSH_KEY,
+            c.user.name
+        ));
+        keys.push(pair.public_line);
+    }
+    let name = c.user.name.clone();
+    Ok(User {
+        home: format!("/home/{name}"),
+        name,
+        sudo: c.user.sudo != Sudo::None,
+        generated_key,
+        sudo_nopasswd: c.user.sudo == Sudo::Nopasswd,
+        password_hash: c.user.password_hash.clone(),
+        authorized_keys: keys,
+    })
+}
+
+/// Past CentOS 7, the DEFAULT crypto policy refuses ssh-rsa (SHA-1)
+/// signatures: say so when no other key type can log in.
+fn warn_rsa_only(c: &Config, keys: &[String]) {
+    let d = c.appliance.distro;
+    if d != crate::config::Distro::Centos7 && distro::rsa_only(keys) {
+        log::note(&format!(
+            "warning: every SSH key of user {} is ssh-rsa: {}'s DEFAULT crypto policy refuses \
+             ssh-rsa (SHA-1) signatures, so clients that sign with them (OpenSSH before 7.2, \
+             old libraries) cannot log in; add an ed25519 key to user.ssh_keys",
+            c.user.name,
+            d.name()
+        ));
+    }
+}
+
+/// `[network]` resolved: a static address split into its parts.
+fn resolve_network(c: &Config) -> Result<Network> {
+    let n = &c.network;
+    let dynamic = Network {
+        is_static: false,
+        device: n.device.clone(),
+        ip: String::new(),
+        netmask: String::new(),
+        prefix: 0,
+        gateway: String::new(),
+        dns: n.dns.clone(),
+        dns_csv: n.dns.join(","),
+    };
+    if n.mode != NetworkMode::Static {
+        return Ok(dynamic);
+    }
+    let net: ipnet::Ipv4Net = n.address.parse().context("network.address was validated")?;
+    Ok(Network {
+        is_static: true,
+        ip: net.addr().to_string(),
+        netmask: net.netmask().to_string(),
+        prefix: net.prefix_len(),
+        gateway: n.gateway.clone(),
+        ..dynamic
+    })
+}
+
+/// `[proxy]` resolved: the appliance itself is never proxied, and yum and
+/// the installer each get the one proxy they take.
+fn resolve_proxy(p: &crate::config::ProxySection, hostname: &str) -> Proxy {
+    let mut no_proxy: Vec<String> = p.no_proxy.clone();
+    for must in ["localhost", "127.0.0.1", hostname] {
+        if !no_proxy.iter().any(|n| n == must) {
+            no_proxy.push(must.to_string());
+        }
+    }
+    let either = |a: &str, b: &str| if a.is_empty() { b } else { a }.to_string();
+    Proxy {
+        http: p.http.clone(),
+        https: p.https.clone(),
+        no_proxy: no_proxy.join(","),
+        yum: either(&p.http, &p.https),
+        installer: either(&p.https, &p.http),
+    }
+}
+
+/// `[packages]` resolved: the distro's base packages, then the extra ones
+/// not among them; returned whole, then as (`@`groups, rpm packages).
+fn resolve_packages(c: &Config) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut packages: Vec<String> = distro::base_packages(c.appliance.distro)
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
+    for p in &c.packages.extra {
+        if !packages.contains(p) {
+            packages.push(p.clone());
+        }
+    }
+    let (groups, rpms): (Vec<String>, Vec<String>) =
+        packages.iter().cloned().partition(|p| p.starts_with('@'));
+    (packages, groups, rpms)
+}
+
+/// `[storage]` resolved: the data directory's parts and sizes in MiB.
+fn resolve_storage(c: &Config) -> Storage {
+    let s = &c.storage;
+    let data_dir = s.data_dir.clone();
+    Storage {
+        registry_dir: format!("{data_dir}/registry"),
+        docker_dir: format!("{data_dir}/docker"),
+        data_dir,
+        disk: s.disk.clone(),
+        auto_disk: s.disk == crate::config::AUTO_DISK,
+        root_size_mb: s.root_size_gb * 1024,
+        data_grow: s.data_size_gb == 0,
+        data_size_mb: s.data_size_gb * 1024,
     }
 }
 

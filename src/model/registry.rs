@@ -2,11 +2,14 @@
 //! chosen distribution version uses, TLS material (generated or read from
 //! files), htpasswd users, the storage backend and the pull-through cache.
 
+mod keys;
+
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::{Backend, Config, ConfigError, LogFormat, LogLevel, Problem, TlsMode};
 use crate::model::secrets::{SecretStore, Slot};
+use keys::key_matches;
 
 pub const CERTS_DIR: &str = "/opt/docker/certs";
 pub const AUTH_DIR: &str = "/opt/docker/auth";
@@ -151,6 +154,39 @@ fn env_secret(field: &str, var: &str) -> Result<String> {
     Err(problem(field, var, why))
 }
 
+/// `[registry.tls]` resolved: the server's certificate for `hostname` (and
+/// `static_ip`), none with TLS off.
+fn resolve_tls(
+    c: &Config,
+    hostname: &str,
+    static_ip: Option<&str>,
+    store: &mut SecretStore,
+    slot: Slot<'_>,
+) -> Result<Option<ServerTls>> {
+    let t = &c.registry.tls;
+    match t.mode {
+        TlsMode::Off => Ok(None),
+        TlsMode::Generate => {
+            let mut sans = vec![hostname.to_string()];
+            if let Some(ip) = static_ip {
+                sans.push(ip.to_string());
+            }
+            for s in &t.sans {
+                if !sans.contains(s) {
+                    sans.push(s.clone());
+                }
+            }
+            let (ca, server) = store.tls(slot, hostname, &sans, t.days)?;
+            Ok(Some(ServerTls {
+                cert: server.cert,
+                key: server.key,
+                ca: Some(ca.cert),
+            }))
+        }
+        TlsMode::Files => Ok(Some(tls_files(c)?)),
+    }
+}
+
 fn read_pem(field: &str, path: &str) -> Result<String> {
     let p = crate::config::expand_home(path);
     // A certificate chain or a key: 1 MiB is plenty.
@@ -191,62 +227,6 @@ fn tls_files(c: &Config) -> Result<ServerTls> {
         ));
     }
     Ok(ServerTls { cert, key, ca })
-}
-
-/// Whether the PEM private key `key` is the certificate's. PKCS#8 keys, and
-/// the traditional PKCS#1 RSA (`openssl genrsa` before OpenSSL 3, as on
-/// CentOS 7) and SEC1 EC (`openssl ecparam -genkey`) keys are read: Go's
-/// crypto/tls, which serves the registry, takes all three.
-fn key_matches(
-    cert: &x509_parser::certificate::X509Certificate,
-    key: &str,
-) -> std::result::Result<bool, String> {
-    use x509_parser::public_key::PublicKey;
-    const CONVERT: &str = "convert it with `openssl pkcs8 -topk8 -nocrypt`";
-    let pem = x509_parser::pem::Pem::iter_from_buffer(key.as_bytes())
-        .filter_map(std::result::Result::ok)
-        .find(|p| p.label.ends_with("PRIVATE KEY"))
-        .ok_or(
-            "expected a PEM private key (BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)",
-        )?;
-    let cert_key = cert.public_key();
-    // Leading zero bytes of DER integers are sign padding, not value.
-    let unpadded = |b: &[u8]| -> Vec<u8> { b.iter().copied().skip_while(|&x| x == 0).collect() };
-    match pem.label.as_str() {
-        "PRIVATE KEY" => {
-            let pair = rcgen::KeyPair::from_pem(key).map_err(|_| {
-                format!("expected a PKCS#8 RSA, ECDSA P-256/P-384 or Ed25519 key the registry can serve; {CONVERT} if it is another format")
-            })?;
-            Ok(cert_key.subject_public_key.data.as_ref() == pair.public_key_raw())
-        }
-        "RSA PRIVATE KEY" => {
-            use pkcs1::der::Decode;
-            let k = pkcs1::RsaPrivateKey::from_der(&pem.contents)
-                .map_err(|e| format!("expected a PKCS#1 RSA private key ({e})"))?;
-            Ok(match cert_key.parsed() {
-                Ok(PublicKey::RSA(rsa)) => {
-                    unpadded(rsa.modulus) == unpadded(k.modulus.as_bytes())
-                        && unpadded(rsa.exponent) == unpadded(k.public_exponent.as_bytes())
-                }
-                _ => false,
-            })
-        }
-        "EC PRIVATE KEY" => {
-            use sec1::der::Decode;
-            let k = sec1::EcPrivateKey::from_der(&pem.contents)
-                .map_err(|e| format!("expected a SEC1 EC private key ({e})"))?;
-            let public = k
-                .public_key
-                .ok_or_else(|| format!("the EC key does not carry its public key; {CONVERT}"))?;
-            Ok(cert_key.subject_public_key.data.as_ref() == public)
-        }
-        "ENCRYPTED PRIVATE KEY" => Err(format!(
-            "the key is encrypted, and the registry starts unattended: {CONVERT}"
-        )),
-        other => Err(format!(
-            "expected a private key, found a PEM {other:?}; {CONVERT}"
-        )),
-    }
 }
 
 /// The longest password bcrypt reads whole, in bytes.
@@ -341,102 +321,16 @@ pub fn resolve(
     } else {
         env_secret("registry.http_secret_env", &r.http_secret_env)?
     };
-
-    let tls = match r.tls.mode {
-        TlsMode::Off => None,
-        TlsMode::Generate => {
-            let mut sans = vec![hostname.to_string()];
-            if let Some(ip) = static_ip {
-                sans.push(ip.to_string());
-            }
-            for s in &r.tls.sans {
-                if !sans.contains(s) {
-                    sans.push(s.clone());
-                }
-            }
-            let (ca, server) = store.tls(slot, hostname, &sans, r.tls.days)?;
-            Some(ServerTls {
-                cert: server.cert,
-                key: server.key,
-                ca: Some(ca.cert),
-            })
-        }
-        TlsMode::Files => Some(tls_files(c)?),
-    };
+    let tls = resolve_tls(c, hostname, static_ip, store, slot)?;
     let tls_ca = tls.as_ref().is_some_and(|t| t.ca.is_some());
-
-    let s3 = if r.storage.backend == Backend::S3 {
-        let s = &r.storage;
-        let (access_key, secret_key) = if s.access_key_env.is_empty() {
-            (String::new(), String::new())
-        } else {
-            (
-                env_secret("registry.storage.access_key_env", &s.access_key_env)?,
-                env_secret("registry.storage.secret_key_env", &s.secret_key_env)?,
-            )
-        };
-        Some(S3 {
-            bucket: s.bucket.clone(),
-            region: s.region.clone(),
-            endpoint: s.endpoint.clone(),
-            force_path_style: major >= 3 && s.force_path_style && !s.endpoint.is_empty(),
-            access_key,
-            secret_key,
-            root_directory: s.root_directory.clone(),
-            redirect_disable: !s.endpoint.is_empty(),
-        })
-    } else {
-        None
-    };
-
-    let mirror = match &r.mirror {
-        Some(m) => {
-            let (username, password) = if m.username_env.is_empty() {
-                (String::new(), String::new())
-            } else {
-                (
-                    env_secret("registry.mirror.username_env", &m.username_env)?,
-                    env_secret("registry.mirror.password_env", &m.password_env)?,
-                )
-            };
-            Some(Mirror {
-                remote_url: m.remote_url.clone(),
-                username,
-                password,
-            })
-        }
-        None => None,
-    };
-
+    let s3 = resolve_s3(c, major)?;
+    let mirror = resolve_mirror(c)?;
     let config_dir = if major >= 3 {
         "/etc/distribution"
     } else {
         "/etc/docker/registry"
     };
-    let gc = r.gc.enabled.then(|| {
-        let mut args = vec!["garbage-collect".to_string()];
-        if r.gc.delete_untagged {
-            args.push("--delete-untagged".into());
-        }
-        args.push(format!("{config_dir}/config.yml"));
-        Gc {
-            schedule: r.gc.schedule.clone(),
-            args,
-            container_name: format!("{}-gc", r.container_name),
-        }
-    });
-
-    let address = format!("{hostname}:{port}");
-    let (local_url, curl_args) = if tls_on {
-        let mut args = vec![];
-        if tls_ca {
-            args.extend(["--cacert".to_string(), format!("{CERTS_DIR}/ca.crt")]);
-        }
-        args.extend(["--resolve".to_string(), format!("{address}:127.0.0.1")]);
-        (format!("https://{address}/v2/"), args)
-    } else {
-        (format!("http://127.0.0.1:{port}/v2/"), vec![])
-    };
+    let (address, local_url, curl_args) = local_check(hostname, port, tls_on, tls_ca);
 
     let mut registry = Registry {
         image: r.image.clone(),
@@ -474,7 +368,7 @@ pub fn resolve(
         s3,
         mirror,
         mounts: vec![],
-        gc,
+        gc: resolve_gc(c, config_dir),
         maintenance_env: GC_MAINTENANCE_ENV,
         selinux_level: mcs_level(&c.appliance.name),
         address,
@@ -482,11 +376,109 @@ pub fn resolve(
         curl_args,
     };
     registry.mounts = registry.container_mounts(registry_dir);
+    let files = resolve_files(c, store, tls)?;
+    Ok((registry, files))
+}
+
+/// `[registry.storage]` resolved: S3's settings and its keys from the
+/// environment; `None` for the filesystem.
+fn resolve_s3(c: &Config, major: u8) -> Result<Option<S3>> {
+    let s = &c.registry.storage;
+    if s.backend != Backend::S3 {
+        return Ok(None);
+    }
+    let (access_key, secret_key) = if s.access_key_env.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            env_secret("registry.storage.access_key_env", &s.access_key_env)?,
+            env_secret("registry.storage.secret_key_env", &s.secret_key_env)?,
+        )
+    };
+    Ok(Some(S3 {
+        bucket: s.bucket.clone(),
+        region: s.region.clone(),
+        endpoint: s.endpoint.clone(),
+        force_path_style: major >= 3 && s.force_path_style && !s.endpoint.is_empty(),
+        access_key,
+        secret_key,
+        root_directory: s.root_directory.clone(),
+        redirect_disable: !s.endpoint.is_empty(),
+    }))
+}
+
+/// `[registry.mirror]` resolved, its credentials from the environment.
+fn resolve_mirror(c: &Config) -> Result<Option<Mirror>> {
+    let Some(m) = &c.registry.mirror else {
+        return Ok(None);
+    };
+    let (username, password) = if m.username_env.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            env_secret("registry.mirror.username_env", &m.username_env)?,
+            env_secret("registry.mirror.password_env", &m.password_env)?,
+        )
+    };
+    Ok(Some(Mirror {
+        remote_url: m.remote_url.clone(),
+        username,
+        password,
+    }))
+}
+
+/// `[registry.gc]` resolved; the collect reads the config in `config_dir`.
+fn resolve_gc(c: &Config, config_dir: &str) -> Option<Gc> {
+    let r = &c.registry;
+    r.gc.enabled.then(|| {
+        let mut args = vec!["garbage-collect".to_string()];
+        if r.gc.delete_untagged {
+            args.push("--delete-untagged".into());
+        }
+        args.push(format!("{config_dir}/config.yml"));
+        Gc {
+            schedule: r.gc.schedule.clone(),
+            args,
+            container_name: format!("{}-gc", r.container_name),
+        }
+    })
+}
+
+/// How the appliance itself sees its registry is up: the `HOST:PORT`
+/// address, the URL it curls and curl's arguments (with TLS, the name
+/// resolved to the loopback and the CA when one is known).
+fn local_check(
+    hostname: &str,
+    port: u16,
+    tls_on: bool,
+    tls_ca: bool,
+) -> (String, String, Vec<String>) {
+    let address = format!("{hostname}:{port}");
+    if !tls_on {
+        return (address, format!("http://127.0.0.1:{port}/v2/"), vec![]);
+    }
+    let mut args = vec![];
+    if tls_ca {
+        args.extend(["--cacert".to_string(), format!("{CERTS_DIR}/ca.crt")]);
+    }
+    args.extend(["--resolve".to_string(), format!("{address}:127.0.0.1")]);
+    let url = format!("https://{address}/v2/");
+    (address, url, args)
+}
+
+/// The registry's overlay files besides its config: `tls`, the htpasswd
+/// (kept in `store` for the next render) and the supplied hashes.
+fn resolve_files(
+    c: &Config,
+    store: &mut SecretStore,
+    tls: Option<ServerTls>,
+) -> Result<RegistryFiles> {
     let htpasswd = htpasswd(c, store)?;
     if let Some(h) = &htpasswd {
         store.set_htpasswd(h.clone());
     }
-    let supplied_hashes = r
+    let supplied_hashes = c
+        .registry
         .auth
         .users
         .iter()
@@ -499,14 +491,11 @@ pub fn resolve(
             })
         })
         .collect();
-    Ok((
-        registry,
-        RegistryFiles {
-            tls,
-            htpasswd,
-            supplied_hashes,
-        },
-    ))
+    Ok(RegistryFiles {
+        tls,
+        htpasswd,
+        supplied_hashes,
+    })
 }
 
 impl Registry {

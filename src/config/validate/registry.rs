@@ -7,7 +7,7 @@ use crate::config::grammar::{
     is_bcrypt, is_bucket, is_duration, is_env_name, is_hostname, is_image_ref, is_key_prefix,
     is_name, is_url, ENV_HELP, NAME_HELP, SSH_PORT, URL_HELP,
 };
-use crate::config::schema::{Backend, Config, TlsMode};
+use crate::config::schema::{Backend, Config, RegistrySection, TlsMode};
 
 /// [registry] (the values; [`registry_backends`] the rest)
 pub(super) fn registry(c: &Config, p: &mut Problems) {
@@ -68,6 +68,15 @@ pub(super) fn registry(c: &Config, p: &mut Problems) {
 /// [registry]: versions, TLS files, auth, storage, mirror.
 fn registry_backends(c: &Config, p: &mut Problems) {
     let r = &c.registry;
+    versions(r, p);
+    tls_files(r, p);
+    auth(r, p);
+    storage(r, p);
+    mirror(r, p);
+}
+
+/// The major version, the secret, purge age and metrics port.
+fn versions(r: &RegistrySection, p: &mut Problems) {
     p.check(
         [0, 2, 3].contains(&r.major),
         "registry.major",
@@ -96,8 +105,10 @@ fn registry_backends(c: &Config, p: &mut Problems) {
         &r.metrics_port.to_string(),
         "expected a port number from 1 to 65535 other than the registry port and ssh's 22",
     );
+}
 
-    // TLS files: the paths only; their content is checked when read.
+/// TLS files: the paths only; their content is checked when read.
+fn tls_files(r: &RegistrySection, p: &mut Problems) {
     match r.tls.mode {
         TlsMode::Files => {
             for (field, v, required) in [
@@ -128,8 +139,10 @@ fn registry_backends(c: &Config, p: &mut Problems) {
             }
         }
     }
+}
 
-    // Basic auth.
+/// Basic auth: its users, each with one kind of password.
+fn auth(r: &RegistrySection, p: &mut Problems) {
     if !r.auth.users.is_empty() && r.tls.mode == TlsMode::Off {
         p.push(
             "registry.auth.users",
@@ -183,8 +196,10 @@ fn registry_backends(c: &Config, p: &mut Problems) {
             ),
         }
     }
+}
 
-    // Storage backend.
+/// The storage backend: S3's settings, set only for S3.
+fn storage(r: &RegistrySection, p: &mut Problems) {
     let s = &r.storage;
     if s.backend == Backend::S3 {
         p.check(
@@ -245,8 +260,10 @@ fn registry_backends(c: &Config, p: &mut Problems) {
             );
         }
     }
+}
 
-    // Pull-through cache.
+/// The pull-through cache.
+fn mirror(r: &RegistrySection, p: &mut Problems) {
     if let Some(m) = &r.mirror {
         p.check(
             is_url(&m.remote_url),

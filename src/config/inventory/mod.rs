@@ -19,6 +19,7 @@
 
 mod groups;
 mod lex;
+mod read;
 pub mod vars;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,10 +28,7 @@ use std::fmt::Write as _;
 use crate::config::{Config, ConfigError};
 use groups::{group_depths, host_groups, Group, Merged};
 pub use lex::Var;
-use lex::{
-    check_host_name, is_group_name, is_var_name, parse_header, split_words, strip_port, unquote,
-    Section,
-};
+use read::{HostDecl, Read};
 use vars::{classify, Class, HostVar};
 pub use vars::{Ip, Value};
 
@@ -117,14 +115,6 @@ impl Inventory {
     }
 }
 
-struct HostDecl {
-    name: String,
-    line: usize,
-    /// The line that gave the host vars, if any did.
-    vars_line: Option<usize>,
-    vars: Vec<(String, Var)>,
-}
-
 /// Where a var is written, for messages.
 enum Owner<'a> {
     Host(&'a str),
@@ -174,154 +164,43 @@ impl Problems<'_> {
 }
 
 /// Parse an inventory; `file` names it in messages. Every problem is
-/// reported, each with its line.
+/// reported, each with its line: read → type → merge → check.
 pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
     let mut p = Problems { file, list: vec![] };
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    groups.insert("all".into(), Group::default());
-    groups.insert("ungrouped".into(), Group::default());
-    let mut hosts: Vec<HostDecl> = vec![];
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut section = Section::Hosts("ungrouped".into());
-
-    for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
-        let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
-            continue;
+    let Read { groups, hosts } = read::read(text, &mut p);
+    let typed = type_vars(&hosts, &groups, &mut p);
+    let depth = match group_depths(&groups) {
+        Ok(d) => d,
+        Err(msg) => {
+            p.add(0, msg);
+            HashMap::new()
         }
-        if trimmed.starts_with('[') {
-            match parse_header(trimmed) {
-                Ok(s) => {
-                    let name = match &s {
-                        Section::Hosts(g) | Section::Vars(g) | Section::Children(g) => g.clone(),
-                    };
-                    groups.entry(name).or_default();
-                    section = s;
-                }
-                Err(msg) => {
-                    p.add(line, msg);
-                    // Skip what follows until the next good header.
-                    section = Section::Vars(String::new());
-                }
-            }
-            continue;
-        }
-        match &section {
-            Section::Vars(g) if g.is_empty() => {}
-            Section::Hosts(g) => {
-                let tokens = match split_words(trimmed) {
-                    Ok(t) => t,
-                    Err(msg) => {
-                        p.add(line, msg);
-                        continue;
-                    }
-                };
-                let Some((first, rest)) = tokens.split_first() else {
-                    continue;
-                };
-                let name = strip_port(first);
-                if let Err(msg) = check_host_name(name) {
-                    p.add(line, msg);
-                    continue;
-                }
-                if name.contains('[') {
-                    p.add(line, format!("host {name}: host ranges are not supported; list each host on its own line"));
-                    continue;
-                }
-                let mut vars = vec![];
-                for t in rest {
-                    match t.split_once('=') {
-                        Some((k, v)) if is_var_name(k) => vars.push((
-                            k.to_string(),
-                            Var {
-                                value: v.to_string(),
-                                line,
-                            },
-                        )),
-                        _ => p.add(
-                            line,
-                            format!(
-                                "host {name}: expected key=value after the host name, found {t:?}"
-                            ),
-                        ),
-                    }
-                }
-                let group = groups.entry(g.clone()).or_default();
-                if group.hosts.contains(name) {
-                    let first = index.get(name).map_or(line, |&i| hosts[i].line);
-                    p.add(
-                        line,
-                        format!(
-                            "duplicate host {name} in group [{g}] (first listed on line {first})"
-                        ),
-                    );
-                    continue;
-                }
-                group.hosts.insert(name.to_string());
-                if let Some(&i) = index.get(name) {
-                    let decl = &mut hosts[i];
-                    if !vars.is_empty() {
-                        if let Some(prev) = decl.vars_line {
-                            p.add(
-                                line,
-                                format!("duplicate host {name}: its vars are already given on line {prev}; give them on one line"),
-                            );
-                            continue;
-                        }
-                        decl.vars_line = Some(line);
-                        decl.vars = vars;
-                    }
-                } else {
-                    index.insert(name.to_string(), hosts.len());
-                    hosts.push(HostDecl {
-                        name: name.to_string(),
-                        line,
-                        vars_line: (!vars.is_empty()).then_some(line),
-                        vars,
-                    });
-                }
-            }
-            Section::Vars(g) => match trimmed.split_once('=') {
-                Some((k, v)) if is_var_name(k.trim()) => {
-                    let value = unquote(v.trim());
-                    groups
-                        .entry(g.clone())
-                        .or_default()
-                        .vars
-                        .push((k.trim().to_string(), Var { value, line }));
-                }
-                _ => p.add(
-                    line,
-                    format!("[{g}:vars]: expected key=value, found {trimmed:?}"),
-                ),
-            },
-            Section::Children(g) => {
-                let child = trimmed.split_whitespace().next().unwrap_or_default();
-                if !is_group_name(child) || trimmed.split_whitespace().count() > 1 {
-                    p.add(
-                        line,
-                        format!("[{g}:children]: expected one group name, found {trimmed:?}"),
-                    );
-                } else if child == g || child == "all" {
-                    p.add(
-                        line,
-                        format!("[{g}:children]: group {child} cannot be a child of {g}"),
-                    );
-                } else {
-                    groups.entry(child.to_string()).or_default();
-                    groups
-                        .entry(g.clone())
-                        .or_default()
-                        .children
-                        .push(child.to_string());
-                }
-            }
-        }
+    };
+    // A failed parse stops here: merging half-read vars only adds noise.
+    p.into_result()?;
+    let out = merge(&hosts, &groups, &depth, &typed);
+    let mut p = Problems { file, list: vec![] };
+    check_unique(&out, &mut p);
+    p.into_result()?;
+    if out.is_empty() {
+        return Err(ConfigError::Inventory {
+            at: file.to_string(),
+            message: "the inventory lists no hosts".into(),
+        });
     }
+    Ok(Inventory {
+        file: file.to_string(),
+        hosts: out,
+    })
+}
 
-    // Every regbake var is checked where it is written, once.
-    let mut typed: HashMap<(usize, String), (&HostVar, Value)> = HashMap::new();
+/// Each regbake var typed by where it is written (line and name), checked
+/// there once however many hosts it reaches.
+type Typed = HashMap<(usize, String), (&'static HostVar, Value)>;
+
+/// The type phase: classify every var of hosts and groups, type regbake's.
+fn type_vars(hosts: &[HostDecl], groups: &BTreeMap<String, Group>, p: &mut Problems) -> Typed {
+    let mut typed = Typed::new();
     let all_vars = || {
         hosts
             .iter()
@@ -354,22 +233,21 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
             }
         }
     }
+    typed
+}
 
-    let depth = match group_depths(&groups) {
-        Ok(d) => d,
-        Err(msg) => {
-            p.add(0, msg);
-            HashMap::new()
-        }
-    };
-    // A failed parse stops here: merging half-read vars only adds noise.
-    p.into_result()?;
-    let mut p = Problems { file, list: vec![] };
-
-    let listed = host_groups(&groups);
-    let mut merged = Merged::new(&groups, &depth);
+/// The merge phase: each host's vars after its groups' (Ansible's
+/// precedence), and the typed overrides among them.
+fn merge(
+    hosts: &[HostDecl],
+    groups: &BTreeMap<String, Group>,
+    depth: &HashMap<&str, usize>,
+    typed: &Typed,
+) -> Vec<Host> {
+    let listed = host_groups(groups);
+    let mut merged = Merged::new(groups, depth);
     let mut out = Vec::with_capacity(hosts.len());
-    for decl in &hosts {
+    for decl in hosts {
         let in_groups = listed
             .get(decl.name.as_str())
             .map_or(&[][..], Vec::as_slice);
@@ -396,11 +274,15 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
             overrides: o,
         });
     }
+    out
+}
 
-    // Two machines with one MAC or one static address cannot both be right.
+/// The check phase: two machines with one MAC or one static address
+/// cannot both be right.
+fn check_unique(out: &[Host], p: &mut Problems) {
     let mut macs: HashMap<&str, &Host> = HashMap::new();
     let mut ips: HashMap<std::net::Ipv4Addr, &Host> = HashMap::new();
-    for h in &out {
+    for h in out {
         if let (Some(mac), Some(line)) = (h.overrides.text("mac"), h.overrides.line_of("mac")) {
             if let Some(prev) = macs.insert(mac, h) {
                 p.add(
@@ -431,17 +313,6 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
             }
         }
     }
-    p.into_result()?;
-    if out.is_empty() {
-        return Err(ConfigError::Inventory {
-            at: file.to_string(),
-            message: "the inventory lists no hosts".into(),
-        });
-    }
-    Ok(Inventory {
-        file: file.to_string(),
-        hosts: out,
-    })
 }
 
 #[cfg(test)]

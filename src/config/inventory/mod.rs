@@ -19,6 +19,7 @@
 
 mod groups;
 mod lex;
+mod problems;
 mod read;
 pub mod vars;
 
@@ -28,6 +29,7 @@ use std::fmt::Write as _;
 use crate::config::{Config, ConfigError};
 use groups::{group_depths, host_groups, Group, Merged};
 pub use lex::Var;
+use problems::Problems;
 use read::{HostDecl, Read};
 use vars::{classify, Class, HostVar};
 pub use vars::{Ip, Value};
@@ -127,39 +129,6 @@ impl std::fmt::Display for Owner<'_> {
             Owner::Host(h) => write!(f, "host {h}"),
             Owner::Group(g) => write!(f, "[{g}:vars]"),
         }
-    }
-}
-
-/// Problems by line, reported together.
-struct Problems<'a> {
-    file: &'a str,
-    list: Vec<(usize, String)>,
-}
-
-impl Problems<'_> {
-    fn add(&mut self, line: usize, msg: impl Into<String>) {
-        self.list.push((line, msg.into()));
-    }
-
-    fn into_result(mut self) -> Result<(), ConfigError> {
-        if self.list.is_empty() {
-            return Ok(());
-        }
-        self.list.sort_by_key(|(l, _)| *l);
-        if let [(line, msg)] = &self.list[..] {
-            return Err(ConfigError::Inventory {
-                at: format!("{}:{line}", self.file),
-                message: msg.clone(),
-            });
-        }
-        let mut message = format!("{} problems:", self.list.len());
-        for (line, msg) in &self.list {
-            let _ = write!(message, "\n  {}:{line}: {msg}", self.file);
-        }
-        Err(ConfigError::Inventory {
-            at: self.file.to_string(),
-            message,
-        })
     }
 }
 

@@ -8,7 +8,7 @@ use super::lex::{
     check_host_name, is_group_name, is_var_name, parse_header, split_words, strip_port, unquote,
     Section, Var,
 };
-use super::Problems;
+use super::problems::Problems;
 
 pub(super) struct HostDecl {
     pub(super) name: String,

@@ -112,6 +112,7 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
         Some(b) if settings.section.builders.contains(&b) => vec![b],
         Some(b) => {
             return Err(ConfigError::Invalid(vec![Problem {
+                at: None,
                 path: "packer.builders".into(),
                 value: format!(
                     "{:?}",

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-pub use error::{exit_code, ConfigError, Problem};
+pub use error::{exit_code, show, ConfigError, Problem, Shown};
 pub(crate) use grammar::{check_ssh_public_key, is_box_name, is_version};
 pub use grammar::{is_repository, is_tag, parse_mac};
 pub use schema::*;
@@ -87,10 +87,9 @@ pub(crate) fn read_input(
 ) -> anyhow::Result<String> {
     match crate::util::fsx::read_text(path, max) {
         Ok(text) => Ok(text),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(ConfigError::Usage {
-            flag: flag.to_string(),
-            message: format!("{}: {e}; expected {expected}", path.display()),
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(ConfigError::Arg(
+            Problem::new(flag, path, format!("{e}; expected {expected}")),
+        )
         .into()),
         Err(e) => Err(e).with_context(|| format!("reading {what} {}", path.display())),
     }

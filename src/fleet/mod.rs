@@ -177,10 +177,13 @@ fn validate_hosts(base: &Config, inv: &Inventory) -> Result<(), ConfigError> {
                 }
                 _ => p.path.clone(),
             };
-            problems.push(Problem {
-                path: format!("{}:{line}: host {}: {what}", inv.file, h.name),
-                ..p
-            });
+            problems.push(
+                Problem {
+                    path: format!("host {}: {what}", h.name),
+                    ..p
+                }
+                .at(&inv.file, line),
+            );
         }
         let mut keys = vec![("hostname", c.appliance.hostname.to_ascii_lowercase())];
         if c.network.mode == NetworkMode::Static {
@@ -190,14 +193,17 @@ fn validate_hosts(base: &Config, inv: &Inventory) -> Result<(), ConfigError> {
         for (var, value) in keys {
             if let Some(prev) = seen.insert((var, value.clone()), h) {
                 let line = h.overrides.line_of(var).unwrap_or(h.line);
-                problems.push(Problem {
-                    path: format!("{}:{line}: host {}: {var}", inv.file, h.name),
-                    value: format!("{value:?}"),
-                    expected: format!(
-                        "also host {}'s (line {}); give each host its own {var}",
-                        prev.name, prev.line
-                    ),
-                });
+                problems.push(
+                    Problem::new(
+                        format!("host {}: {var}", h.name),
+                        &value,
+                        format!(
+                            "also host {}'s (line {}); give each host its own {var}",
+                            prev.name, prev.line
+                        ),
+                    )
+                    .at(&inv.file, line),
+                );
             }
         }
     }

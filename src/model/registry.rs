@@ -127,12 +127,7 @@ pub fn bcrypt_cost(hash: &str) -> Option<u32> {
 }
 
 fn problem(path: impl Into<String>, value: &str, expected: impl Into<String>) -> anyhow::Error {
-    ConfigError::Invalid(vec![Problem {
-        path: path.into(),
-        value: format!("{value:?}"),
-        expected: expected.into(),
-    }])
-    .into()
+    ConfigError::Invalid(vec![Problem::new(path, value, expected)]).into()
 }
 
 /// A secret from the environment variable named by a config field.

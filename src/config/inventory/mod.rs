@@ -26,7 +26,7 @@ pub mod vars;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Problem};
 use groups::{group_depths, host_groups, Group, Merged};
 pub use lex::Var;
 use problems::Problems;
@@ -190,7 +190,10 @@ fn type_vars(hosts: &[HostDecl], groups: &BTreeMap<String, Group>, p: &mut Probl
                 Ok(o) => {
                     typed.insert((var.line, key.clone()), (k, o));
                 }
-                Err(msg) => p.add(var.line, format!("{owner}: {msg}")),
+                Err(why) => p.problem(
+                    var.line,
+                    Problem::new(format!("{owner}: {key}"), &var.value, why),
+                ),
             },
             Class::Unknown(hint) => {
                 let mut msg = format!("{owner}: unknown regbake var {key}");
@@ -254,13 +257,7 @@ fn check_unique(out: &[Host], p: &mut Problems) {
     for h in out {
         if let (Some(mac), Some(line)) = (h.overrides.text("mac"), h.overrides.line_of("mac")) {
             if let Some(prev) = macs.insert(mac, h) {
-                p.add(
-                    line,
-                    format!(
-                        "host {}: mac {mac} is also host {}'s (line {})",
-                        h.name, prev.name, prev.line
-                    ),
-                );
+                p.problem(line, also(h, "mac", mac, prev));
             }
         }
         if let Some(At {
@@ -269,19 +266,19 @@ fn check_unique(out: &[Host], p: &mut Problems) {
         }) = h.overrides.get("ip")
         {
             if let Some(prev) = ips.insert(net.addr(), h) {
-                p.add(
-                    *line,
-                    format!(
-                        "host {}: ip {} is also host {}'s (line {})",
-                        h.name,
-                        net.addr(),
-                        prev.name,
-                        prev.line
-                    ),
-                );
+                p.problem(*line, also(h, "ip", &net.addr().to_string(), prev));
             }
         }
     }
+}
+
+/// `host`'s `var` is `value`, as `prev`'s already is.
+fn also(host: &Host, var: &str, value: &str, prev: &Host) -> Problem {
+    Problem::new(
+        format!("host {}: {var}", host.name),
+        value,
+        format!("also host {}'s (line {})", prev.name, prev.line),
+    )
 }
 
 #[cfg(test)]

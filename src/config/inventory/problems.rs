@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Problem};
 
 /// Problems by line, reported together.
 pub(super) struct Problems<'a> {
@@ -13,6 +13,11 @@ pub(super) struct Problems<'a> {
 impl Problems<'_> {
     pub(super) fn add(&mut self, line: usize, msg: impl Into<String>) {
         self.list.push((line, msg.into()));
+    }
+
+    /// A var's problem, with the inventory's value as every problem shows it.
+    pub(super) fn problem(&mut self, line: usize, problem: Problem) {
+        self.list.push((line, problem.to_string()));
     }
 
     pub(super) fn into_result(mut self) -> Result<(), ConfigError> {

@@ -31,7 +31,7 @@ pub use lock::BoxDirLock;
 pub use pack::{pack_libvirt, pack_virtualbox, Packed};
 
 pub use crate::config::boxes::{provider_name, BoxMeta};
-use crate::config::{ConfigError, Provider};
+use crate::config::{ConfigError, Problem, Provider};
 use crate::out::Global;
 
 /// What to pack, from the command line.
@@ -144,7 +144,7 @@ pub fn run_pack(opts: &Global, args: &PackArgs) -> Result<()> {
         PackSource::Virtualbox { ovf } => ("--ovf", ovf),
     };
     if !input.is_file() {
-        return Err(usage(flag, format!("{} is not a file", input.display())));
+        return Err(ConfigError::Arg(Problem::new(flag, input.as_path(), "not a file")).into());
     }
     match &source {
         PackSource::Libvirt { disk } => {

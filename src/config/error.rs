@@ -187,3 +187,30 @@ fn format_problems(problems: &[Problem]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_quoted_numbers_and_booleans_are_bare() {
+        assert_eq!(show("sda1"), "\"sda1\"");
+        assert_eq!(show("a\"b\n"), "\"a\\\"b\\n\"");
+        assert_eq!(show(70000u32), "70000");
+        assert_eq!(show(true), "true");
+        // A number written as text stays text: the type decides, not the look.
+        assert_eq!(show("5000"), "\"5000\"");
+        let long = show("é".repeat(200).as_str());
+        assert!(long.ends_with("...") && long.len() <= 120, "{long}");
+    }
+
+    #[test]
+    fn a_problem_names_its_line_when_it_has_one() {
+        let p = Problem::new("host h1: ip", "10.0.0.300/24", "bad CIDR");
+        assert_eq!(p.to_string(), "host h1: ip = \"10.0.0.300/24\": bad CIDR");
+        assert_eq!(
+            p.at("inv.ini", 2).to_string(),
+            "inv.ini:2: host h1: ip = \"10.0.0.300/24\": bad CIDR"
+        );
+    }
+}

@@ -2,7 +2,7 @@
 //! Packer and Vagrant write are named (`boxes` packs them, `render` names
 //! Packer's output, `bake` moves it into place).
 
-use super::{ConfigError, Problem, Provider};
+use super::{BadInput, Problem, Provider};
 
 /// Which box to pack: its catalog name, version and provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl BoxMeta {
     pub fn check(&self) -> anyhow::Result<()> {
         let problems = self.problems("box name", "box version");
         if !problems.is_empty() {
-            return Err(ConfigError::Invalid(problems).into());
+            return Err(BadInput::Invalid(problems).into());
         }
         Ok(())
     }

@@ -152,7 +152,7 @@ impl Problems {
 /// Bad input, the user's to fix: a bad config, inventory or command-line
 /// argument. Exit status 2 ([`exit_code`]).
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum BadInput {
     /// The TOML does not parse into the config's types: `path` is the dotted
     /// field path.
     #[error("{path}: {message}")]
@@ -170,10 +170,10 @@ pub enum ConfigError {
     Invalid(Vec<Problem>),
 }
 
-/// The exit status for an error: 2 for bad input ([`ConfigError`]), 1 for
+/// The exit status for an error: 2 for bad input ([`BadInput`]), 1 for
 /// everything else (a tool failed, I/O).
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if err.downcast_ref::<ConfigError>().is_some() {
+    if err.downcast_ref::<BadInput>().is_some() {
         2
     } else {
         1

@@ -28,7 +28,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::config::inventory::{vars, Host, Inventory};
-use crate::config::{self, Config, ConfigError, NetworkMode, Problem, TlsMode};
+use crate::config::{self, BadInput, Config, NetworkMode, Problem, TlsMode};
 use crate::model::secrets::{SecretStore, Slot};
 use crate::model::{Appliance, Facts};
 use crate::out::{ksdir, Global, Writer};
@@ -162,7 +162,7 @@ pub fn host_config(base: &Config, host: &Host) -> Config {
 /// Validate every host's config; problems name the inventory line, the
 /// host, the var and the config field. Nothing is kept: the render makes
 /// each host's config again as it goes.
-fn validate_hosts(base: &Config, inv: &Inventory) -> Result<(), ConfigError> {
+fn validate_hosts(base: &Config, inv: &Inventory) -> Result<(), BadInput> {
     let mut problems = vec![];
     // Hosts left with the address or host name of regbake.toml would clash.
     let mut seen: HashMap<(&str, String), &Host> = HashMap::new();
@@ -210,7 +210,7 @@ fn validate_hosts(base: &Config, inv: &Inventory) -> Result<(), ConfigError> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ConfigError::Invalid(problems))
+        Err(BadInput::Invalid(problems))
     }
 }
 

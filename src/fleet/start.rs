@@ -16,7 +16,7 @@ use super::server::{serve, Shared};
 use super::slots::Limits;
 use super::status::Live;
 use super::store::{self, Store};
-use crate::config::{ConfigError, Problem};
+use crate::config::{BadInput, Problem};
 
 /// `--serve ADDR` and `--report-url URL`, checked before anything renders.
 pub(super) struct Plan {
@@ -31,7 +31,7 @@ pub(super) struct Plan {
 /// that would need quoting in the kickstart's shell.
 fn report_url(url: &str) -> Result<String> {
     let bad =
-        |why: &str| anyhow::Error::from(ConfigError::Arg(Problem::new("--report-url", url, why)));
+        |why: &str| anyhow::Error::from(BadInput::Arg(Problem::new("--report-url", url, why)));
     let parsed = url::Url::parse(url).map_err(|e| bad(&format!("not a URL ({e})")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(bad("expected an http:// or https:// URL"));
@@ -87,7 +87,7 @@ pub(super) fn plan(
 
 fn unreachable(addr: &str) -> anyhow::Error {
     let port = addr.rsplit(':').next().unwrap_or("PORT");
-    ConfigError::Arg(Problem::new(
+    BadInput::Arg(Problem::new(
         "--serve",
         addr,
         format!(

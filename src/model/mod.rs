@@ -10,7 +10,7 @@ pub mod secrets;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::config::{expand_home, Config, ConfigError, NetworkMode, Problem, Sudo};
+use crate::config::{expand_home, BadInput, Config, NetworkMode, Problem, Sudo};
 use crate::util::log;
 pub use distro::{Repo, Repos};
 pub use packer::Facts;
@@ -202,7 +202,7 @@ fn collect_keys(c: &Config) -> Result<Vec<String>> {
         }
     }
     if !problems.is_empty() {
-        return Err(ConfigError::Invalid(problems).into());
+        return Err(BadInput::Invalid(problems).into());
     }
     keys.dedup();
     Ok(keys)

@@ -26,7 +26,7 @@ pub mod vars;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use crate::config::{Config, ConfigError, Problem};
+use crate::config::{BadInput, Config, Problem};
 use groups::{group_depths, host_groups, Group, Merged};
 pub use lex::Var;
 use problems::Problems;
@@ -134,7 +134,7 @@ impl std::fmt::Display for Owner<'_> {
 
 /// Parse an inventory; `file` names it in messages. Every problem is
 /// reported, each with its line: read → type → merge → check.
-pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
+pub fn parse(file: &str, text: &str) -> Result<Inventory, BadInput> {
     let mut p = Problems { file, list: vec![] };
     let Read { groups, hosts } = read::read(text, &mut p);
     let typed = type_vars(&hosts, &groups, &mut p);
@@ -152,7 +152,7 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
     check_unique(&out, &mut p);
     p.into_result()?;
     if out.is_empty() {
-        return Err(ConfigError::Inventory {
+        return Err(BadInput::Inventory {
             at: file.to_string(),
             message: "the inventory lists no hosts".into(),
         });

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::config::{ConfigError, Problem};
+use crate::config::{BadInput, Problem};
 
 /// Problems by line, reported together.
 pub(super) struct Problems<'a> {
@@ -20,13 +20,13 @@ impl Problems<'_> {
         self.list.push((line, problem.to_string()));
     }
 
-    pub(super) fn into_result(mut self) -> Result<(), ConfigError> {
+    pub(super) fn into_result(mut self) -> Result<(), BadInput> {
         if self.list.is_empty() {
             return Ok(());
         }
         self.list.sort_by_key(|(l, _)| *l);
         if let [(line, msg)] = &self.list[..] {
-            return Err(ConfigError::Inventory {
+            return Err(BadInput::Inventory {
                 at: format!("{}:{line}", self.file),
                 message: msg.clone(),
             });
@@ -35,7 +35,7 @@ impl Problems<'_> {
         for (line, msg) in &self.list {
             let _ = write!(message, "\n  {}:{line}: {msg}", self.file);
         }
-        Err(ConfigError::Inventory {
+        Err(BadInput::Inventory {
             at: self.file.to_string(),
             message,
         })

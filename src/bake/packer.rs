@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::bake::steps::Steps;
 use crate::bake::tools::{self, Cmd};
-use crate::config::{Builder, ConfigError, Problem};
+use crate::config::{BadInput, Builder, Problem};
 pub use crate::model::packer::{parse_version, Version};
 use crate::out::Global;
 use crate::render::{self, Scope};
@@ -107,12 +107,13 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
     let (app, store) = crate::out::prepare(opts, installed_version, &out_lock)?;
     let settings = &app.packer;
     if !settings.problems.is_empty() {
-        return Err(ConfigError::Invalid(settings.problems.clone()).into());
+        return Err(BadInput::Invalid(settings.problems.clone()).into());
     }
     let builders: Vec<Builder> = match p.only {
         Some(b) if settings.section.builders.contains(&b) => vec![b],
         Some(b) => {
-            return Err(ConfigError::Invalid(vec![Problem {
+            return Err(BadInput::Invalid(vec![Problem {
+                at: None,
                 path: "packer.builders".into(),
                 value: format!(
                     "{:?}",

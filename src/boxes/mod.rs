@@ -31,7 +31,7 @@ pub use lock::BoxDirLock;
 pub use pack::{pack_libvirt, pack_virtualbox, Packed};
 
 pub use crate::config::boxes::{provider_name, BoxMeta};
-use crate::config::{ConfigError, Provider};
+use crate::config::{BadInput, Problem, Provider};
 use crate::out::Global;
 
 /// What to pack, from the command line.
@@ -94,7 +94,7 @@ pub fn run(opts: &Global, cmd: &BoxCommand) -> Result<()> {
 }
 
 fn usage(flag: &str, message: String) -> anyhow::Error {
-    ConfigError::Usage {
+    BadInput::Usage {
         flag: flag.into(),
         message,
     }
@@ -137,14 +137,14 @@ pub fn run_pack(opts: &Global, args: &PackArgs) -> Result<()> {
     };
     let problems = meta.problems("--name", "--version");
     if !problems.is_empty() {
-        return Err(ConfigError::Invalid(problems).into());
+        return Err(BadInput::Invalid(problems).into());
     }
     let (flag, input) = match &source {
         PackSource::Libvirt { disk } => ("--disk", disk),
         PackSource::Virtualbox { ovf } => ("--ovf", ovf),
     };
     if !input.is_file() {
-        return Err(usage(flag, format!("{} is not a file", input.display())));
+        return Err(BadInput::Arg(Problem::new(flag, input.as_path(), "not a file")).into());
     }
     match &source {
         PackSource::Libvirt { disk } => {

@@ -2,7 +2,7 @@
 //! Packer and Vagrant write are named (`boxes` packs them, `render` names
 //! Packer's output, `bake` moves it into place).
 
-use super::{ConfigError, Problem, Provider};
+use super::{BadInput, Problem, Provider};
 
 /// Which box to pack: its catalog name, version and provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,18 +38,18 @@ impl BoxMeta {
     pub fn problems(&self, name_path: &str, version_path: &str) -> Vec<Problem> {
         let mut problems = vec![];
         if !super::is_box_name(&self.name) {
-            problems.push(Problem {
-                path: name_path.into(),
-                value: format!("{:?}", self.name),
-                expected: "expected NAME or ORG/NAME, each part [A-Za-z0-9][A-Za-z0-9._-]*".into(),
-            });
+            problems.push(Problem::new(
+                name_path,
+                &self.name,
+                "expected NAME or ORG/NAME, each part [A-Za-z0-9][A-Za-z0-9._-]*",
+            ));
         }
         if !super::is_version(&self.version) {
-            problems.push(Problem {
-                path: version_path.into(),
-                value: format!("{:?}", self.version),
-                expected: "expected a version of dot-separated numbers, e.g. 1.0.0".into(),
-            });
+            problems.push(Problem::new(
+                version_path,
+                &self.version,
+                "expected a version of dot-separated numbers, e.g. 1.0.0",
+            ));
         }
         problems
     }
@@ -57,7 +57,7 @@ impl BoxMeta {
     pub fn check(&self) -> anyhow::Result<()> {
         let problems = self.problems("box name", "box version");
         if !problems.is_empty() {
-            return Err(ConfigError::Invalid(problems).into());
+            return Err(BadInput::Invalid(problems).into());
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-pub use error::{exit_code, ConfigError, Problem};
+pub use error::{exit_code, show, BadInput, Problem, Shown};
 pub(crate) use grammar::{check_ssh_public_key, is_box_name, is_version};
 pub use grammar::{is_repository, is_tag, parse_mac};
 pub use schema::*;
@@ -49,8 +49,8 @@ impl std::fmt::Display for Source {
 }
 
 /// Parse TOML text into a [`Config`]; type errors name the dotted field path.
-pub fn parse(text: &str) -> Result<Config, ConfigError> {
-    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+pub fn parse(text: &str) -> Result<Config, BadInput> {
+    let de = toml::Deserializer::parse(text).map_err(|e| BadInput::Parse {
         path: "(toml)".into(),
         message: e.to_string().trim().to_string(),
     })?;
@@ -58,7 +58,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.message().trim().to_string();
-        ConfigError::Parse {
+        BadInput::Parse {
             path: if path == "." {
                 "(top level)".into()
             } else {
@@ -87,10 +87,11 @@ pub(crate) fn read_input(
 ) -> anyhow::Result<String> {
     match crate::util::fsx::read_text(path, max) {
         Ok(text) => Ok(text),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(ConfigError::Usage {
-            flag: flag.to_string(),
-            message: format!("{}: {e}; expected {expected}", path.display()),
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(BadInput::Arg(Problem::new(
+            flag,
+            path,
+            format!("{e}; expected {expected}"),
+        ))
         .into()),
         Err(e) => Err(e).with_context(|| format!("reading {what} {}", path.display())),
     }
@@ -117,7 +118,7 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Config, Source)> {
     let config = parse(&text)?;
     let problems = validate(&config);
     if !problems.is_empty() {
-        return Err(ConfigError::Invalid(problems).into());
+        return Err(BadInput::Invalid(problems).into());
     }
     Ok((config, source))
 }

@@ -28,7 +28,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::config::inventory::{vars, Host, Inventory};
-use crate::config::{self, Config, ConfigError, NetworkMode, Problem, TlsMode};
+use crate::config::{self, BadInput, Config, NetworkMode, Problem, TlsMode};
 use crate::model::secrets::{SecretStore, Slot};
 use crate::model::{Appliance, Facts};
 use crate::out::{ksdir, Global, Writer};
@@ -162,7 +162,7 @@ pub fn host_config(base: &Config, host: &Host) -> Config {
 /// Validate every host's config; problems name the inventory line, the
 /// host, the var and the config field. Nothing is kept: the render makes
 /// each host's config again as it goes.
-fn validate_hosts(base: &Config, inv: &Inventory) -> Result<(), ConfigError> {
+fn validate_hosts(base: &Config, inv: &Inventory) -> Result<(), BadInput> {
     let mut problems = vec![];
     // Hosts left with the address or host name of regbake.toml would clash.
     let mut seen: HashMap<(&str, String), &Host> = HashMap::new();
@@ -177,10 +177,13 @@ fn validate_hosts(base: &Config, inv: &Inventory) -> Result<(), ConfigError> {
                 }
                 _ => p.path.clone(),
             };
-            problems.push(Problem {
-                path: format!("{}:{line}: host {}: {what}", inv.file, h.name),
-                ..p
-            });
+            problems.push(
+                Problem {
+                    path: format!("host {}: {what}", h.name),
+                    ..p
+                }
+                .at(&inv.file, line),
+            );
         }
         let mut keys = vec![("hostname", c.appliance.hostname.to_ascii_lowercase())];
         if c.network.mode == NetworkMode::Static {
@@ -190,21 +193,24 @@ fn validate_hosts(base: &Config, inv: &Inventory) -> Result<(), ConfigError> {
         for (var, value) in keys {
             if let Some(prev) = seen.insert((var, value.clone()), h) {
                 let line = h.overrides.line_of(var).unwrap_or(h.line);
-                problems.push(Problem {
-                    path: format!("{}:{line}: host {}: {var}", inv.file, h.name),
-                    value: format!("{value:?}"),
-                    expected: format!(
-                        "also host {}'s (line {}); give each host its own {var}",
-                        prev.name, prev.line
-                    ),
-                });
+                problems.push(
+                    Problem::new(
+                        format!("host {}: {var}", h.name),
+                        &value,
+                        format!(
+                            "also host {}'s (line {}); give each host its own {var}",
+                            prev.name, prev.line
+                        ),
+                    )
+                    .at(&inv.file, line),
+                );
             }
         }
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ConfigError::Invalid(problems))
+        Err(BadInput::Invalid(problems))
     }
 }
 

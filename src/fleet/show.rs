@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 
 use super::status::{self, Stage};
 use super::store::{self, Store};
-use crate::config::ConfigError;
+use crate::config::BadInput;
 use crate::util::text::printable;
 use crate::util::Format;
 
@@ -62,7 +62,7 @@ pub(super) fn reset(out: &Path, names: &[String]) -> Result<()> {
     let mut store = open(out)?;
     let unknown = store.reset(names)?;
     if !unknown.is_empty() {
-        return Err(ConfigError::Usage {
+        return Err(BadInput::Usage {
             flag: "--reset".into(),
             message: format!(
                 "no host {} in {}; nothing was reset",

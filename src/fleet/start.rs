@@ -16,7 +16,7 @@ use super::server::{serve, Shared};
 use super::slots::Limits;
 use super::status::Live;
 use super::store::{self, Store};
-use crate::config::ConfigError;
+use crate::config::{BadInput, Problem};
 
 /// `--serve ADDR` and `--report-url URL`, checked before anything renders.
 pub(super) struct Plan {
@@ -27,18 +27,11 @@ pub(super) struct Plan {
     pub(super) serve_once: bool,
 }
 
-fn usage(flag: &str, message: String) -> anyhow::Error {
-    ConfigError::Usage {
-        flag: flag.into(),
-        message,
-    }
-    .into()
-}
-
 /// Check `--report-url`: an http(s) URL with a host, no query, and nothing
 /// that would need quoting in the kickstart's shell.
 fn report_url(url: &str) -> Result<String> {
-    let bad = |why: &str| usage("--report-url", format!("{url:?}: {why}"));
+    let bad =
+        |why: &str| anyhow::Error::from(BadInput::Arg(Problem::new("--report-url", url, why)));
     let parsed = url::Url::parse(url).map_err(|e| bad(&format!("not a URL ({e})")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(bad("expected an http:// or https:// URL"));
@@ -94,14 +87,16 @@ pub(super) fn plan(
 
 fn unreachable(addr: &str) -> anyhow::Error {
     let port = addr.rsplit(':').next().unwrap_or("PORT");
-    usage(
+    BadInput::Arg(Problem::new(
         "--serve",
+        addr,
         format!(
-            "{addr} listens on every address, and the installers need one to fetch their \
+            "listens on every address, and the installers need one to fetch their \
              kickstarts from and to report to: add --report-url http://ADDRESS:{port} \
              with an address of this machine that they reach"
         ),
-    )
+    ))
+    .into()
 }
 
 /// Bind, register the hosts, write the boot parameters, serve until Ctrl-C.

@@ -10,7 +10,7 @@ pub mod secrets;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::config::{expand_home, Config, ConfigError, NetworkMode, Problem, Sudo};
+use crate::config::{expand_home, BadInput, Config, NetworkMode, Problem, Sudo};
 use crate::util::log;
 pub use distro::{Repo, Repos};
 pub use packer::Facts;
@@ -178,11 +178,11 @@ fn collect_keys(c: &Config) -> Result<Vec<String>> {
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                problems.push(Problem {
-                    path: format!("user.ssh_key_files[{i}]"),
-                    value: format!("{:?}", path.display().to_string()),
-                    expected: format!("{e}: expected an OpenSSH public key file"),
-                });
+                problems.push(Problem::new(
+                    format!("user.ssh_key_files[{i}]"),
+                    path.as_path(),
+                    format!("{e}: expected an OpenSSH public key file"),
+                ));
                 continue;
             }
             Err(e) => {
@@ -195,16 +195,16 @@ fn collect_keys(c: &Config) -> Result<Vec<String>> {
             }
             match crate::config::check_ssh_public_key(line) {
                 Ok(()) => keys.push(line.to_string()),
-                Err(why) => problems.push(Problem {
-                    path: format!("user.ssh_key_files[{i}]"),
-                    value: format!("{:?}", path.display().to_string()),
-                    expected: format!("the file holds a line that is not a public key: {why}"),
-                }),
+                Err(why) => problems.push(Problem::new(
+                    format!("user.ssh_key_files[{i}]"),
+                    path.as_path(),
+                    format!("the file holds a line that is not a public key: {why}"),
+                )),
             }
         }
     }
     if !problems.is_empty() {
-        return Err(ConfigError::Invalid(problems).into());
+        return Err(BadInput::Invalid(problems).into());
     }
     keys.dedup();
     Ok(keys)

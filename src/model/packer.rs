@@ -102,11 +102,11 @@ fn qemu_cpu(c: &Config, problems: &mut Vec<Problem>) -> &'static str {
     match c.packer.accelerator.as_str() {
         "kvm" | "hvf" => "host",
         "tcg" if d.major() >= 10 => {
-            problems.push(Problem {
-                path: "packer.accelerator".into(),
-                value: "\"tcg\"".into(),
-                expected: format!("{} needs an x86-64-v3 CPU (AVX2, BMI2, FMA, MOVBE), which QEMU's software emulation lacks before QEMU 7.2 and runs at a crawl after: use \"kvm\" (or \"hvf\" on macOS) on a machine with hardware virtualization, or install it with regbake kickstart or regbake vagrant", d.name()),
-            });
+            problems.push(Problem::new(
+                "packer.accelerator",
+                "tcg",
+                format!("{} needs an x86-64-v3 CPU (AVX2, BMI2, FMA, MOVBE), which QEMU's software emulation lacks before QEMU 7.2 and runs at a crawl after: use \"kvm\" (or \"hvf\" on macOS) on a machine with hardware virtualization, or install it with regbake kickstart or regbake vagrant", d.name()),
+            ));
             "max"
         }
         _ => "max",
@@ -119,25 +119,25 @@ impl Settings {
         let mut problems = vec![];
         if c.user.sudo != Sudo::Nopasswd {
             let value = match c.user.sudo {
-                Sudo::Password => "\"password\"",
-                _ => "\"none\"",
+                Sudo::Password => "password",
+                _ => "none",
             };
-            problems.push(Problem {
-                path: "user.sudo".into(),
-                value: value.into(),
-                expected: "regbake packer logs in as the user and provisions and shuts down with `sudo -n` (no password is ever stored): set sudo = \"nopasswd\", or install with regbake kickstart".into(),
-            });
+            problems.push(Problem::new(
+                "user.sudo",
+                value,
+                "regbake packer logs in as the user and provisions and shuts down with `sudo -n` (no password is ever stored): set sudo = \"nopasswd\", or install with regbake kickstart",
+            ));
         }
         // /boot (1 GiB) + root + data (at least 1 GiB when it grows) + 1 GiB
         // for LVM metadata and rounding.
         let min_disk_mb =
             1024 + c.storage.root_size_gb * 1024 + c.storage.data_size_gb.max(1) * 1024 + 1024;
         if p.disk_size_mb < min_disk_mb {
-            problems.push(Problem {
-                path: "packer.disk_size_mb".into(),
-                value: p.disk_size_mb.to_string(),
-                expected: format!("the kickstart's /boot, storage.root_size_gb and storage.data_size_gb (plus 1 GiB spare) need at least {min_disk_mb} MiB"),
-            });
+            problems.push(Problem::new(
+                "packer.disk_size_mb",
+                p.disk_size_mb,
+                format!("the kickstart's /boot, storage.root_size_gb and storage.data_size_gb (plus 1 GiB spare) need at least {min_disk_mb} MiB"),
+            ));
         }
         let vbox = p.builders.contains(&Builder::VirtualboxIso);
         let qemu_disk_interface = match c.storage.disk.as_str() {
@@ -145,11 +145,11 @@ impl Settings {
             "auto" | "sda" => "virtio-scsi",
             "vda" if !vbox => "virtio",
             disk => {
-                problems.push(Problem {
-                    path: "storage.disk".into(),
-                    value: format!("{disk:?}"),
-                    expected: "regbake packer installs on the VM's only disk: expected \"auto\" or \"sda\" (QEMU virtio-scsi, VirtualBox SATA), or \"vda\" with packer.builders = [\"qemu\"]".into(),
-                });
+                problems.push(Problem::new(
+                    "storage.disk",
+                    disk,
+                    "regbake packer installs on the VM's only disk: expected \"auto\" or \"sda\" (QEMU virtio-scsi, VirtualBox SATA), or \"vda\" with packer.builders = [\"qemu\"]",
+                ));
                 "virtio-scsi"
             }
         };

@@ -7,7 +7,7 @@ mod keys;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::config::{Backend, Config, ConfigError, LogFormat, LogLevel, Problem, TlsMode};
+use crate::config::{Backend, BadInput, Config, LogFormat, LogLevel, Problem, TlsMode};
 use crate::model::secrets::{SecretStore, Slot};
 use keys::key_matches;
 
@@ -130,12 +130,7 @@ pub fn bcrypt_cost(hash: &str) -> Option<u32> {
 }
 
 fn problem(path: impl Into<String>, value: &str, expected: impl Into<String>) -> anyhow::Error {
-    ConfigError::Invalid(vec![Problem {
-        path: path.into(),
-        value: format!("{value:?}"),
-        expected: expected.into(),
-    }])
-    .into()
+    BadInput::Invalid(vec![Problem::new(path, value, expected)]).into()
 }
 
 /// A secret from the environment variable named by a config field.

@@ -590,7 +590,7 @@ fn missing_disk_is_a_usage_error() {
     let o = t.failure(2);
     assert!(o.stderr.contains("--disk"), "{}", o.stderr);
     assert!(
-        o.stderr.contains("nope.qcow2 is not a file"),
+        o.stderr.contains("nope.qcow2\": not a file"),
         "{}",
         o.stderr
     );

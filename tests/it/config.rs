@@ -554,23 +554,23 @@ fn config_inventory_and_ca_must_be_small_regular_files() {
     for (args, said) in [
         (
             &["-c", "fifo", "render"][..],
-            "-c/--config: fifo: a FIFO, not a regular file; expected a regbake.toml (a regular file of at most 1 MiB)",
+            "-c/--config = \"fifo\": a FIFO, not a regular file; expected a regbake.toml (a regular file of at most 1 MiB)",
         ),
         (
             &["-c", "/dev/null", "render"],
-            "-c/--config: /dev/null: a device, not a regular file",
+            "-c/--config = \"/dev/null\": a device, not a regular file",
         ),
         (
             &["-c", "big.toml", "render"],
-            "-c/--config: big.toml: larger than 1 MiB; expected a regbake.toml",
+            "-c/--config = \"big.toml\": larger than 1 MiB; expected a regbake.toml",
         ),
         (
             &["kickstart", "--inventory", "fifo"],
-            "--inventory: fifo: a FIFO, not a regular file; expected an Ansible INI inventory (a regular file of at most 128 MiB)",
+            "--inventory = \"fifo\": a FIFO, not a regular file; expected an Ansible INI inventory (a regular file of at most 128 MiB)",
         ),
         (
             &["kickstart", "--inventory", "/dev/null"],
-            "--inventory: /dev/null: a device, not a regular file",
+            "--inventory = \"/dev/null\": a device, not a regular file",
         ),
         (
             &["probe", "https://127.0.0.1:9/", "--ca", "fifo"],

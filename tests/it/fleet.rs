@@ -170,7 +170,7 @@ fn malformed_inventories_exit_2_naming_file_line_and_problem() {
     let cases: &[(&str, &str)] = &[
         (
             "[web]\nh1 ip=10.0.0.5/24\nh2 ip=10.0.0.300/24\n",
-            "inv.ini:3: host h2: ip=10.0.0.300/24: bad CIDR",
+            "inv.ini:3: host h2: ip = \"10.0.0.300/24\": bad CIDR",
         ),
         (
             "[web]\nh1 ip=10.0.0.5/24\n\n[web]\nh1 ip=10.0.0.6/24\n",
@@ -190,7 +190,7 @@ fn malformed_inventories_exit_2_naming_file_line_and_problem() {
         ),
         (
             "[web]\nh1 mac=52:54:00:12:34\n",
-            "inv.ini:2: host h1: mac=52:54:00:12:34: bad MAC",
+            "inv.ini:2: host h1: mac = \"52:54:00:12:34\": bad MAC",
         ),
         // Values are checked like regbake.toml values, naming the host.
         (

@@ -259,7 +259,7 @@ fn serving_on_every_address_needs_a_report_url() {
     let t = Test::new()
         .args(&["kickstart", "--serve", "0.0.0.0:8080"])
         .status(2)
-        .stderr_contains("--serve: 0.0.0.0:8080 listens on every address")
+        .stderr_contains("--serve = \"0.0.0.0:8080\": listens on every address")
         .stderr_contains("add --report-url http://ADDRESS:8080");
     t.check();
     assert!(!t.path().join("out").exists(), "nothing is written");
@@ -272,7 +272,7 @@ fn serving_on_every_address_needs_a_report_url() {
             "http://0.0.0.0:8080",
         ])
         .status(2)
-        .stderr_contains("--report-url: \"http://0.0.0.0:8080\": 0.0.0.0 is not an address")
+        .stderr_contains("--report-url = \"http://0.0.0.0:8080\": 0.0.0.0 is not an address")
         .check();
     Test::new()
         .args(&["kickstart", "--report-url", "http://192.0.2.5:8080"])

@@ -11,6 +11,7 @@ mod common;
 mod completions;
 mod config;
 mod distro;
+mod error_messages;
 mod fleet;
 mod gc;
 mod golden;

@@ -19,18 +19,18 @@
 
 mod groups;
 mod lex;
+mod problems;
+mod read;
 pub mod vars;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{BadInput, Config, Problem};
 use groups::{group_depths, host_groups, Group, Merged};
 pub use lex::Var;
-use lex::{
-    check_host_name, is_group_name, is_var_name, parse_header, split_words, strip_port, unquote,
-    Section,
-};
+use problems::Problems;
+use read::{HostDecl, Read};
 use vars::{classify, Class, HostVar};
 pub use vars::{Ip, Value};
 
@@ -117,14 +117,6 @@ impl Inventory {
     }
 }
 
-struct HostDecl {
-    name: String,
-    line: usize,
-    /// The line that gave the host vars, if any did.
-    vars_line: Option<usize>,
-    vars: Vec<(String, Var)>,
-}
-
 /// Where a var is written, for messages.
 enum Owner<'a> {
     Host(&'a str),
@@ -140,189 +132,44 @@ impl std::fmt::Display for Owner<'_> {
     }
 }
 
-/// Problems by line, reported together.
-struct Problems<'a> {
-    file: &'a str,
-    list: Vec<(usize, String)>,
-}
-
-impl Problems<'_> {
-    fn add(&mut self, line: usize, msg: impl Into<String>) {
-        self.list.push((line, msg.into()));
-    }
-
-    fn into_result(mut self) -> Result<(), ConfigError> {
-        if self.list.is_empty() {
-            return Ok(());
-        }
-        self.list.sort_by_key(|(l, _)| *l);
-        if let [(line, msg)] = &self.list[..] {
-            return Err(ConfigError::Inventory {
-                at: format!("{}:{line}", self.file),
-                message: msg.clone(),
-            });
-        }
-        let mut message = format!("{} problems:", self.list.len());
-        for (line, msg) in &self.list {
-            let _ = write!(message, "\n  {}:{line}: {msg}", self.file);
-        }
-        Err(ConfigError::Inventory {
-            at: self.file.to_string(),
-            message,
-        })
-    }
-}
-
 /// Parse an inventory; `file` names it in messages. Every problem is
-/// reported, each with its line.
-#[allow(clippy::too_many_lines)] // issue 22: split on another branch
-pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
+/// reported, each with its line: read → type → merge → check.
+pub fn parse(file: &str, text: &str) -> Result<Inventory, BadInput> {
     let mut p = Problems { file, list: vec![] };
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    groups.insert("all".into(), Group::default());
-    groups.insert("ungrouped".into(), Group::default());
-    let mut hosts: Vec<HostDecl> = vec![];
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut section = Section::Hosts("ungrouped".into());
-
-    for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
-        let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
-            continue;
+    let Read { groups, hosts } = read::read(text, &mut p);
+    let typed = type_vars(&hosts, &groups, &mut p);
+    let depth = match group_depths(&groups) {
+        Ok(d) => d,
+        Err(msg) => {
+            p.add(0, msg);
+            HashMap::new()
         }
-        if trimmed.starts_with('[') {
-            match parse_header(trimmed) {
-                Ok(s) => {
-                    let name = match &s {
-                        Section::Hosts(g) | Section::Vars(g) | Section::Children(g) => g.clone(),
-                    };
-                    groups.entry(name).or_default();
-                    section = s;
-                }
-                Err(msg) => {
-                    p.add(line, msg);
-                    // Skip what follows until the next good header.
-                    section = Section::Vars(String::new());
-                }
-            }
-            continue;
-        }
-        match &section {
-            Section::Vars(g) if g.is_empty() => {}
-            Section::Hosts(g) => {
-                let tokens = match split_words(trimmed) {
-                    Ok(t) => t,
-                    Err(msg) => {
-                        p.add(line, msg);
-                        continue;
-                    }
-                };
-                let Some((first, rest)) = tokens.split_first() else {
-                    continue;
-                };
-                let name = strip_port(first);
-                if let Err(msg) = check_host_name(name) {
-                    p.add(line, msg);
-                    continue;
-                }
-                if name.contains('[') {
-                    p.add(line, format!("host {name}: host ranges are not supported; list each host on its own line"));
-                    continue;
-                }
-                let mut vars = vec![];
-                for t in rest {
-                    match t.split_once('=') {
-                        Some((k, v)) if is_var_name(k) => vars.push((
-                            k.to_string(),
-                            Var {
-                                value: v.to_string(),
-                                line,
-                            },
-                        )),
-                        _ => p.add(
-                            line,
-                            format!(
-                                "host {name}: expected key=value after the host name, found {t:?}"
-                            ),
-                        ),
-                    }
-                }
-                let group = groups.entry(g.clone()).or_default();
-                if group.hosts.contains(name) {
-                    let first = index.get(name).map_or(line, |&i| hosts[i].line);
-                    p.add(
-                        line,
-                        format!(
-                            "duplicate host {name} in group [{g}] (first listed on line {first})"
-                        ),
-                    );
-                    continue;
-                }
-                group.hosts.insert(name.to_string());
-                if let Some(&i) = index.get(name) {
-                    let decl = &mut hosts[i];
-                    if !vars.is_empty() {
-                        if let Some(prev) = decl.vars_line {
-                            p.add(
-                                line,
-                                format!("duplicate host {name}: its vars are already given on line {prev}; give them on one line"),
-                            );
-                            continue;
-                        }
-                        decl.vars_line = Some(line);
-                        decl.vars = vars;
-                    }
-                } else {
-                    index.insert(name.to_string(), hosts.len());
-                    hosts.push(HostDecl {
-                        name: name.to_string(),
-                        line,
-                        vars_line: (!vars.is_empty()).then_some(line),
-                        vars,
-                    });
-                }
-            }
-            Section::Vars(g) => match trimmed.split_once('=') {
-                Some((k, v)) if is_var_name(k.trim()) => {
-                    let value = unquote(v.trim());
-                    groups
-                        .entry(g.clone())
-                        .or_default()
-                        .vars
-                        .push((k.trim().to_string(), Var { value, line }));
-                }
-                _ => p.add(
-                    line,
-                    format!("[{g}:vars]: expected key=value, found {trimmed:?}"),
-                ),
-            },
-            Section::Children(g) => {
-                let child = trimmed.split_whitespace().next().unwrap_or_default();
-                if !is_group_name(child) || trimmed.split_whitespace().count() > 1 {
-                    p.add(
-                        line,
-                        format!("[{g}:children]: expected one group name, found {trimmed:?}"),
-                    );
-                } else if child == g || child == "all" {
-                    p.add(
-                        line,
-                        format!("[{g}:children]: group {child} cannot be a child of {g}"),
-                    );
-                } else {
-                    groups.entry(child.to_string()).or_default();
-                    groups
-                        .entry(g.clone())
-                        .or_default()
-                        .children
-                        .push(child.to_string());
-                }
-            }
-        }
+    };
+    // A failed parse stops here: merging half-read vars only adds noise.
+    p.into_result()?;
+    let out = merge(&hosts, &groups, &depth, &typed);
+    let mut p = Problems { file, list: vec![] };
+    check_unique(&out, &mut p);
+    p.into_result()?;
+    if out.is_empty() {
+        return Err(BadInput::Inventory {
+            at: file.to_string(),
+            message: "the inventory lists no hosts".into(),
+        });
     }
+    Ok(Inventory {
+        file: file.to_string(),
+        hosts: out,
+    })
+}
 
-    // Every regbake var is checked where it is written, once.
-    let mut typed: HashMap<(usize, String), (&HostVar, Value)> = HashMap::new();
+/// Each regbake var typed by where it is written (line and name), checked
+/// there once however many hosts it reaches.
+type Typed = HashMap<(usize, String), (&'static HostVar, Value)>;
+
+/// The type phase: classify every var of hosts and groups, type regbake's.
+fn type_vars(hosts: &[HostDecl], groups: &BTreeMap<String, Group>, p: &mut Problems) -> Typed {
+    let mut typed = Typed::new();
     let all_vars = || {
         hosts
             .iter()
@@ -343,7 +190,10 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
                 Ok(o) => {
                     typed.insert((var.line, key.clone()), (k, o));
                 }
-                Err(msg) => p.add(var.line, format!("{owner}: {msg}")),
+                Err(why) => p.problem(
+                    var.line,
+                    Problem::new(format!("{owner}: {key}"), &var.value, why),
+                ),
             },
             Class::Unknown(hint) => {
                 let mut msg = format!("{owner}: unknown regbake var {key}");
@@ -355,22 +205,21 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
             }
         }
     }
+    typed
+}
 
-    let depth = match group_depths(&groups) {
-        Ok(d) => d,
-        Err(msg) => {
-            p.add(0, msg);
-            HashMap::new()
-        }
-    };
-    // A failed parse stops here: merging half-read vars only adds noise.
-    p.into_result()?;
-    let mut p = Problems { file, list: vec![] };
-
-    let listed = host_groups(&groups);
-    let mut merged = Merged::new(&groups, &depth);
+/// The merge phase: each host's vars after its groups' (Ansible's
+/// precedence), and the typed overrides among them.
+fn merge(
+    hosts: &[HostDecl],
+    groups: &BTreeMap<String, Group>,
+    depth: &HashMap<&str, usize>,
+    typed: &Typed,
+) -> Vec<Host> {
+    let listed = host_groups(groups);
+    let mut merged = Merged::new(groups, depth);
     let mut out = Vec::with_capacity(hosts.len());
-    for decl in &hosts {
+    for decl in hosts {
         let in_groups = listed
             .get(decl.name.as_str())
             .map_or(&[][..], Vec::as_slice);
@@ -397,20 +246,18 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
             overrides: o,
         });
     }
+    out
+}
 
-    // Two machines with one MAC or one static address cannot both be right.
+/// The check phase: two machines with one MAC or one static address
+/// cannot both be right.
+fn check_unique(out: &[Host], p: &mut Problems) {
     let mut macs: HashMap<&str, &Host> = HashMap::new();
     let mut ips: HashMap<std::net::Ipv4Addr, &Host> = HashMap::new();
-    for h in &out {
+    for h in out {
         if let (Some(mac), Some(line)) = (h.overrides.text("mac"), h.overrides.line_of("mac")) {
             if let Some(prev) = macs.insert(mac, h) {
-                p.add(
-                    line,
-                    format!(
-                        "host {}: mac {mac} is also host {}'s (line {})",
-                        h.name, prev.name, prev.line
-                    ),
-                );
+                p.problem(line, also(h, "mac", mac, prev));
             }
         }
         if let Some(At {
@@ -419,30 +266,19 @@ pub fn parse(file: &str, text: &str) -> Result<Inventory, ConfigError> {
         }) = h.overrides.get("ip")
         {
             if let Some(prev) = ips.insert(net.addr(), h) {
-                p.add(
-                    *line,
-                    format!(
-                        "host {}: ip {} is also host {}'s (line {})",
-                        h.name,
-                        net.addr(),
-                        prev.name,
-                        prev.line
-                    ),
-                );
+                p.problem(*line, also(h, "ip", &net.addr().to_string(), prev));
             }
         }
     }
-    p.into_result()?;
-    if out.is_empty() {
-        return Err(ConfigError::Inventory {
-            at: file.to_string(),
-            message: "the inventory lists no hosts".into(),
-        });
-    }
-    Ok(Inventory {
-        file: file.to_string(),
-        hosts: out,
-    })
+}
+
+/// `host`'s `var` is `value`, as `prev`'s already is.
+fn also(host: &Host, var: &str, value: &str, prev: &Host) -> Problem {
+    Problem::new(
+        format!("host {}: {var}", host.name),
+        value,
+        format!("also host {}'s (line {})", prev.name, prev.line),
+    )
 }
 
 #[cfg(test)]

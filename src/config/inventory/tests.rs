@@ -69,9 +69,10 @@ fn host_in_two_groups_is_one_host() {
 fn errors_name_line_and_problem() {
     assert_eq!(
         err("[web]\nh1 ip=10.0.0.300/24\n"),
-        "inv.ini:2: host h1: ip=10.0.0.300/24: bad CIDR, expected an IPv4 address with its prefix length such as 192.0.2.10/24, or dhcp"
+        "inv.ini:2: host h1: ip = \"10.0.0.300/24\": bad CIDR, expected an IPv4 address with its prefix length such as 192.0.2.10/24, or dhcp"
     );
-    assert!(err("[web]\nh1 ip=10.0.0.3\n").starts_with("inv.ini:2: host h1: ip=10.0.0.3: bad CIDR"));
+    assert!(err("[web]\nh1 ip=10.0.0.3\n")
+        .starts_with("inv.ini:2: host h1: ip = \"10.0.0.3\": bad CIDR"));
     assert!(err("[web]\nh1\nh1\n").starts_with("inv.ini:3: duplicate host h1"));
     assert!(err("[a]\nh1 ip=dhcp\n[b]\nh1 disk=sdb\n").starts_with("inv.ini:4: duplicate host h1"));
     assert!(err("[web\nh1\n").starts_with("inv.ini:1: unterminated section header"));
@@ -86,7 +87,7 @@ fn errors_name_line_and_problem() {
     assert!(err("[w]\nh1 IP=10.0.0.1/24\n").contains("did you mean ip?"));
     assert!(err("[w]\nh1 mac_address=52:54:00:00:00:01\n").contains("did you mean mac?"));
     assert!(err("[w]\nh1 mac=52:54:00:00:00\n")
-        .contains("inv.ini:2: host h1: mac=52:54:00:00:00: bad MAC"));
+        .contains("inv.ini:2: host h1: mac = \"52:54:00:00:00\": bad MAC"));
     assert!(err("[w]\nh1 data_size_gb=ten\n").contains("whole number"));
     assert!(err("[w]\nh1 a b\n").contains("expected key=value"));
     assert!(err("[w]\nh1 x=\"open\n").contains("unterminated \" quote"));
@@ -97,11 +98,11 @@ fn errors_name_line_and_problem() {
     );
     assert!(two.starts_with("inv.ini: 2 problems:"), "{two}");
     assert!(
-        two.contains("inv.ini:3: host h2: mac 52:54:00:00:00:01 is also host h1's (line 2)"),
+        two.contains("inv.ini:3: host h2: mac = \"52:54:00:00:00:01\": also host h1's (line 2)"),
         "{two}"
     );
     assert!(
-        two.contains("inv.ini:4: host h3: ip 1.2.3.4 is also host h2's (line 3)"),
+        two.contains("inv.ini:4: host h3: ip = \"1.2.3.4\": also host h2's (line 3)"),
         "{two}"
     );
     assert_eq!(err("# nothing\n"), "inv.ini: the inventory lists no hosts");
@@ -144,7 +145,7 @@ fn a_prefixed_var_leaves_the_bare_name_to_the_playbook() {
     assert_eq!(inv.hosts[0].vars["ip"].value, "eth0:10.9.9.9");
     // The prefixed spelling is still checked, and other vars still are.
     assert!(err("[w]\nh1 regbake_ip=10.0.0.5 ip=x\n")
-        .contains("inv.ini:2: host h1: ip=10.0.0.5: bad CIDR"));
+        .contains("inv.ini:2: host h1: regbake_ip = \"10.0.0.5\": bad CIDR"));
     assert!(err("[w]\nh1 regbake_ip=dhcp ip=x gatway=1.2.3.4\n").contains("did you mean gateway?"));
     assert!(
         err("[w]\nh1 regbake_ip=dhcp regbake_ips=x\n").contains("unknown regbake var regbake_ips")

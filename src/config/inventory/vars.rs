@@ -37,7 +37,8 @@ pub struct HostVar {
 }
 
 impl HostVar {
-    /// Type-check a value as written. Strings that end up in the kickstart
+    /// Type-check a value as written; an error says what was expected.
+    /// Strings that end up in the kickstart
     /// (host name, gateway, DNS, disk) are checked later by the config
     /// validation, with the same rules as in regbake.toml.
     pub fn parse(&self, v: &str) -> Result<Value, String> {
@@ -82,7 +83,7 @@ pub const VARS: &[HostVar] = &[
                 .then(|| v.parse().ok())
                 .flatten()
                 .ok_or_else(|| {
-                    format!("ip={v}: bad CIDR, expected an IPv4 address with its prefix length such as 192.0.2.10/24, or dhcp")
+                    "bad CIDR, expected an IPv4 address with its prefix length such as 192.0.2.10/24, or dhcp".to_string()
                 })?;
             Ok(Value::Ip(Ip::Static(net)))
         },
@@ -136,9 +137,7 @@ pub const VARS: &[HostVar] = &[
         example: "52:54:00:12:34:01",
         parse: |v| {
             parse_mac(v).map(Value::Text).ok_or_else(|| {
-                format!(
-                    "mac={v}: bad MAC address, expected six hex pairs such as 52:54:00:12:34:56"
-                )
+                "bad MAC address, expected six hex pairs such as 52:54:00:12:34:56".to_string()
             })
         },
         // The machine's MAC names its NIC for anaconda (`network
@@ -155,9 +154,9 @@ pub const VARS: &[HostVar] = &[
         field: "storage.data_size_gb",
         example: "200",
         parse: |v| {
-            v.parse().map(Value::Number).map_err(|_| {
-                format!("data_size_gb={v}: expected a whole number of GiB (0 = fill the disk)")
-            })
+            v.parse()
+                .map(Value::Number)
+                .map_err(|_| "expected a whole number of GiB (0 = fill the disk)".to_string())
         },
         apply: |c, v| {
             if let Value::Number(n) = v {

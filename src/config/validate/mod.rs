@@ -28,7 +28,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     p.check(
         c.version == 1,
         "version",
-        &c.version.to_string(),
+        c.version,
         "expected 1 (the only config version)",
     );
     appliance(c, &mut p);
@@ -290,7 +290,7 @@ fn storage(c: &Config, p: &mut Problems) {
     p.check(
         c.storage.data_size_gb <= 1 << 20,
         "storage.data_size_gb",
-        &c.storage.data_size_gb.to_string(),
+        c.storage.data_size_gb,
         "expected a size in GiB up to 1048576, or 0 to grow the data volume to fill the disk",
     );
     p.range(
@@ -337,14 +337,14 @@ fn vagrant(c: &Config, p: &mut Problems) {
     p.check(
         c.vagrant.host_port <= 65535,
         "vagrant.host_port",
-        &c.vagrant.host_port.to_string(),
+        c.vagrant.host_port,
         PORT_HELP,
     );
     // Vagrant forwards the guest's ssh to 127.0.0.1:2222 (and on).
     p.check(
         ![SSH_PORT, VAGRANT_SSH_PORT].contains(&c.vagrant.host_port),
         "vagrant.host_port",
-        &c.vagrant.host_port.to_string(),
+        c.vagrant.host_port,
         "expected a port other than 22 and 2222 (ssh, and Vagrant's forward of the VM's ssh), or 0 for the registry port",
     );
     // Software emulation is libvirt's (QEMU TCG); VirtualBox has no such mode.
@@ -412,7 +412,7 @@ fn packer(c: &Config, p: &mut Problems) {
     p.check(
         c.packer.compression_level <= 9,
         "packer.compression_level",
-        &c.packer.compression_level.to_string(),
+        c.packer.compression_level,
         "expected a gzip level from 0 (none) to 9 (smallest)",
     );
     p.check(

@@ -20,13 +20,13 @@ pub(super) fn registry(c: &Config, p: &mut Problems) {
     p.check(
         c.registry.port <= 65535,
         "registry.port",
-        &c.registry.port.to_string(),
+        c.registry.port,
         "expected a port number from 1 to 65535, or 0 for the default (5000, or 443 with TLS)",
     );
     p.check(
         c.registry.port != SSH_PORT,
         "registry.port",
-        &c.registry.port.to_string(),
+        c.registry.port,
         "expected a port other than 22, where the appliance's sshd listens",
     );
     p.check(
@@ -80,7 +80,7 @@ fn versions(r: &RegistrySection, p: &mut Problems) {
     p.check(
         [0, 2, 3].contains(&r.major),
         "registry.major",
-        &r.major.to_string(),
+        r.major,
         "expected 2 or 3 (the distribution major version), or 0 to take it from the image tag",
     );
     p.check(
@@ -102,7 +102,7 @@ fn versions(r: &RegistrySection, p: &mut Problems) {
             && !(r.metrics
                 && (r.metrics_port == u32::from(r.effective_port()) || r.metrics_port == SSH_PORT)),
         "registry.metrics_port",
-        &r.metrics_port.to_string(),
+        r.metrics_port,
         "expected a port number from 1 to 65535 other than the registry port and ssh's 22",
     );
 }
@@ -153,7 +153,7 @@ fn auth(r: &RegistrySection, p: &mut Problems) {
     p.check(
         (4..=12).contains(&r.auth.bcrypt_cost),
         "registry.auth.bcrypt_cost",
-        &r.auth.bcrypt_cost.to_string(),
+        r.auth.bcrypt_cost,
         "expected a bcrypt cost from 4 to 12 (each step doubles the CPU every authenticated request costs)",
     );
     let mut seen = std::collections::HashSet::new();

@@ -33,5 +33,6 @@ mod scripts;
 mod serve_hostile;
 mod served;
 mod status_page;
+mod templates;
 mod testbed;
 mod vagrant;

@@ -186,33 +186,13 @@ pub fn register(hb: &mut Handlebars<'_>) {
     hb.register_helper("ruby", Box::new(one("ruby", ruby)));
     hb.register_helper("hcl", Box::new(one("hcl", hcl)));
     hb.register_helper("xml", Box::new(one("xml", xml)));
-    hb.register_helper(
-        "sh_words",
-        Box::new(
-            |h: &Helper<'_>,
-             _: &Handlebars<'_>,
-             _: &Context,
-             _: &mut RenderContext<'_, '_>,
-             out: &mut dyn Output|
-             -> HelperResult {
-                let list = h
-                    .param(0)
-                    .ok_or(RenderErrorReason::ParamNotFoundForIndex("sh_words", 0))?;
-                // A list only: a lone string would be split into no words.
-                let items = list.value().as_array().ok_or_else(|| {
-                    RenderErrorReason::ParamTypeMismatchForName(
-                        "sh_words",
-                        "0".into(),
-                        "array".into(),
-                    )
-                })?;
-                let texts: Vec<String> = items.iter().map(value_text).collect();
-                let flag = h.hash_get("flag").map(|f| value_text(f.value()));
-                out.write(&sh_words(texts.iter().map(String::as_str), flag.as_deref()))?;
-                Ok(())
-            },
-        ),
-    );
+    // A list only (a lone string is refused, not split into no words); the
+    // flag defaults to none.
+    handlebars::handlebars_helper!(words: |list: array, {flag: str = ""}| {
+        let texts: Vec<String> = list.iter().map(value_text).collect();
+        sh_words(texts.iter().map(String::as_str), Some(flag).filter(|f| !f.is_empty()))
+    });
+    hb.register_helper("sh_words", Box::new(words));
     hb.register_helper(
         "concat",
         Box::new(

@@ -3,35 +3,8 @@
 //! boxes and catalog already there stay as they were and still import.
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::common::{require_tool, Output, Test, BIN};
-
-fn tool(t: &Test, program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(t.path())
-        .env("HOME", t.path().join("home"))
-        .env("VAGRANT_HOME", t.path().join("vagrant.d"))
-        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(t: &Test, program: &str, args: &[&str]) -> Output {
-    let o = tool(t, program, args);
-    assert_eq!(
-        o.code, 0,
-        "{program} {args:?}\nstdout:\n{}\nstderr:\n{}",
-        o.stdout, o.stderr
-    );
-    o
-}
+use crate::common::{require_tool, tool, tool_ok, Output, Test, BIN};
 
 /// `regbake box pack --provider libvirt ARGS` in the test dir.
 fn pack(t: &Test, args: &[&str]) -> Output {
@@ -70,8 +43,8 @@ fn two_names_for_the_same_files_are_refused_before_writing() {
         return;
     }
     let t = Test::new();
-    ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
-    ok(&t, "qemu-img", &["create", "-f", "qcow2", "b.qcow2", "2G"]);
+    tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
+    tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "b.qcow2", "2G"]);
     let first = pack(
         &t,
         &[
@@ -112,11 +85,11 @@ fn two_names_for_the_same_files_are_refused_before_writing() {
     assert!(second.stdout.is_empty(), "{}", second.stdout);
     assert_eq!(snapshot(&t.path().join("out/box")), before);
     // The first box still imports: its checksum still matches.
-    ok(&t, "vagrant", &["box", "add", "out/box/org-reg.json"]);
+    tool_ok(&t, "vagrant", &["box", "add", "out/box/org-reg.json"]);
 
     // The same with the names the other way round.
     let t = Test::new();
-    ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
+    tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
     let first = pack(
         &t,
         &[
@@ -158,7 +131,7 @@ fn an_unreadable_or_broken_catalog_is_refused_before_writing() {
         return;
     }
     let t = Test::new();
-    ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
+    tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
     let args = [
         "--disk",
         "a.qcow2",
@@ -227,8 +200,8 @@ fn a_disk_with_a_backing_file_is_refused_with_the_flattening_command() {
         return;
     }
     let t = Test::new();
-    ok(&t, "qemu-img", &["create", "-f", "raw", "base.raw", "64M"]);
-    ok(
+    tool_ok(&t, "qemu-img", &["create", "-f", "raw", "base.raw", "64M"]);
+    tool_ok(
         &t,
         "qemu-img",
         &[
@@ -255,7 +228,7 @@ fn a_disk_with_a_backing_file_is_refused_with_the_flattening_command() {
     assert!(!t.path().join("out/box").exists());
 
     // The command it gives makes a disk that packs.
-    ok(
+    tool_ok(
         &t,
         "qemu-img",
         &["convert", "-O", "qcow2", "over.qcow2", "over-flat.qcow2"],
@@ -271,7 +244,7 @@ fn a_truncated_or_absurd_qcow2_is_refused() {
         return;
     }
     let t = Test::new();
-    ok(
+    tool_ok(
         &t,
         "qemu-img",
         &["create", "-f", "qcow2", "whole.qcow2", "1G"],

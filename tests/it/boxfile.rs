@@ -2,11 +2,10 @@
 //! catalogs imported by the real `vagrant box add` (vagrant-libvirt installed;
 //! no hypervisor needed) into a throwaway VAGRANT_HOME.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{require_tool, Output, Test, BIN};
+use crate::common::{names_in, require_tool, tool, tool_ok, Output, Test, BIN};
 
 const CATALOG: &str = "out/box/regbake-registry.json";
 
@@ -14,58 +13,16 @@ fn tools() -> bool {
     require_tool("vagrant") && require_tool("qemu-img")
 }
 
-fn run(t: &Test, program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(t.path())
-        .env("HOME", t.path().join("home"))
-        .env("VAGRANT_HOME", t.path().join("vagrant.d"))
-        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
-        .env("VAGRANT_DEFAULT_PROVIDER", "libvirt")
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(t: &Test, program: &str, args: &[&str]) -> Output {
-    let o = run(t, program, args);
-    assert_eq!(
-        o.code, 0,
-        "{program} {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-        o.stdout, o.stderr
-    );
-    o
-}
-
 /// An empty qcow2 disk `name` of `size` in the test dir.
 fn qcow2(t: &Test, name: &str, size: &str) {
-    ok(t, "qemu-img", &["create", "-f", "qcow2", name, size]);
+    tool_ok(t, "qemu-img", &["create", "-f", "qcow2", name, size]);
 }
 
+/// `regbake box pack ARGS` in the test dir, which must succeed.
 fn pack(t: &Test, args: &[&str]) -> Output {
     let mut all = vec!["box", "pack"];
     all.extend_from_slice(args);
-    let out = Command::new(BIN)
-        .args(&all)
-        .current_dir(t.path())
-        .env("HOME", t.path().join("home"))
-        .output()
-        .expect("run regbake");
-    let o = Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert_eq!(
-        o.code, 0,
-        "regbake {all:?} failed\nstdout:\n{}\nstderr:\n{}",
-        o.stdout, o.stderr
-    );
-    o
+    tool_ok(t, BIN, &all)
 }
 
 fn catalog(t: &Test) -> serde_json::Value {
@@ -149,8 +106,8 @@ fn libvirt_box_imports_at_its_version_and_versions_accumulate() {
         .join("out/box/regbake-registry-1.0.0-libvirt.box")
         .is_file());
 
-    ok(&t, "vagrant", &["box", "add", CATALOG]);
-    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    tool_ok(&t, "vagrant", &["box", "add", CATALOG]);
+    let list = tool_ok(&t, "vagrant", &["box", "list"]).stdout;
     assert!(list.contains("regbake/registry (libvirt, 1.0.0)"), "{list}");
     validate_with_box(&t, "libvirt", "1.0.0");
 
@@ -192,12 +149,12 @@ fn libvirt_box_imports_at_its_version_and_versions_accumulate() {
     let abs = t.path().join("out/box/regbake-registry-1.1.0-libvirt.box");
     assert_eq!(url, format!("file://{}", abs.display()));
 
-    ok(
+    tool_ok(
         &t,
         "vagrant",
         &["box", "add", "--box-version", "1.1.0", CATALOG],
     );
-    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    let list = tool_ok(&t, "vagrant", &["box", "list"]).stdout;
     assert!(list.contains("regbake/registry (libvirt, 1.0.0)"), "{list}");
     assert!(list.contains("regbake/registry (libvirt, 1.1.0)"), "{list}");
 
@@ -229,14 +186,14 @@ fn corrupted_box_fails_the_checksum() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&path, bytes).expect("corrupt box");
-    let o = run(&t, "vagrant", &["box", "add", CATALOG]);
+    let o = tool(&t, "vagrant", &["box", "add", CATALOG]);
     assert_ne!(o.code, 0, "vagrant box add accepted a corrupted box");
     let all = format!("{}{}", o.stdout, o.stderr);
     assert!(
         all.contains("checksum of the downloaded box did not match"),
         "{all}"
     );
-    let list = run(&t, "vagrant", &["box", "list"]).stdout;
+    let list = tool(&t, "vagrant", &["box", "list"]).stdout;
     assert!(!list.contains("regbake/registry"), "{list}");
 }
 
@@ -271,8 +228,8 @@ fn virtualbox_box_from_ovf_and_vmdk_imports() {
     let t = Test::new()
         .file("vm/box.ovf", &ovf("registry-disk001.vmdk"))
         .stub("VBoxManage", "#!/bin/sh\necho 6.1.38r153438\n");
-    ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "64M"]);
-    ok(
+    tool_ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "64M"]);
+    tool_ok(
         &t,
         "qemu-img",
         &[
@@ -300,8 +257,8 @@ fn virtualbox_box_from_ovf_and_vmdk_imports() {
         versions(&catalog(&t)),
         [("2.0.0".to_string(), vec!["virtualbox".to_string()])]
     );
-    ok(&t, "vagrant", &["box", "add", CATALOG]);
-    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    tool_ok(&t, "vagrant", &["box", "add", CATALOG]);
+    let list = tool_ok(&t, "vagrant", &["box", "list"]).stdout;
     assert!(
         list.contains("regbake/registry (virtualbox, 2.0.0)"),
         "{list}"
@@ -343,12 +300,12 @@ fn virtualbox_box_from_ovf_and_vmdk_imports() {
             vec!["virtualbox".to_string(), "libvirt".to_string()]
         )]
     );
-    ok(
+    tool_ok(
         &t,
         "vagrant",
         &["box", "add", "--provider", "libvirt", CATALOG],
     );
-    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    let list = tool_ok(&t, "vagrant", &["box", "list"]).stdout;
     assert!(list.contains("regbake/registry (libvirt, 2.0.0)"), "{list}");
 }
 
@@ -358,8 +315,8 @@ fn corrupted_virtualbox_box_fails_the_checksum() {
         return;
     }
     let t = Test::new().file("box.ovf", &ovf("disk.vmdk"));
-    ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "16M"]);
-    ok(
+    tool_ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "16M"]);
+    tool_ok(
         &t,
         "qemu-img",
         &["convert", "-O", "vmdk", "disk.raw", "disk.vmdk"],
@@ -372,22 +329,13 @@ fn corrupted_virtualbox_box_fails_the_checksum() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
     std::fs::write(&path, bytes).expect("corrupt box");
-    let o = run(&t, "vagrant", &["box", "add", CATALOG]);
+    let o = tool(&t, "vagrant", &["box", "add", CATALOG]);
     assert_ne!(o.code, 0);
     let all = format!("{}{}", o.stdout, o.stderr);
     assert!(
         all.contains("checksum of the downloaded box did not match"),
         "{all}"
     );
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 /// A small box packed and in the catalog, then a pack of a big disk started
@@ -407,7 +355,7 @@ fn start_big_pack() -> Interrupted {
     let boxes_before = names_in(&t.path().join("out/box"));
     // Metadata preallocation: a real qcow2 whose file spans the whole 16 GiB
     // (sparse on disk), so packing takes far longer than the test waits.
-    ok(
+    tool_ok(
         &t,
         "qemu-img",
         &[
@@ -486,7 +434,7 @@ fn assert_nothing_changed(t: &Test, catalog_before: &str, boxes_before: &[String
         "{after:?}"
     );
     assert!(!box_dir.join("regbake-registry-9.0.0-libvirt.box").exists());
-    ok(t, "vagrant", &["box", "add", CATALOG]);
+    tool_ok(t, "vagrant", &["box", "add", CATALOG]);
 }
 
 #[test]
@@ -561,7 +509,7 @@ fn a_box_is_as_private_as_its_disk() {
         );
         let name = format!("out/box/regbake-registry-{version}-libvirt.box");
         assert_eq!(t.mode(&name), want, "{disk}");
-        let listing = ok(&t, "tar", &["tvzf", &name]).stdout;
+        let listing = tool_ok(&t, "tar", &["tvzf", &name]).stdout;
         let perms = if want == 0o644 {
             "-rw-r--r--"
         } else if want == 0o640 {
@@ -603,7 +551,7 @@ fn raw_disk_is_refused_as_not_qcow2() {
         return;
     }
     let t = Test::new().args(&["box", "pack", "--provider", "libvirt", "--disk", "disk.raw"]);
-    ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "1M"]);
+    tool_ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "1M"]);
     let o = t.failure(2);
     assert!(o.stderr.contains("is not a qcow2 image"), "{}", o.stderr);
     assert!(!t.path().join("out/box").exists());
@@ -780,17 +728,17 @@ fn concurrent_packs_of_two_versions_both_reach_the_catalog() {
         ]
     );
     for v in ["3.0.0", "3.1.0"] {
-        ok(&t, "vagrant", &["box", "add", "--box-version", v, CATALOG]);
+        tool_ok(&t, "vagrant", &["box", "add", "--box-version", v, CATALOG]);
     }
-    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    let list = tool_ok(&t, "vagrant", &["box", "list"]).stdout;
     assert!(list.contains("regbake/registry (libvirt, 3.0.0)"), "{list}");
     assert!(list.contains("regbake/registry (libvirt, 3.1.0)"), "{list}");
 
     // And without a lock to line them up: a virtualbox and a libvirt box of
     // one version, started together, share one version entry.
     let t = Test::new().file("box.ovf", &ovf("disk.vmdk"));
-    ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "16M"]);
-    ok(
+    tool_ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "16M"]);
+    tool_ok(
         &t,
         "qemu-img",
         &["convert", "-O", "vmdk", "disk.raw", "disk.vmdk"],
@@ -811,7 +759,7 @@ fn concurrent_packs_of_two_versions_both_reach_the_catalog() {
             vec!["libvirt".to_string(), "virtualbox".to_string()]
         )]
     );
-    ok(
+    tool_ok(
         &t,
         "vagrant",
         &["box", "add", "--provider", "libvirt", CATALOG],
@@ -869,7 +817,7 @@ fn a_pack_waits_for_the_lock_then_succeeds_and_cleans_up() {
         versions(&catalog(&t)),
         [("5.0.0".to_string(), vec!["libvirt".to_string()])]
     );
-    ok(&t, "vagrant", &["box", "add", CATALOG]);
+    tool_ok(&t, "vagrant", &["box", "add", CATALOG]);
     // The lock file stays (deleting it could let two runs lock two files).
     assert!(t.path().join("out/box/.lock").is_file());
 }
@@ -933,7 +881,7 @@ fn the_next_pack_removes_what_a_killed_pack_left() {
             ("1.2.0".to_string(), vec!["libvirt".to_string()])
         ]
     );
-    ok(
+    tool_ok(
         &t,
         "vagrant",
         &["box", "add", "--box-version", "1.2.0", CATALOG],

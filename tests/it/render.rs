@@ -1,6 +1,6 @@
 //! Rendering with the embedded defaults and the real validators.
 
-use crate::common::{check_all, require_tool, Test};
+use crate::common::{check_all, require_tool, Test, CORE_VALIDATORS};
 use crate::golden::snapshot;
 
 #[test]
@@ -110,13 +110,7 @@ fn kickstart_command_renders_only_the_kickstart() {
 
 #[test]
 fn check_reports_a_broken_file() {
-    for tool in [
-        "ksvalidator",
-        "visudo",
-        "sshd",
-        "shellcheck",
-        "systemd-analyze",
-    ] {
+    for tool in CORE_VALIDATORS {
         if !require_tool(tool) {
             return;
         }

@@ -4,13 +4,13 @@
 
 use std::path::Path;
 
-use crate::common::{require_tool, tool, tool_ok, Output, Test, BIN};
+use crate::common::{require_tool, tool_ok, Test};
 
-/// `regbake box pack --provider libvirt ARGS` in the test dir.
-fn pack(t: &Test, args: &[&str]) -> Output {
+/// `box pack --provider libvirt ARGS`, for [`Test::args`].
+fn pack<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let mut all = vec!["box", "pack", "--provider", "libvirt"];
     all.extend_from_slice(args);
-    tool(t, BIN, &all)
+    all
 }
 
 /// Every file of `dir` (name, bytes), sorted; empty when it is missing.
@@ -45,43 +45,34 @@ fn two_names_for_the_same_files_are_refused_before_writing() {
     let t = Test::new();
     tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
     tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "b.qcow2", "2G"]);
-    let first = pack(
-        &t,
-        &[
-            "--disk",
-            "a.qcow2",
-            "--name",
-            "org/reg",
-            "--version",
-            "1.0.0",
-        ],
-    );
-    assert_eq!(first.code, 0, "{}", first.stderr);
+    let t = t.args(&pack(&[
+        "--disk",
+        "a.qcow2",
+        "--name",
+        "org/reg",
+        "--version",
+        "1.0.0",
+    ]));
+    t.success();
     let before = snapshot(&t.path().join("out/box"));
     assert_eq!(
         names(&before),
         [".lock", "org-reg-1.0.0-libvirt.box", "org-reg.json"]
     );
 
-    let second = pack(
-        &t,
-        &[
+    let t = t
+        .args(&pack(&[
             "--disk",
             "b.qcow2",
             "--name",
             "org-reg",
             "--version",
             "1.0.0",
-        ],
-    );
-    assert_eq!(second.code, 2, "{}{}", second.stdout, second.stderr);
-    assert!(
-        second.stderr.contains("--name")
-            && second.stderr.contains("is the catalog of box \"org/reg\"")
-            && second.stderr.contains("--name org/reg"),
-        "{}",
-        second.stderr
-    );
+        ]))
+        .status(2)
+        .stderr_contains("is the catalog of box \"org/reg\"")
+        .stderr_contains("--name org/reg");
+    let second = t.check();
     assert!(second.stdout.is_empty(), "{}", second.stdout);
     assert_eq!(snapshot(&t.path().join("out/box")), before);
     // The first box still imports: its checksum still matches.
@@ -90,36 +81,28 @@ fn two_names_for_the_same_files_are_refused_before_writing() {
     // The same with the names the other way round.
     let t = Test::new();
     tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
-    let first = pack(
-        &t,
-        &[
-            "--disk",
-            "a.qcow2",
-            "--name",
-            "org-reg",
-            "--version",
-            "1.0.0",
-        ],
-    );
-    assert_eq!(first.code, 0, "{}", first.stderr);
+    let t = t.args(&pack(&[
+        "--disk",
+        "a.qcow2",
+        "--name",
+        "org-reg",
+        "--version",
+        "1.0.0",
+    ]));
+    t.success();
     let before = snapshot(&t.path().join("out/box"));
-    let second = pack(
-        &t,
-        &[
+    let t = t
+        .args(&pack(&[
             "--disk",
             "a.qcow2",
             "--name",
             "org/reg",
             "--version",
             "1.0.0",
-        ],
-    );
-    assert_eq!(second.code, 2, "{}", second.stderr);
-    assert!(
-        second.stderr.contains("--name org-reg"),
-        "{}",
-        second.stderr
-    );
+        ]))
+        .status(2)
+        .stderr_contains("--name org-reg");
+    t.check();
     assert_eq!(snapshot(&t.path().join("out/box")), before);
 }
 
@@ -143,13 +126,12 @@ fn an_unreadable_or_broken_catalog_is_refused_before_writing() {
 
     // A directory where the catalog goes cannot be read (as root too).
     std::fs::create_dir_all(t.path().join("out/box/org-reg.json")).expect("mkdir");
-    let o = pack(&t, &args);
-    assert_eq!(o.code, 1, "{}", o.stderr);
-    assert!(
-        o.stderr.contains("reading") && o.stderr.contains("org-reg.json"),
-        "{}",
-        o.stderr
-    );
+    let t = t
+        .args(&pack(&args))
+        .status(1)
+        .stderr_contains("reading")
+        .stderr_contains("org-reg.json");
+    t.check();
     assert!(!t.path().join("out/box/org-reg-2.0.0-libvirt.box").exists());
     std::fs::remove_dir(t.path().join("out/box/org-reg.json")).expect("rmdir");
 
@@ -161,35 +143,20 @@ fn an_unreadable_or_broken_catalog_is_refused_before_writing() {
     .expect("write");
     std::fs::write(t.path().join("out/box/org-reg.json"), "{ not json").expect("write");
     let before = snapshot(&t.path().join("out/box"));
-    let o = pack(&t, &args);
-    assert_eq!(o.code, 1, "{}", o.stderr);
-    assert!(
-        o.stderr.contains("is not a box catalog") && o.stderr.contains("move it away"),
-        "{}",
-        o.stderr
-    );
+    let t = t
+        .args(&pack(&args))
+        .status(1)
+        .stderr_contains("is not a box catalog")
+        .stderr_contains("move it away");
+    t.check();
     assert_eq!(snapshot(&t.path().join("out/box")), before);
 
     // --dry-run says the same.
-    let o = tool(
-        &t,
-        BIN,
-        &[
-            "--dry-run",
-            "box",
-            "pack",
-            "--provider",
-            "libvirt",
-            "--disk",
-            "a.qcow2",
-            "--name",
-            "org/reg",
-            "--version",
-            "2.0.0",
-        ],
-    );
-    assert_eq!(o.code, 1, "{}", o.stderr);
-    assert!(o.stderr.contains("is not a box catalog"), "{}", o.stderr);
+    let dry_run = [&["--dry-run"][..], &pack(&args)].concat();
+    t.args(&dry_run)
+        .status(1)
+        .stderr_contains("is not a box catalog")
+        .check();
 }
 
 /// A qcow2 disk on a backing file would make the box point at a path of
@@ -215,16 +182,13 @@ fn a_disk_with_a_backing_file_is_refused_with_the_flattening_command() {
             "over.qcow2",
         ],
     );
-    let o = pack(&t, &["--disk", "over.qcow2"]);
-    assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(
-        o.stderr.contains("backing file")
-            && o.stderr.contains("base.raw")
-            && o.stderr
-                .contains("qemu-img convert -O qcow2 over.qcow2 over-flat.qcow2"),
-        "{}",
-        o.stderr
-    );
+    let t = t
+        .args(&pack(&["--disk", "over.qcow2"]))
+        .status(2)
+        .stderr_contains("backing file")
+        .stderr_contains("base.raw")
+        .stderr_contains("qemu-img convert -O qcow2 over.qcow2 over-flat.qcow2");
+    t.check();
     assert!(!t.path().join("out/box").exists());
 
     // The command it gives makes a disk that packs.
@@ -233,8 +197,7 @@ fn a_disk_with_a_backing_file_is_refused_with_the_flattening_command() {
         "qemu-img",
         &["convert", "-O", "qcow2", "over.qcow2", "over-flat.qcow2"],
     );
-    let o = pack(&t, &["--disk", "over-flat.qcow2"]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
+    t.args(&pack(&["--disk", "over-flat.qcow2"])).success();
 }
 
 /// A qcow2 file cut short, or with a header no qemu would open, is refused.
@@ -251,15 +214,19 @@ fn a_truncated_or_absurd_qcow2_is_refused() {
     );
     let whole = std::fs::read(t.path().join("whole.qcow2")).expect("read");
     std::fs::write(t.path().join("cut.qcow2"), &whole[..80]).expect("write");
-    let o = pack(&t, &["--disk", "cut.qcow2"]);
-    assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(o.stderr.contains("truncated"), "{}", o.stderr);
+    let t = t
+        .args(&pack(&["--disk", "cut.qcow2"]))
+        .status(2)
+        .stderr_contains("truncated");
+    t.check();
 
     let mut huge = whole.clone();
     huge[24..32].copy_from_slice(&u64::MAX.to_be_bytes());
     std::fs::write(t.path().join("huge.qcow2"), &huge).expect("write");
-    let o = pack(&t, &["--disk", "huge.qcow2"]);
-    assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(o.stderr.contains("virtual size"), "{}", o.stderr);
+    let t = t
+        .args(&pack(&["--disk", "huge.qcow2"]))
+        .status(2)
+        .stderr_contains("virtual size");
+    t.check();
     assert!(!t.path().join("out/box").exists());
 }

@@ -535,13 +535,11 @@ fn missing_disk_is_a_usage_error() {
         "--disk",
         "nope.qcow2",
     ]);
-    let o = t.failure(2);
-    assert!(o.stderr.contains("--disk"), "{}", o.stderr);
-    assert!(
-        o.stderr.contains("nope.qcow2 is not a file"),
-        "{}",
-        o.stderr
-    );
+    let t = t
+        .status(2)
+        .stderr_contains("--disk")
+        .stderr_contains("nope.qcow2 is not a file");
+    t.check();
     assert!(!t.path().join("out/box").exists());
 }
 
@@ -552,8 +550,8 @@ fn raw_disk_is_refused_as_not_qcow2() {
     }
     let t = Test::new().args(&["box", "pack", "--provider", "libvirt", "--disk", "disk.raw"]);
     tool_ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "1M"]);
-    let o = t.failure(2);
-    assert!(o.stderr.contains("is not a qcow2 image"), "{}", o.stderr);
+    let t = t.status(2).stderr_contains("is not a qcow2 image");
+    t.check();
     assert!(!t.path().join("out/box").exists());
 }
 

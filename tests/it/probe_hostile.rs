@@ -232,12 +232,12 @@ fn credentials_in_the_url_are_refused_unechoed() {
         "https://prober:s3cret-url-pw@127.0.0.1:5000",
         "http://prober@127.0.0.1:5000/v2/",
     ] {
-        let out = Test::new().args(&["probe", url]).failure(2);
-        assert!(
-            out.stderr.contains("--username") && out.stderr.contains("--password-env"),
-            "{url}: {}",
-            out.stderr
-        );
+        let out = Test::new()
+            .args(&["probe", url])
+            .status(2)
+            .stderr_contains("--username")
+            .stderr_contains("--password-env")
+            .check();
         assert!(
             !out.stderr.contains("s3cret-url-pw") && !out.stderr.contains("prober"),
             "{url}: echoed: {}",

@@ -63,7 +63,7 @@ fn readme_error_example_matches_the_real_message() {
     let t = Test::new()
         .config("version = 1\n[registry]\nport = 70000\n")
         .args(&["render"]);
-    let o = t.failure(2);
+    let o = t.status(2).check();
     let line = o
         .stderr
         .lines()

@@ -423,12 +423,10 @@ fn missing_password_env_is_a_config_error() {
             "[[registry.auth.users]]\nname = \"a\"\npassword_env = \"REGBAKE_UNSET_VAR\"\n",
         ))
         .args(&["render"]);
-    let o = t.failure(2);
-    assert!(
-        o.stderr.contains("registry.auth.users[0].password_env"),
-        "{}",
-        o.stderr
-    );
+    let t = t
+        .status(2)
+        .stderr_contains("registry.auth.users[0].password_env");
+    t.check();
     assert!(!t.path().join("out").exists());
 }
 
@@ -733,12 +731,11 @@ fn tls_files_accept_pkcs8_pkcs1_and_sec1_keys() {
             dir.join("pkcs1.key").display()
         ))
         .args(&["render"]);
-    let out = t.failure(2);
-    assert!(
-        out.stderr.contains("registry.tls.key") && out.stderr.contains("does not belong"),
-        "{}",
-        out.stderr
-    );
+    let t = t
+        .status(2)
+        .stderr_contains("registry.tls.key")
+        .stderr_contains("does not belong");
+    t.check();
     assert!(!t.path().join("out").exists());
 
     // An encrypted key cannot start unattended.
@@ -755,17 +752,15 @@ fn tls_files_accept_pkcs8_pkcs1_and_sec1_keys() {
             "pass:secret",
         ],
     );
-    let out = Test::new()
+    Test::new()
         .config(&format!(
             "version = 1\n[registry.tls]\nmode = \"files\"\ncert = \"{}\"\nkey = \"{}\"\n",
             dir.join("pkcs8.crt").display(),
             dir.join("enc.key").display()
         ))
         .args(&["render"])
-        .failure(2);
-    assert!(
-        out.stderr.contains("registry.tls.key") && out.stderr.contains("encrypted"),
-        "{}",
-        out.stderr
-    );
+        .status(2)
+        .stderr_contains("registry.tls.key")
+        .stderr_contains("encrypted")
+        .check();
 }

@@ -81,8 +81,8 @@ fn init_writes_defaults_and_does_not_overwrite() {
     let written = t.read("regbake.toml");
     assert!(written.contains("version = 1"));
     let t = t.file("regbake.toml", "# mine\n").args(&["init"]);
-    let o = t.failure(1);
-    assert!(o.stderr.contains("--force"), "{}", o.stderr);
+    let t = t.status(1).stderr_contains("--force");
+    t.check();
     assert_eq!(t.read("regbake.toml"), "# mine\n");
     let t = t.args(&["init", "--force"]);
     t.success();

@@ -210,12 +210,8 @@ fn hostile_values_are_rejected_before_the_vagrantfile() {
         let t = Test::new()
             .config(&config)
             .args(&["vagrant", "--render-only"]);
-        let o = t.failure(2);
-        assert!(
-            o.stderr.contains(&format!("{section}.{key}")),
-            "{}",
-            o.stderr
-        );
+        let t = t.status(2).stderr_contains(&format!("{section}.{key}"));
+        t.check();
         assert!(!t.path().join("out/vagrant").exists());
     }
 }
@@ -444,18 +440,12 @@ fn a_failure_at_each_step_destroys_the_vm_or_keeps_it() {
             let t = stubbed("virtualbox")
                 .env("STUB_FAIL_AT", fail_at)
                 .args(args);
-            let o = t.failure(1);
-            assert!(o.stderr.contains(command), "{fail_at}: {}", o.stderr);
-            assert!(
-                o.stderr.contains("exit status: 3"),
-                "{fail_at}: {}",
-                o.stderr
-            );
-            assert!(
-                o.stderr.contains(&format!("stub failure in {fail_at}")),
-                "{fail_at}: {}",
-                o.stderr
-            );
+            let t = t
+                .status(1)
+                .stderr_contains(command)
+                .stderr_contains("exit status: 3")
+                .stderr_contains(&format!("stub failure in {fail_at}"));
+            let o = t.check();
             let calls = calls(&t);
             let n = VIRTUALBOX_ORDER
                 .iter()
@@ -494,8 +484,8 @@ fn a_failure_in_the_libvirt_steps_destroys_the_vm() {
         let t = stubbed("libvirt")
             .env("STUB_FAIL_AT", fail_at)
             .args(&["vagrant"]);
-        let o = t.failure(1);
-        assert!(o.stderr.contains(command), "{fail_at}: {}", o.stderr);
+        let t = t.status(1).stderr_contains(command);
+        t.check();
         assert_eq!(
             calls(&t).last().map(String::as_str),
             Some("vagrant destroy -f")

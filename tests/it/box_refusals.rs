@@ -35,6 +35,11 @@ fn names(files: &[(String, Vec<u8>)]) -> Vec<&str> {
     files.iter().map(|(n, _)| n.as_str()).collect()
 }
 
+/// `box pack` of `disk` as box `name` 1.0.0, for [`Test::args`].
+fn named<'a>(disk: &'a str, name: &'a str) -> Vec<&'a str> {
+    pack(&["--disk", disk, "--name", name, "--version", "1.0.0"])
+}
+
 /// `org-reg` and `org/reg` name the same files; the catalog's name decides,
 /// and the other is refused before its box replaces the first one's.
 #[test]
@@ -45,14 +50,7 @@ fn two_names_for_the_same_files_are_refused_before_writing() {
     let t = Test::new();
     tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
     tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "b.qcow2", "2G"]);
-    let t = t.args(&pack(&[
-        "--disk",
-        "a.qcow2",
-        "--name",
-        "org/reg",
-        "--version",
-        "1.0.0",
-    ]));
+    let t = t.args(&named("a.qcow2", "org/reg"));
     t.success();
     let before = snapshot(&t.path().join("out/box"));
     assert_eq!(
@@ -61,14 +59,7 @@ fn two_names_for_the_same_files_are_refused_before_writing() {
     );
 
     let t = t
-        .args(&pack(&[
-            "--disk",
-            "b.qcow2",
-            "--name",
-            "org-reg",
-            "--version",
-            "1.0.0",
-        ]))
+        .args(&named("b.qcow2", "org-reg"))
         .status(2)
         .stderr_contains("is the catalog of box \"org/reg\"")
         .stderr_contains("--name org/reg");
@@ -81,25 +72,11 @@ fn two_names_for_the_same_files_are_refused_before_writing() {
     // The same with the names the other way round.
     let t = Test::new();
     tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
-    let t = t.args(&pack(&[
-        "--disk",
-        "a.qcow2",
-        "--name",
-        "org-reg",
-        "--version",
-        "1.0.0",
-    ]));
+    let t = t.args(&named("a.qcow2", "org-reg"));
     t.success();
     let before = snapshot(&t.path().join("out/box"));
     let t = t
-        .args(&pack(&[
-            "--disk",
-            "a.qcow2",
-            "--name",
-            "org/reg",
-            "--version",
-            "1.0.0",
-        ]))
+        .args(&named("a.qcow2", "org/reg"))
         .status(2)
         .stderr_contains("--name org-reg");
     t.check();

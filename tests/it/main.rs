@@ -2,6 +2,7 @@
 //! validators, and stub programs on PATH where a VM would be needed.
 
 mod auth;
+mod box_interrupts;
 mod box_refusals;
 mod boxfile;
 mod common;
@@ -26,9 +27,11 @@ mod probe_hostile;
 mod props;
 mod readme;
 mod registry;
+mod registry_tls_files;
 mod render;
 mod report_scripts;
 mod s3;
+mod s3_credentials;
 mod scripts;
 mod serve_hostile;
 mod served;
@@ -36,3 +39,4 @@ mod status_page;
 mod templates;
 mod testbed;
 mod vagrant;
+mod vagrant_interrupted;

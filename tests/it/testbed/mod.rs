@@ -1,10 +1,10 @@
-//! The appliance testbed (`../shared/testbed.md`): a Debian 12 root booted
-//! with systemd as PID 1 in a container, with its own dockerd, bash 4.2 as
-//! `/bin/bash` and recording stubs for what only CentOS has (rpm, yum,
-//! semanage, restorecon, firewall-cmd, update-ca-trust, hostnamectl).
-//! `tests/testbed/build` builds it (content-cached) and the stand-in
-//! `registry:2`/`registry:3` images; `tests/testbed/dockerd` finds or starts
-//! the engine.
+//! The appliance testbed (README.md, "The appliance testbed"): a Debian 12
+//! root booted with systemd as PID 1 in a container, with its own dockerd,
+//! bash 4.2 as `/bin/bash` and recording stubs for what only CentOS has
+//! (rpm, yum, semanage, restorecon, firewall-cmd, update-ca-trust,
+//! hostnamectl). `tests/testbed/build` builds it (content-cached) and the
+//! stand-in `registry:2`/`registry:3` images; `tests/testbed/dockerd` finds
+//! or starts the engine.
 //!
 //! Every testbed sits on an `--internal` Docker network: nothing outside it
 //! is reachable from inside (no image can be pulled), and the host reaches

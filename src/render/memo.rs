@@ -361,13 +361,13 @@ mod tests {
                 m.insert("overlay_base64".into(), "T1ZFUkxBWQ==".into());
             }
             // What is rendered from the appliance alone (and the kickstart,
-            // given its overlay).
+            // given its overlay), of the templates this appliance gets.
             let mut names: Vec<&String> = hb
                 .get_templates()
                 .keys()
                 .filter(|n| {
-                    n.starts_with("overlay/")
-                        || n.starts_with("client/")
+                    (n.starts_with("overlay/") || n.starts_with("client/"))
+                        && super::super::templates::wanted(n, &app)
                         || *n == "kickstart/ks.cfg"
                 })
                 .collect();

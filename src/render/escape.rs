@@ -128,6 +128,24 @@ pub fn xml(s: &str) -> String {
         .replace('\'', "&apos;")
 }
 
+/// POSIX shell words, each quoted by [`sh`], joined by spaces: a bash
+/// array's items. With a `flag`, each word follows it (`-v A -v B`); the
+/// flag is a template literal, written as is.
+pub fn sh_words<'a>(words: impl IntoIterator<Item = &'a str>, flag: Option<&str>) -> String {
+    let mut out = String::new();
+    for w in words {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if let Some(f) = flag {
+            out.push_str(f);
+            out.push(' ');
+        }
+        out.push_str(&sh(w));
+    }
+    out
+}
+
 fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -137,7 +155,8 @@ fn value_text(v: &Value) -> String {
 }
 
 /// Register `{{sh x}}`, `{{ks x}}`, `{{json x}}`, `{{yaml x}}`, `{{systemd x}}`,
-/// `{{ruby x}}`, `{{hcl x}}`, `{{xml x}}` and `{{concat a b …}}`.
+/// `{{ruby x}}`, `{{hcl x}}`, `{{xml x}}`, `{{sh_words list [flag="-v"]}}`
+/// and `{{concat a b …}}`.
 pub fn register(hb: &mut Handlebars<'_>) {
     fn one(
         name: &'static str,
@@ -167,6 +186,13 @@ pub fn register(hb: &mut Handlebars<'_>) {
     hb.register_helper("ruby", Box::new(one("ruby", ruby)));
     hb.register_helper("hcl", Box::new(one("hcl", hcl)));
     hb.register_helper("xml", Box::new(one("xml", xml)));
+    // A list only (a lone string is refused, not split into no words); the
+    // flag defaults to none.
+    handlebars::handlebars_helper!(words: |list: array, {flag: str = ""}| {
+        let texts: Vec<String> = list.iter().map(value_text).collect();
+        sh_words(texts.iter().map(String::as_str), Some(flag).filter(|f| !f.is_empty()))
+    });
+    hb.register_helper("sh_words", Box::new(words));
     hb.register_helper(
         "concat",
         Box::new(
@@ -219,6 +245,45 @@ mod tests {
                 .expect("sh runs");
             assert_eq!(String::from_utf8_lossy(&out.stdout), s);
         }
+    }
+
+    #[test]
+    fn shell_words_join_quoted_items() {
+        assert_eq!(sh_words([], None), "");
+        assert_eq!(sh_words(["a"], None), "a");
+        assert_eq!(sh_words(["a b", "c", ""], None), "'a b' c ''");
+        assert_eq!(
+            sh_words(["/x:/y", "a'b"], Some("-v")),
+            "-v /x:/y -v 'a'\\''b'"
+        );
+    }
+
+    #[test]
+    fn shell_words_helper_matches_each_join() {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.register_escape_fn(handlebars::no_escape);
+        register(&mut hb);
+        let data = serde_json::json!({"l": ["a b", "c", "it's"], "e": []});
+        for (helper, each) in [
+            (
+                "({{sh_words l}})",
+                "({{#each l}}{{sh this}}{{#unless @last}} {{/unless}}{{/each}})",
+            ),
+            (
+                "({{sh_words e}})",
+                "({{#each e}}{{sh this}}{{#unless @last}} {{/unless}}{{/each}})",
+            ),
+            (
+                "({{sh_words l flag=\"-v\"}})",
+                "({{#each l}}-v {{sh this}}{{#unless @last}} {{/unless}}{{/each}})",
+            ),
+        ] {
+            let a = hb.render_template(helper, &data).expect("helper renders");
+            let b = hb.render_template(each, &data).expect("each renders");
+            assert_eq!(a, b, "{helper}");
+        }
+        assert!(hb.render_template("{{sh_words l.0}}", &data).is_err());
     }
 
     #[test]

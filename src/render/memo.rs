@@ -7,9 +7,11 @@
 //! What a template reads is found once, from its parsed form: the paths of
 //! its expressions and helper parameters, absolute from the root. Inside an
 //! `#each` block, a relative path names part of the item, which the block's
-//! own list covers. A template whose reads cannot be told this way (`this`
-//! of the root, block parameters, partials, decorators, helpers other than
-//! `if`/`unless`/`each`/`with`) is always rendered.
+//! own list covers; a partial (`{{> NAME}}`, no parameters) reads what its
+//! template reads. A template whose reads cannot be told this way (`this`
+//! of the root, block parameters, partials with parameters or not
+//! registered, decorators, helpers other than `if`/`unless`/`each`/`with`)
+//! is always rendered.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
@@ -100,20 +102,34 @@ fn reads_of(hb: &Handlebars<'_>) -> &'static HashMap<String, Reads> {
     READS.get_or_init(|| {
         hb.get_templates()
             .iter()
-            .map(|(name, t)| (name.clone(), reads(t)))
+            .map(|(name, t)| (name.clone(), reads(t, hb.get_templates())))
             .collect()
     })
 }
 
+/// The templates a partial may name, by name.
+type Partials = HashMap<String, Template>;
+
+/// How deep partials may include partials: past it, a loop is assumed
+/// (handlebars refuses only a template that includes itself).
+const PARTIAL_NESTING: usize = 8;
+
 /// The paths `t` reads from the root, or `None` when that cannot be told.
-pub(super) fn reads(t: &Template) -> Reads {
+pub(super) fn reads(t: &Template, partials: &Partials) -> Reads {
     let mut paths = BTreeSet::new();
-    template(t, 0, &mut paths)?;
+    walk(t, 0, partials, 0, &mut paths)?;
     Some(paths.into_iter().collect())
 }
 
-/// `depth`: how many `#each`/`#with` blocks enclose `t`.
-fn template(t: &Template, depth: usize, out: &mut BTreeSet<Vec<String>>) -> Option<()> {
+/// `depth`: how many `#each`/`#with` blocks enclose `t`; `nested`: how many
+/// partials.
+fn walk(
+    t: &Template,
+    depth: usize,
+    partials: &Partials,
+    nested: usize,
+    out: &mut BTreeSet<Vec<String>>,
+) -> Option<()> {
     for e in &t.elements {
         match e {
             TemplateElement::RawString(_) | TemplateElement::Comment(_) => {}
@@ -131,12 +147,19 @@ fn template(t: &Template, depth: usize, out: &mut BTreeSet<Vec<String>>) -> Opti
                     _ => return None,
                 };
                 if let Some(t) = &h.template {
-                    template(t, inner, out)?;
+                    walk(t, inner, partials, nested, out)?;
                 }
                 // `{{else}}` renders in the block's own context.
                 if let Some(t) = &h.inverse {
-                    template(t, depth, out)?;
+                    walk(t, depth, partials, nested, out)?;
                 }
+            }
+            // A partial renders in the context where it stands.
+            TemplateElement::PartialExpression(d)
+                if d.params.is_empty() && d.hash.is_empty() && nested < PARTIAL_NESTING =>
+            {
+                let t = partials.get(name_of(&d.name)?)?;
+                walk(t, depth, partials, nested + 1, out)?;
             }
             _ => return None,
         }
@@ -222,7 +245,7 @@ mod tests {
 
     fn reads_of_text(text: &str) -> Reads {
         let t = Template::compile(text).expect("a template");
-        reads(&t)
+        reads(&t, &HashMap::new())
     }
 
     fn paths(list: &[&str]) -> Reads {
@@ -252,6 +275,36 @@ mod tests {
                 "repos.list",
             ])
         );
+    }
+
+    #[test]
+    fn a_partial_reads_what_its_template_reads() {
+        let mut partials = HashMap::new();
+        let part = Template::compile("{{sh a.b}}{{#if c}}{{d}}{{/if}}").expect("a partial");
+        partials.insert("p/q.sh".to_string(), part);
+        let looped = Template::compile("{{> loop}}").expect("a partial");
+        partials.insert("loop".to_string(), looped);
+        let reads_with = |text: &str| {
+            let t = Template::compile(text).expect("a template");
+            reads(&t, &partials)
+        };
+        assert_eq!(
+            reads_with("{{e}}\n{{> p/q.sh}}\n"),
+            paths(&["a.b", "c", "d", "e"])
+        );
+        // Inside an item, the item's paths are read through the list.
+        assert_eq!(
+            reads_with("{{#each l}}{{> p/q.sh}}{{/each}}"),
+            paths(&["l"])
+        );
+        for text in [
+            "{{> missing}}",
+            "{{> p/q.sh x}}",
+            "{{> p/q.sh x=1}}",
+            "{{> loop}}",
+        ] {
+            assert_eq!(reads_with(text), None, "{text}");
+        }
     }
 
     #[test]
@@ -308,13 +361,13 @@ mod tests {
                 m.insert("overlay_base64".into(), "T1ZFUkxBWQ==".into());
             }
             // What is rendered from the appliance alone (and the kickstart,
-            // given its overlay).
+            // given its overlay), of the templates this appliance gets.
             let mut names: Vec<&String> = hb
                 .get_templates()
                 .keys()
                 .filter(|n| {
-                    n.starts_with("overlay/")
-                        || n.starts_with("client/")
+                    (n.starts_with("overlay/") || n.starts_with("client/"))
+                        && super::super::templates::wanted(n, &app)
                         || *n == "kickstart/ks.cfg"
                 })
                 .collect();

@@ -78,7 +78,7 @@ fn client_files(hb: &Handlebars<'_>, app: &Appliance, ctx: &handlebars::Context)
         let addr = &app.registry.address;
         t.add(format!("certs.d/{addr}/ca.crt"), ca.clone(), 0o644);
     }
-    for (path, text) in render_dir(hb, "client", ctx)? {
+    for (path, text) in render_dir(hb, "client", app, ctx)? {
         t.add(path, text, 0o644);
     }
     Ok(t)

@@ -45,7 +45,7 @@ fn mode(path: &str) -> u32 {
 
 pub fn render(hb: &Handlebars<'_>, app: &Appliance, ctx: &handlebars::Context) -> Result<Tree> {
     let mut t = Tree::default();
-    for (path, text) in super::templates::render_dir(hb, "overlay", ctx)? {
+    for (path, text) in super::templates::render_dir(hb, "overlay", app, ctx)? {
         let target = target(&path, app);
         let mode = mode(&target);
         t.add(target, text, mode);

@@ -70,14 +70,12 @@ fn out_of_range_costs_are_refused() {
             .config(&config(&format!("bcrypt_cost = {cost}"), ENV_USER))
             .env("BOB_PW", "bob-secret")
             .args(&["render"]);
-        let o = t.failure(2);
-        assert!(
-            o.stderr.contains("registry.auth.bcrypt_cost"),
-            "{}",
-            o.stderr
-        );
-        assert!(o.stderr.contains(shown), "{}", o.stderr);
-        assert!(o.stderr.contains("4 to 12"), "{}", o.stderr);
+        let t = t
+            .status(2)
+            .stderr_contains("registry.auth.bcrypt_cost")
+            .stderr_contains(shown)
+            .stderr_contains("4 to 12");
+        t.check();
         assert!(!t.path().join("out").exists());
     }
     let t = Test::new()
@@ -96,12 +94,9 @@ fn supplied_hashes_outside_go_bcrypt_costs_are_refused() {
         let users =
             format!("[[registry.auth.users]]\nname = \"alice\"\npassword_hash = \"{bad}\"\n");
         let t = Test::new().config(&config("", &users)).args(&["render"]);
-        let o = t.failure(2);
-        assert!(
-            o.stderr.contains("registry.auth.users[0].password_hash"),
-            "{}",
-            o.stderr
-        );
+        t.status(2)
+            .stderr_contains("registry.auth.users[0].password_hash")
+            .check();
     }
 }
 
@@ -198,15 +193,12 @@ fn passwords_past_bcrypts_72_bytes_are_refused() {
         .config(&config("", ENV_USER))
         .env("BOB_PW", &rotated)
         .args(&["render"]);
-    let o = t.failure(2);
-    assert!(
-        o.stderr
-            .contains("registry.auth.users[0].password_env = \"BOB_PW\""),
-        "{}",
-        o.stderr
-    );
-    assert!(o.stderr.contains("holds 80 bytes"), "{}", o.stderr);
-    assert!(o.stderr.contains("at most 72 bytes"), "{}", o.stderr);
+    let t = t
+        .status(2)
+        .stderr_contains("registry.auth.users[0].password_env = \"BOB_PW\"")
+        .stderr_contains("holds 80 bytes")
+        .stderr_contains("at most 72 bytes");
+    let o = t.check();
     assert!(!o.stderr.contains(&rotated), "the password was printed");
     assert!(t.read(HTPASSWD).contains(&hash), "the old hash is kept");
 }

@@ -3,41 +3,14 @@
 //! boxes and catalog already there stay as they were and still import.
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::common::{require_tool, Output, Test, BIN};
+use crate::common::{require_tool, tool_ok, Test};
 
-fn tool(t: &Test, program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(t.path())
-        .env("HOME", t.path().join("home"))
-        .env("VAGRANT_HOME", t.path().join("vagrant.d"))
-        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(t: &Test, program: &str, args: &[&str]) -> Output {
-    let o = tool(t, program, args);
-    assert_eq!(
-        o.code, 0,
-        "{program} {args:?}\nstdout:\n{}\nstderr:\n{}",
-        o.stdout, o.stderr
-    );
-    o
-}
-
-/// `regbake box pack --provider libvirt ARGS` in the test dir.
-fn pack(t: &Test, args: &[&str]) -> Output {
+/// `box pack --provider libvirt ARGS`, for [`Test::args`].
+fn pack<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let mut all = vec!["box", "pack", "--provider", "libvirt"];
     all.extend_from_slice(args);
-    tool(t, BIN, &all)
+    all
 }
 
 /// Every file of `dir` (name, bytes), sorted; empty when it is missing.
@@ -62,6 +35,11 @@ fn names(files: &[(String, Vec<u8>)]) -> Vec<&str> {
     files.iter().map(|(n, _)| n.as_str()).collect()
 }
 
+/// `box pack` of `disk` as box `name` 1.0.0, for [`Test::args`].
+fn named<'a>(disk: &'a str, name: &'a str) -> Vec<&'a str> {
+    pack(&["--disk", disk, "--name", name, "--version", "1.0.0"])
+}
+
 /// `org-reg` and `org/reg` name the same files; the catalog's name decides,
 /// and the other is refused before its box replaces the first one's.
 #[test]
@@ -70,83 +48,38 @@ fn two_names_for_the_same_files_are_refused_before_writing() {
         return;
     }
     let t = Test::new();
-    ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
-    ok(&t, "qemu-img", &["create", "-f", "qcow2", "b.qcow2", "2G"]);
-    let first = pack(
-        &t,
-        &[
-            "--disk",
-            "a.qcow2",
-            "--name",
-            "org/reg",
-            "--version",
-            "1.0.0",
-        ],
-    );
-    assert_eq!(first.code, 0, "{}", first.stderr);
+    tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
+    tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "b.qcow2", "2G"]);
+    let t = t.args(&named("a.qcow2", "org/reg"));
+    t.success();
     let before = snapshot(&t.path().join("out/box"));
     assert_eq!(
         names(&before),
         [".lock", "org-reg-1.0.0-libvirt.box", "org-reg.json"]
     );
 
-    let second = pack(
-        &t,
-        &[
-            "--disk",
-            "b.qcow2",
-            "--name",
-            "org-reg",
-            "--version",
-            "1.0.0",
-        ],
-    );
-    assert_eq!(second.code, 2, "{}{}", second.stdout, second.stderr);
-    assert!(
-        second.stderr.contains("--name")
-            && second.stderr.contains("is the catalog of box \"org/reg\"")
-            && second.stderr.contains("--name org/reg"),
-        "{}",
-        second.stderr
-    );
+    let t = t
+        .args(&named("b.qcow2", "org-reg"))
+        .status(2)
+        .stderr_contains("is the catalog of box \"org/reg\"")
+        .stderr_contains("--name org/reg");
+    let second = t.check();
     assert!(second.stdout.is_empty(), "{}", second.stdout);
     assert_eq!(snapshot(&t.path().join("out/box")), before);
     // The first box still imports: its checksum still matches.
-    ok(&t, "vagrant", &["box", "add", "out/box/org-reg.json"]);
+    tool_ok(&t, "vagrant", &["box", "add", "out/box/org-reg.json"]);
 
     // The same with the names the other way round.
     let t = Test::new();
-    ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
-    let first = pack(
-        &t,
-        &[
-            "--disk",
-            "a.qcow2",
-            "--name",
-            "org-reg",
-            "--version",
-            "1.0.0",
-        ],
-    );
-    assert_eq!(first.code, 0, "{}", first.stderr);
+    tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
+    let t = t.args(&named("a.qcow2", "org-reg"));
+    t.success();
     let before = snapshot(&t.path().join("out/box"));
-    let second = pack(
-        &t,
-        &[
-            "--disk",
-            "a.qcow2",
-            "--name",
-            "org/reg",
-            "--version",
-            "1.0.0",
-        ],
-    );
-    assert_eq!(second.code, 2, "{}", second.stderr);
-    assert!(
-        second.stderr.contains("--name org-reg"),
-        "{}",
-        second.stderr
-    );
+    let t = t
+        .args(&named("a.qcow2", "org/reg"))
+        .status(2)
+        .stderr_contains("--name org-reg");
+    t.check();
     assert_eq!(snapshot(&t.path().join("out/box")), before);
 }
 
@@ -158,7 +91,7 @@ fn an_unreadable_or_broken_catalog_is_refused_before_writing() {
         return;
     }
     let t = Test::new();
-    ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
+    tool_ok(&t, "qemu-img", &["create", "-f", "qcow2", "a.qcow2", "1G"]);
     let args = [
         "--disk",
         "a.qcow2",
@@ -170,13 +103,12 @@ fn an_unreadable_or_broken_catalog_is_refused_before_writing() {
 
     // A directory where the catalog goes cannot be read (as root too).
     std::fs::create_dir_all(t.path().join("out/box/org-reg.json")).expect("mkdir");
-    let o = pack(&t, &args);
-    assert_eq!(o.code, 1, "{}", o.stderr);
-    assert!(
-        o.stderr.contains("reading") && o.stderr.contains("org-reg.json"),
-        "{}",
-        o.stderr
-    );
+    let t = t
+        .args(&pack(&args))
+        .status(1)
+        .stderr_contains("reading")
+        .stderr_contains("org-reg.json");
+    t.check();
     assert!(!t.path().join("out/box/org-reg-2.0.0-libvirt.box").exists());
     std::fs::remove_dir(t.path().join("out/box/org-reg.json")).expect("rmdir");
 
@@ -188,35 +120,20 @@ fn an_unreadable_or_broken_catalog_is_refused_before_writing() {
     .expect("write");
     std::fs::write(t.path().join("out/box/org-reg.json"), "{ not json").expect("write");
     let before = snapshot(&t.path().join("out/box"));
-    let o = pack(&t, &args);
-    assert_eq!(o.code, 1, "{}", o.stderr);
-    assert!(
-        o.stderr.contains("is not a box catalog") && o.stderr.contains("move it away"),
-        "{}",
-        o.stderr
-    );
+    let t = t
+        .args(&pack(&args))
+        .status(1)
+        .stderr_contains("is not a box catalog")
+        .stderr_contains("move it away");
+    t.check();
     assert_eq!(snapshot(&t.path().join("out/box")), before);
 
     // --dry-run says the same.
-    let o = tool(
-        &t,
-        BIN,
-        &[
-            "--dry-run",
-            "box",
-            "pack",
-            "--provider",
-            "libvirt",
-            "--disk",
-            "a.qcow2",
-            "--name",
-            "org/reg",
-            "--version",
-            "2.0.0",
-        ],
-    );
-    assert_eq!(o.code, 1, "{}", o.stderr);
-    assert!(o.stderr.contains("is not a box catalog"), "{}", o.stderr);
+    let dry_run = [&["--dry-run"][..], &pack(&args)].concat();
+    t.args(&dry_run)
+        .status(1)
+        .stderr_contains("is not a box catalog")
+        .check();
 }
 
 /// A qcow2 disk on a backing file would make the box point at a path of
@@ -227,8 +144,8 @@ fn a_disk_with_a_backing_file_is_refused_with_the_flattening_command() {
         return;
     }
     let t = Test::new();
-    ok(&t, "qemu-img", &["create", "-f", "raw", "base.raw", "64M"]);
-    ok(
+    tool_ok(&t, "qemu-img", &["create", "-f", "raw", "base.raw", "64M"]);
+    tool_ok(
         &t,
         "qemu-img",
         &[
@@ -242,26 +159,22 @@ fn a_disk_with_a_backing_file_is_refused_with_the_flattening_command() {
             "over.qcow2",
         ],
     );
-    let o = pack(&t, &["--disk", "over.qcow2"]);
-    assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(
-        o.stderr.contains("backing file")
-            && o.stderr.contains("base.raw")
-            && o.stderr
-                .contains("qemu-img convert -O qcow2 over.qcow2 over-flat.qcow2"),
-        "{}",
-        o.stderr
-    );
+    let t = t
+        .args(&pack(&["--disk", "over.qcow2"]))
+        .status(2)
+        .stderr_contains("backing file")
+        .stderr_contains("base.raw")
+        .stderr_contains("qemu-img convert -O qcow2 over.qcow2 over-flat.qcow2");
+    t.check();
     assert!(!t.path().join("out/box").exists());
 
     // The command it gives makes a disk that packs.
-    ok(
+    tool_ok(
         &t,
         "qemu-img",
         &["convert", "-O", "qcow2", "over.qcow2", "over-flat.qcow2"],
     );
-    let o = pack(&t, &["--disk", "over-flat.qcow2"]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
+    t.args(&pack(&["--disk", "over-flat.qcow2"])).success();
 }
 
 /// A qcow2 file cut short, or with a header no qemu would open, is refused.
@@ -271,22 +184,26 @@ fn a_truncated_or_absurd_qcow2_is_refused() {
         return;
     }
     let t = Test::new();
-    ok(
+    tool_ok(
         &t,
         "qemu-img",
         &["create", "-f", "qcow2", "whole.qcow2", "1G"],
     );
     let whole = std::fs::read(t.path().join("whole.qcow2")).expect("read");
     std::fs::write(t.path().join("cut.qcow2"), &whole[..80]).expect("write");
-    let o = pack(&t, &["--disk", "cut.qcow2"]);
-    assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(o.stderr.contains("truncated"), "{}", o.stderr);
+    let t = t
+        .args(&pack(&["--disk", "cut.qcow2"]))
+        .status(2)
+        .stderr_contains("truncated");
+    t.check();
 
     let mut huge = whole.clone();
     huge[24..32].copy_from_slice(&u64::MAX.to_be_bytes());
     std::fs::write(t.path().join("huge.qcow2"), &huge).expect("write");
-    let o = pack(&t, &["--disk", "huge.qcow2"]);
-    assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(o.stderr.contains("virtual size"), "{}", o.stderr);
+    let t = t
+        .args(&pack(&["--disk", "huge.qcow2"]))
+        .status(2)
+        .stderr_contains("virtual size");
+    t.check();
     assert!(!t.path().join("out/box").exists());
 }

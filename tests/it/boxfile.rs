@@ -2,77 +2,33 @@
 //! catalogs imported by the real `vagrant box add` (vagrant-libvirt installed;
 //! no hypervisor needed) into a throwaway VAGRANT_HOME.
 
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use crate::common::{require_tool, Output, Test, BIN};
+use crate::common::{require_tool, tool, tool_ok, Output, Test, BIN};
 
-const CATALOG: &str = "out/box/regbake-registry.json";
+pub(crate) const CATALOG: &str = "out/box/regbake-registry.json";
 
-fn tools() -> bool {
+pub(crate) fn tools() -> bool {
     require_tool("vagrant") && require_tool("qemu-img")
 }
 
-fn run(t: &Test, program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(t.path())
-        .env("HOME", t.path().join("home"))
-        .env("VAGRANT_HOME", t.path().join("vagrant.d"))
-        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
-        .env("VAGRANT_DEFAULT_PROVIDER", "libvirt")
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(t: &Test, program: &str, args: &[&str]) -> Output {
-    let o = run(t, program, args);
-    assert_eq!(
-        o.code, 0,
-        "{program} {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-        o.stdout, o.stderr
-    );
-    o
-}
-
 /// An empty qcow2 disk `name` of `size` in the test dir.
-fn qcow2(t: &Test, name: &str, size: &str) {
-    ok(t, "qemu-img", &["create", "-f", "qcow2", name, size]);
+pub(crate) fn qcow2(t: &Test, name: &str, size: &str) {
+    tool_ok(t, "qemu-img", &["create", "-f", "qcow2", name, size]);
 }
 
-fn pack(t: &Test, args: &[&str]) -> Output {
+/// `regbake box pack ARGS` in the test dir, which must succeed.
+pub(crate) fn pack(t: &Test, args: &[&str]) -> Output {
     let mut all = vec!["box", "pack"];
     all.extend_from_slice(args);
-    let out = Command::new(BIN)
-        .args(&all)
-        .current_dir(t.path())
-        .env("HOME", t.path().join("home"))
-        .output()
-        .expect("run regbake");
-    let o = Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert_eq!(
-        o.code, 0,
-        "regbake {all:?} failed\nstdout:\n{}\nstderr:\n{}",
-        o.stdout, o.stderr
-    );
-    o
+    tool_ok(t, BIN, &all)
 }
 
-fn catalog(t: &Test) -> serde_json::Value {
+pub(crate) fn catalog(t: &Test) -> serde_json::Value {
     serde_json::from_str(&t.read(CATALOG)).expect("catalog is JSON")
 }
 
-fn versions(cat: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+pub(crate) fn versions(cat: &serde_json::Value) -> Vec<(String, Vec<String>)> {
     cat["versions"]
         .as_array()
         .expect("versions")
@@ -149,8 +105,8 @@ fn libvirt_box_imports_at_its_version_and_versions_accumulate() {
         .join("out/box/regbake-registry-1.0.0-libvirt.box")
         .is_file());
 
-    ok(&t, "vagrant", &["box", "add", CATALOG]);
-    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    tool_ok(&t, "vagrant", &["box", "add", CATALOG]);
+    let list = tool_ok(&t, "vagrant", &["box", "list"]).stdout;
     assert!(list.contains("regbake/registry (libvirt, 1.0.0)"), "{list}");
     validate_with_box(&t, "libvirt", "1.0.0");
 
@@ -192,12 +148,12 @@ fn libvirt_box_imports_at_its_version_and_versions_accumulate() {
     let abs = t.path().join("out/box/regbake-registry-1.1.0-libvirt.box");
     assert_eq!(url, format!("file://{}", abs.display()));
 
-    ok(
+    tool_ok(
         &t,
         "vagrant",
         &["box", "add", "--box-version", "1.1.0", CATALOG],
     );
-    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    let list = tool_ok(&t, "vagrant", &["box", "list"]).stdout;
     assert!(list.contains("regbake/registry (libvirt, 1.0.0)"), "{list}");
     assert!(list.contains("regbake/registry (libvirt, 1.1.0)"), "{list}");
 
@@ -229,19 +185,19 @@ fn corrupted_box_fails_the_checksum() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&path, bytes).expect("corrupt box");
-    let o = run(&t, "vagrant", &["box", "add", CATALOG]);
+    let o = tool(&t, "vagrant", &["box", "add", CATALOG]);
     assert_ne!(o.code, 0, "vagrant box add accepted a corrupted box");
     let all = format!("{}{}", o.stdout, o.stderr);
     assert!(
         all.contains("checksum of the downloaded box did not match"),
         "{all}"
     );
-    let list = run(&t, "vagrant", &["box", "list"]).stdout;
+    let list = tool(&t, "vagrant", &["box", "list"]).stdout;
     assert!(!list.contains("regbake/registry"), "{list}");
 }
 
 /// A minimal OVF 1.0 descriptor referencing one disk file.
-fn ovf(disk: &str) -> String {
+pub(crate) fn ovf(disk: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <Envelope ovf:version="1.0" xml:lang="en-US" xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData">
@@ -271,8 +227,8 @@ fn virtualbox_box_from_ovf_and_vmdk_imports() {
     let t = Test::new()
         .file("vm/box.ovf", &ovf("registry-disk001.vmdk"))
         .stub("VBoxManage", "#!/bin/sh\necho 6.1.38r153438\n");
-    ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "64M"]);
-    ok(
+    tool_ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "64M"]);
+    tool_ok(
         &t,
         "qemu-img",
         &[
@@ -300,8 +256,8 @@ fn virtualbox_box_from_ovf_and_vmdk_imports() {
         versions(&catalog(&t)),
         [("2.0.0".to_string(), vec!["virtualbox".to_string()])]
     );
-    ok(&t, "vagrant", &["box", "add", CATALOG]);
-    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    tool_ok(&t, "vagrant", &["box", "add", CATALOG]);
+    let list = tool_ok(&t, "vagrant", &["box", "list"]).stdout;
     assert!(
         list.contains("regbake/registry (virtualbox, 2.0.0)"),
         "{list}"
@@ -343,12 +299,12 @@ fn virtualbox_box_from_ovf_and_vmdk_imports() {
             vec!["virtualbox".to_string(), "libvirt".to_string()]
         )]
     );
-    ok(
+    tool_ok(
         &t,
         "vagrant",
         &["box", "add", "--provider", "libvirt", CATALOG],
     );
-    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
+    let list = tool_ok(&t, "vagrant", &["box", "list"]).stdout;
     assert!(list.contains("regbake/registry (libvirt, 2.0.0)"), "{list}");
 }
 
@@ -358,8 +314,8 @@ fn corrupted_virtualbox_box_fails_the_checksum() {
         return;
     }
     let t = Test::new().file("box.ovf", &ovf("disk.vmdk"));
-    ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "16M"]);
-    ok(
+    tool_ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "16M"]);
+    tool_ok(
         &t,
         "qemu-img",
         &["convert", "-O", "vmdk", "disk.raw", "disk.vmdk"],
@@ -372,162 +328,13 @@ fn corrupted_virtualbox_box_fails_the_checksum() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
     std::fs::write(&path, bytes).expect("corrupt box");
-    let o = run(&t, "vagrant", &["box", "add", CATALOG]);
+    let o = tool(&t, "vagrant", &["box", "add", CATALOG]);
     assert_ne!(o.code, 0);
     let all = format!("{}{}", o.stdout, o.stderr);
     assert!(
         all.contains("checksum of the downloaded box did not match"),
         "{all}"
     );
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// A small box packed and in the catalog, then a pack of a big disk started
-/// and caught once compressed data has reached its temp file.
-struct Interrupted {
-    t: Test,
-    child: std::process::Child,
-    catalog_before: String,
-    boxes_before: Vec<String>,
-}
-
-fn start_big_pack() -> Interrupted {
-    let t = Test::new();
-    qcow2(&t, "small.qcow2", "1G");
-    pack(&t, &["--provider", "libvirt", "--disk", "small.qcow2"]);
-    let catalog_before = t.read(CATALOG);
-    let boxes_before = names_in(&t.path().join("out/box"));
-    // Metadata preallocation: a real qcow2 whose file spans the whole 16 GiB
-    // (sparse on disk), so packing takes far longer than the test waits.
-    ok(
-        &t,
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-o",
-            "preallocation=metadata",
-            "big.qcow2",
-            "16G",
-        ],
-    );
-    let mut child = Command::new(BIN)
-        .args([
-            "box",
-            "pack",
-            "--provider",
-            "libvirt",
-            "--disk",
-            "big.qcow2",
-            "--version",
-            "9.0.0",
-        ])
-        .current_dir(t.path())
-        .env("HOME", t.path().join("home"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn regbake");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let box_dir = t.path().join("out/box");
-    loop {
-        let partial = std::fs::read_dir(&box_dir)
-            .expect("read out/box")
-            .filter_map(std::result::Result::ok)
-            .any(|e| {
-                e.file_name().to_string_lossy().ends_with(".partial")
-                    && e.metadata().is_ok_and(|m| m.len() > 0)
-            });
-        if partial {
-            break;
-        }
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "the pack ended before it could be interrupted"
-        );
-        assert!(Instant::now() < deadline, "no partial box appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Interrupted {
-        t,
-        child,
-        catalog_before,
-        boxes_before,
-    }
-}
-
-/// No new box, no new visible file, the catalog byte for byte as before,
-/// and vagrant still imports it.
-fn assert_nothing_changed(t: &Test, catalog_before: &str, boxes_before: &[String]) {
-    assert_eq!(t.read(CATALOG), catalog_before, "catalog changed");
-    let box_dir = t.path().join("out/box");
-    let after = names_in(&box_dir);
-    let visible = |v: &[String]| -> Vec<String> {
-        v.iter().filter(|n| !n.starts_with('.')).cloned().collect()
-    };
-    assert_eq!(
-        visible(&after),
-        visible(boxes_before),
-        "a new file appeared in out/box"
-    );
-    assert!(
-        after
-            .iter()
-            .all(|n| !n.ends_with(".box") || boxes_before.contains(n)),
-        "{after:?}"
-    );
-    assert!(!box_dir.join("regbake-registry-9.0.0-libvirt.box").exists());
-    ok(t, "vagrant", &["box", "add", CATALOG]);
-}
-
-#[test]
-fn killed_pack_leaves_no_box_and_the_catalog_unchanged() {
-    if !tools() {
-        return;
-    }
-    let mut run = start_big_pack();
-    // SIGKILL: no handler runs, the worst case for atomicity. The temp file
-    // stays behind, hidden and not named *.box.
-    run.child.kill().expect("kill");
-    let status = run.child.wait().expect("wait");
-    assert!(!status.success(), "the pack finished before the kill");
-    assert_nothing_changed(&run.t, &run.catalog_before, &run.boxes_before);
-}
-
-#[test]
-fn ctrl_c_stops_the_pack_and_removes_its_temp_file() {
-    if !tools() {
-        return;
-    }
-    let run = start_big_pack();
-    let pid = i32::try_from(run.child.id()).expect("pid");
-    // SAFETY: plain kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let Interrupted {
-        t,
-        child,
-        catalog_before,
-        boxes_before,
-    } = run;
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    let leftovers: Vec<String> = names_in(&t.path().join("out/box"))
-        .into_iter()
-        .filter(|n| n.ends_with(".partial"))
-        .collect();
-    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
-    assert_nothing_changed(&t, &catalog_before, &boxes_before);
 }
 
 /// A box holds what its disks hold (a baked appliance: its TLS key, http
@@ -561,7 +368,7 @@ fn a_box_is_as_private_as_its_disk() {
         );
         let name = format!("out/box/regbake-registry-{version}-libvirt.box");
         assert_eq!(t.mode(&name), want, "{disk}");
-        let listing = ok(&t, "tar", &["tvzf", &name]).stdout;
+        let listing = tool_ok(&t, "tar", &["tvzf", &name]).stdout;
         let perms = if want == 0o644 {
             "-rw-r--r--"
         } else if want == 0o640 {
@@ -587,13 +394,11 @@ fn missing_disk_is_a_usage_error() {
         "--disk",
         "nope.qcow2",
     ]);
-    let o = t.failure(2);
-    assert!(o.stderr.contains("--disk"), "{}", o.stderr);
-    assert!(
-        o.stderr.contains("nope.qcow2\": not a file"),
-        "{}",
-        o.stderr
-    );
+    let t = t
+        .status(2)
+        .stderr_contains("--disk")
+        .stderr_contains("nope.qcow2\": not a file");
+    t.check();
     assert!(!t.path().join("out/box").exists());
 }
 
@@ -603,9 +408,9 @@ fn raw_disk_is_refused_as_not_qcow2() {
         return;
     }
     let t = Test::new().args(&["box", "pack", "--provider", "libvirt", "--disk", "disk.raw"]);
-    ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "1M"]);
-    let o = t.failure(2);
-    assert!(o.stderr.contains("is not a qcow2 image"), "{}", o.stderr);
+    tool_ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "1M"]);
+    let t = t.status(2).stderr_contains("is not a qcow2 image");
+    t.check();
     assert!(!t.path().join("out/box").exists());
 }
 
@@ -638,304 +443,4 @@ fn bad_version_names_the_flag() {
         "1.0-beta",
     ]);
     t.status(2).stderr_contains("--version").check();
-}
-
-/// `out/box/.lock` held from the test with the same flock(2) regbake uses;
-/// released on drop (closing the file).
-pub(crate) struct HeldLock {
-    _file: std::fs::File,
-}
-
-pub(crate) fn hold_lock(t: &Test) -> HeldLock {
-    use std::os::fd::AsRawFd;
-    let dir = t.path().join("out/box");
-    std::fs::create_dir_all(&dir).expect("mkdir out/box");
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join(".lock"))
-        .expect("open lock");
-    // SAFETY: flock(2) on a descriptor we own.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    assert_eq!(r, 0, "lock already held");
-    HeldLock { _file: f }
-}
-
-/// A `regbake box pack` running in the background, its stderr collected.
-struct Bg {
-    child: std::process::Child,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-    reader: std::thread::JoinHandle<()>,
-}
-
-fn spawn_pack(t: &Test, args: &[&str]) -> Bg {
-    use std::io::Read;
-    let mut child = Command::new(BIN)
-        .args(["box", "pack"])
-        .args(args)
-        .current_dir(t.path())
-        .env("HOME", t.path().join("home"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn regbake");
-    let mut pipe = child.stderr.take().expect("stderr");
-    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = stderr.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .expect("stderr buffer")
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    Bg {
-        child,
-        stderr,
-        reader,
-    }
-}
-
-impl Bg {
-    fn stderr(&self) -> String {
-        self.stderr.lock().expect("stderr buffer").clone()
-    }
-
-    /// Wait until stderr contains `text` (the process must still run).
-    fn wait_for(&mut self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.stderr().contains(text) {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                panic!(
-                    "regbake ended ({status}) before saying {text:?}:\n{}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "regbake did not say {text:?}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Wait for the end: exit code and all of stderr.
-    fn finish(mut self) -> (Option<i32>, String) {
-        let status = self.child.wait().expect("wait");
-        self.reader.join().expect("stderr reader");
-        let stderr = self.stderr.lock().expect("stderr buffer").clone();
-        (status.code(), stderr)
-    }
-}
-
-pub(crate) const WAITING: &str = "waiting for another regbake in";
-
-#[test]
-fn concurrent_packs_of_two_versions_both_reach_the_catalog() {
-    if !tools() {
-        return;
-    }
-    let t = Test::new();
-    qcow2(&t, "disk.qcow2", "1G");
-    // Line both runs up behind a held lock so they really run at the same
-    // time, then let them race for it.
-    let held = hold_lock(&t);
-    let mut runs: Vec<Bg> = ["3.0.0", "3.1.0"]
-        .iter()
-        .map(|v| {
-            spawn_pack(
-                &t,
-                &[
-                    "--provider",
-                    "libvirt",
-                    "--disk",
-                    "disk.qcow2",
-                    "--version",
-                    v,
-                ],
-            )
-        })
-        .collect();
-    for r in &mut runs {
-        r.wait_for(WAITING);
-    }
-    drop(held);
-    for r in runs {
-        let (code, stderr) = r.finish();
-        assert_eq!(code, Some(0), "{stderr}");
-        assert_eq!(stderr.matches(WAITING).count(), 1, "said once: {stderr}");
-    }
-    assert_eq!(
-        versions(&catalog(&t)),
-        [
-            ("3.0.0".to_string(), vec!["libvirt".to_string()]),
-            ("3.1.0".to_string(), vec!["libvirt".to_string()])
-        ]
-    );
-    for v in ["3.0.0", "3.1.0"] {
-        ok(&t, "vagrant", &["box", "add", "--box-version", v, CATALOG]);
-    }
-    let list = ok(&t, "vagrant", &["box", "list"]).stdout;
-    assert!(list.contains("regbake/registry (libvirt, 3.0.0)"), "{list}");
-    assert!(list.contains("regbake/registry (libvirt, 3.1.0)"), "{list}");
-
-    // And without a lock to line them up: a virtualbox and a libvirt box of
-    // one version, started together, share one version entry.
-    let t = Test::new().file("box.ovf", &ovf("disk.vmdk"));
-    ok(&t, "qemu-img", &["create", "-f", "raw", "disk.raw", "16M"]);
-    ok(
-        &t,
-        "qemu-img",
-        &["convert", "-O", "vmdk", "disk.raw", "disk.vmdk"],
-    );
-    qcow2(&t, "disk.qcow2", "1G");
-    let a = spawn_pack(&t, &["--provider", "virtualbox", "--ovf", "box.ovf"]);
-    let b = spawn_pack(&t, &["--provider", "libvirt", "--disk", "disk.qcow2"]);
-    for r in [a, b] {
-        let (code, stderr) = r.finish();
-        assert_eq!(code, Some(0), "{stderr}");
-    }
-    let mut providers = versions(&catalog(&t));
-    providers[0].1.sort();
-    assert_eq!(
-        providers,
-        [(
-            "1.0.0".to_string(),
-            vec!["libvirt".to_string(), "virtualbox".to_string()]
-        )]
-    );
-    ok(
-        &t,
-        "vagrant",
-        &["box", "add", "--provider", "libvirt", CATALOG],
-    );
-}
-
-#[test]
-fn a_pack_waits_for_the_lock_then_succeeds_and_cleans_up() {
-    if !tools() {
-        return;
-    }
-    let t = Test::new();
-    qcow2(&t, "disk.qcow2", "1G");
-    let held = hold_lock(&t);
-    // As if the lock holder were writing it: it must survive the wait.
-    let partial = t
-        .path()
-        .join("out/box/.regbake-registry-4.0.0-libvirt.box.AbCd12.partial");
-    std::fs::write(&partial, vec![7u8; 3 << 20]).expect("plant partial");
-    let mut run = spawn_pack(
-        &t,
-        &[
-            "--provider",
-            "libvirt",
-            "--disk",
-            "disk.qcow2",
-            "--version",
-            "5.0.0",
-        ],
-    );
-    // WAITING is printed once the lock was found taken, before anything in
-    // out/box/ is touched; that a waiter never gets the lock while it is
-    // held is util::lock's unit test, so no sleep is needed to prove it here.
-    run.wait_for(WAITING);
-    assert!(
-        run.child.try_wait().expect("wait").is_none(),
-        "did not wait"
-    );
-    assert!(
-        partial.exists(),
-        "removed a temp file while the lock was held"
-    );
-    assert!(!t.path().join(CATALOG).exists());
-    drop(held);
-    let (code, stderr) = run.finish();
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(stderr.matches(WAITING).count(), 1, "said once: {stderr}");
-    assert!(!partial.exists(), "stale partial kept");
-    assert!(
-        stderr.contains(".regbake-registry-4.0.0-libvirt.box.AbCd12.partial")
-            && stderr.contains("MiB freed"),
-        "{stderr}"
-    );
-    assert_eq!(
-        versions(&catalog(&t)),
-        [("5.0.0".to_string(), vec!["libvirt".to_string()])]
-    );
-    ok(&t, "vagrant", &["box", "add", CATALOG]);
-    // The lock file stays (deleting it could let two runs lock two files).
-    assert!(t.path().join("out/box/.lock").is_file());
-}
-
-#[test]
-fn ctrl_c_ends_a_wait_for_the_lock() {
-    if !require_tool("qemu-img") {
-        return;
-    }
-    let t = Test::new();
-    qcow2(&t, "disk.qcow2", "1G");
-    let _held = hold_lock(&t);
-    let mut run = spawn_pack(&t, &["--provider", "libvirt", "--disk", "disk.qcow2"]);
-    run.wait_for(WAITING);
-    let pid = i32::try_from(run.child.id()).expect("pid");
-    // SAFETY: plain kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let (code, stderr) = run.finish();
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    assert_eq!(names_in(&t.path().join("out/box")), [".lock"]);
-}
-
-#[test]
-fn the_next_pack_removes_what_a_killed_pack_left() {
-    if !tools() {
-        return;
-    }
-    let mut run = start_big_pack();
-    run.child.kill().expect("kill");
-    run.child.wait().expect("wait");
-    let t = run.t;
-    let box_dir = t.path().join("out/box");
-    let left: Vec<String> = names_in(&box_dir)
-        .into_iter()
-        .filter(|n| n.ends_with(".partial"))
-        .collect();
-    assert_eq!(left.len(), 1, "{left:?}");
-    let o = pack(
-        &t,
-        &[
-            "--provider",
-            "libvirt",
-            "--disk",
-            "small.qcow2",
-            "--version",
-            "1.2.0",
-        ],
-    );
-    assert!(o.stderr.contains(&left[0]), "{}", o.stderr);
-    assert!(o.stderr.contains("freed"), "{}", o.stderr);
-    assert!(
-        names_in(&box_dir).iter().all(|n| !n.ends_with(".partial")),
-        "{:?}",
-        names_in(&box_dir)
-    );
-    assert_eq!(
-        versions(&catalog(&t)),
-        [
-            ("1.0.0".to_string(), vec!["libvirt".to_string()]),
-            ("1.2.0".to_string(), vec!["libvirt".to_string()])
-        ]
-    );
-    ok(
-        &t,
-        "vagrant",
-        &["box", "add", "--box-version", "1.2.0", CATALOG],
-    );
 }

@@ -123,8 +123,11 @@ fn elvish_and_powershell_scripts_name_every_command() {
             assert!(script.contains(&name), "{shell}: {name} missing");
         }
     }
-    let o = Test::new().args(&["completions", "tcsh"]).failure(2);
-    assert!(o.stderr.contains("possible values"), "{}", o.stderr);
+    Test::new()
+        .args(&["completions", "tcsh"])
+        .status(2)
+        .stderr_contains("possible values")
+        .check();
 }
 
 /// `man -l` renders the page without a warning at 80 columns, and the page

@@ -7,17 +7,8 @@ const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101C
 
 fn rejects(toml: &str, path: &str, value: &str) {
     let t = Test::new().config(toml).args(&["render"]);
-    let o = t.failure(2);
-    assert!(
-        o.stderr.contains(path),
-        "expected {path} in the message for:\n{toml}\n---\n{}",
-        o.stderr
-    );
-    assert!(
-        o.stderr.contains(value),
-        "expected the bad value {value} in the message:\n{}",
-        o.stderr
-    );
+    let t = t.status(2).stderr_contains(path).stderr_contains(value);
+    t.check();
     assert!(
         !t.path().join("out").exists(),
         "out/ was written for:\n{toml}"
@@ -78,7 +69,7 @@ fn all_problems_are_reported_at_once() {
     let t = Test::new()
         .config("version = 1\n[user]\nname = \"root\"\n[registry]\nport = 70000\n[storage]\ndata_dir = \"rel\"\n")
         .args(&["render"]);
-    let o = t.failure(2);
+    let o = t.status(2).check();
     for p in ["user.name", "registry.port", "storage.data_dir"] {
         assert!(o.stderr.contains(p), "{p} missing:\n{}", o.stderr);
     }
@@ -90,8 +81,8 @@ fn bad_key_file_is_a_config_error() {
     let t = Test::new()
         .file("home/.ssh/id_ed25519.pub", "this is not a key\n")
         .args(&["render"]);
-    let o = t.failure(2);
-    assert!(o.stderr.contains("user.ssh_key_files[0]"), "{}", o.stderr);
+    let t = t.status(2).stderr_contains("user.ssh_key_files[0]");
+    t.check();
     assert!(!t.path().join("out").exists());
 }
 
@@ -104,7 +95,8 @@ fn failed_render_keeps_previous_output() {
     let t = t
         .config("version = 1\n[user]\nname = \"root\"\n")
         .args(&["render"]);
-    t.failure(2);
+    let t = t.status(2);
+    t.check();
     assert_eq!(t.read("out/kickstart/ks.cfg"), before);
 }
 
@@ -410,17 +402,8 @@ fn addresses_ports_files_and_urls_that_cannot_work_are_refused() {
         let t = Test::new()
             .config(&format!("version = 1\n{body}\n"))
             .args(&["render"]);
-        let o = t.failure(2);
-        assert!(
-            o.stderr.contains(path),
-            "{path} not named for:\n{body}\n{}",
-            o.stderr
-        );
-        assert!(
-            o.stderr.contains(why),
-            "{why:?} not said for:\n{body}\n{}",
-            o.stderr
-        );
+        let t = t.status(2).stderr_contains(path).stderr_contains(why);
+        t.check();
         assert!(!t.path().join("out").exists(), "out/ written for:\n{body}");
     }
     // A FIFO as a key file: refused at once instead of waiting for a writer.
@@ -435,12 +418,9 @@ fn addresses_ports_files_and_urls_that_cannot_work_are_refused() {
             fifo.display()
         ))
         .args(&["render"]);
-    let o = t.failure(2);
-    assert!(
-        o.stderr.contains("a FIFO, not a regular file"),
-        "{}",
-        o.stderr
-    );
+    t.status(2)
+        .stderr_contains("a FIFO, not a regular file")
+        .check();
     // The usual ones still pass: a /31 without network or broadcast address.
     Test::new()
         .config(&format!(
@@ -581,9 +561,8 @@ fn config_inventory_and_ca_must_be_small_regular_files() {
             "'--ca <PEM>': larger than 1 MiB",
         ),
     ] {
-        t = t.args(args);
-        let o = t.failure(2);
-        assert!(o.stderr.contains(said), "{args:?}: {}", o.stderr);
+        t = t.args(args).status(2).stderr_contains(said);
+        t.check();
     }
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
@@ -591,18 +570,10 @@ fn config_inventory_and_ca_must_be_small_regular_files() {
     );
     assert!(!t.path().join("out/kickstart").exists());
     let t = t.args(&["-c", "missing.toml", "render"]);
-    let o = t.failure(1);
-    assert!(
-        o.stderr.contains("reading config missing.toml"),
-        "{}",
-        o.stderr
-    );
-    let o = t
-        .args(&["probe", "https://127.0.0.1:9/", "--ca", "missing.pem"])
-        .failure(1);
-    assert!(
-        o.stderr.contains("reading --ca missing.pem"),
-        "{}",
-        o.stderr
-    );
+    let t = t.status(1).stderr_contains("reading config missing.toml");
+    t.check();
+    t.args(&["probe", "https://127.0.0.1:9/", "--ca", "missing.pem"])
+        .status(1)
+        .stderr_contains("reading --ca missing.pem")
+        .check();
 }

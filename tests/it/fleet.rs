@@ -219,8 +219,8 @@ fn malformed_inventories_exit_2_naming_file_line_and_problem() {
         let t = Test::new()
             .file("inv.ini", inv)
             .args(&["kickstart", "--inventory", "inv.ini"]);
-        let o = t.failure(2);
-        assert!(o.stderr.contains(want), "want {want:?} in:\n{}", o.stderr);
+        let t = t.status(2).stderr_contains(want);
+        t.check();
         assert!(
             !t.path().join("out/kickstart").exists(),
             "nothing is written for {inv:?}"

@@ -313,12 +313,8 @@ fn schedule_reaches_the_timer_and_disabled_gc_ships_nothing() {
     let t = Test::new()
         .config("version = 1\n[registry.gc]\nschedule = \"Sun 03:00 Europe/Paris\"\n")
         .args(&["render"]);
-    let o = t.failure(2);
-    assert!(
-        o.stderr.contains("- registry.gc.schedule = "),
-        "{}",
-        o.stderr
-    );
+    let t = t.status(2).stderr_contains("- registry.gc.schedule = ");
+    t.check();
     assert!(!t.path().join("out").exists());
 
     let t = render("[registry.gc]\nenabled = false\n");
@@ -357,15 +353,13 @@ fn schedules_systemd_refuses_or_never_fires_are_refused() {
                 "version = 1\n[registry.gc]\nschedule = \"{schedule}\"\n"
             ))
             .args(&["render"]);
-        let o = t.failure(2);
-        assert!(
-            o.stderr.contains(&format!(
+        let t = t
+            .status(2)
+            .stderr_contains(&format!(
                 "- registry.gc.schedule = \"{schedule}\": expected"
-            )),
-            "{schedule}: {}",
-            o.stderr
-        );
-        assert!(o.stderr.contains("on a date that occurs"), "{}", o.stderr);
+            ))
+            .stderr_contains("on a date that occurs");
+        t.check();
         assert!(!t.path().join("out").exists());
     }
 }

@@ -235,7 +235,8 @@ fn a_failed_run_leaves_kickstart_byte_identical() {
         "--inventory",
         "bad.ini",
     ]);
-    t.failure(2);
+    let t = t.status(2);
+    t.check();
     assert_eq!(snapshot(&t.path().join("out/kickstart"), &[]), before);
 
     // An invalid config, for every command that writes kickstart/.
@@ -247,9 +248,8 @@ fn a_failed_run_leaves_kickstart_byte_identical() {
         &["kickstart", "--inventory", "hosts.ini"],
         &["check"],
     ] {
-        t = t.args(args);
-        let o = t.failure(2);
-        assert!(o.stderr.contains("registry.port"), "{}", o.stderr);
+        t = t.args(args).status(2).stderr_contains("registry.port");
+        t.check();
         assert_eq!(
             snapshot(&t.path().join("out/kickstart"), &[]),
             before,
@@ -330,8 +330,7 @@ fn check_validates_one_kickstart_per_shape() {
     std::fs::write(ks("s5"), changed).expect("write");
     let text = std::fs::read_to_string(ks("d2")).expect("d2.ks");
     std::fs::write(ks("d2"), &text[..text.len() / 2]).expect("write");
-    let o = t.args(&["check", "--format", "json"]).run();
-    assert_eq!(o.code, 1, "{}", o.stderr);
+    let o = t.args(&["check", "--format", "json"]).status(1).check();
     let checks: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
     let checks = checks.as_array().expect("array");
     let of = |file: &str, check: &str| {

@@ -5,6 +5,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod auth;
+mod box_interrupts;
 mod box_refusals;
 mod boxfile;
 mod common;
@@ -31,12 +32,16 @@ mod props;
 mod readme;
 mod real_vm;
 mod registry;
+mod registry_tls_files;
 mod render;
 mod report_scripts;
 mod s3;
+mod s3_credentials;
 mod scripts;
 mod serve_hostile;
 mod served;
 mod status_page;
+mod templates;
 mod testbed;
 mod vagrant;
+mod vagrant_interrupted;

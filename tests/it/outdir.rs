@@ -246,9 +246,8 @@ fn out_on_another_file_system_renders() {
 #[test]
 fn out_that_is_a_file_is_named() {
     let t = Test::new().file("out", "mine").args(&["render"]);
-    let o = t.run();
-    assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("is not a directory"), "{}", o.stderr);
+    let t = t.status(1).stderr_contains("is not a directory");
+    let o = t.check();
     assert!(!o.stderr.contains("secrets/http_secret"), "{}", o.stderr);
     assert_eq!(t.read("out"), "mine");
 }

@@ -276,9 +276,11 @@ fn served_kickstart_passes_ksvalidator() {
 fn sudo_with_password_is_a_config_error_for_packer() {
     let toml = "version = 1\n[user]\npassword_hash = \"$6$fixturesalt$Eatk3s07IPisDlH8LtPr1kV0tl7htd8sPUERSO0XC23BohQZQcwc00co132gKpJc7PIahEAYdMrEg3jRInUZf0\"\nsudo = \"password\"\n";
     let t = Test::new().config(toml).args(&["packer"]);
-    let o = t.failure(2);
-    assert!(o.stderr.contains("user.sudo"), "{}", o.stderr);
-    assert!(o.stderr.contains("regbake packer"), "{}", o.stderr);
+    let t = t
+        .status(2)
+        .stderr_contains("user.sudo")
+        .stderr_contains("regbake packer");
+    t.check();
     assert!(!t.path().join("out/packer").exists());
     // `regbake render` still renders everything else, and says why not packer.
     let t = t.args(&["render"]);
@@ -310,8 +312,8 @@ fn vda_disk_needs_qemu_only() {
     let t = Test::new()
         .config("version = 1\n[storage]\ndisk = \"vda\"\n")
         .args(&["packer", "--render-only"]);
-    let o = t.failure(2);
-    assert!(o.stderr.contains("storage.disk"), "{}", o.stderr);
+    let t = t.status(2).stderr_contains("storage.disk");
+    t.check();
     let t = Test::new()
         .config("version = 1\n[storage]\ndisk = \"vda\"\n[packer]\nbuilders = [\"qemu\"]\n")
         .args(&["packer", "--render-only"]);
@@ -496,12 +498,10 @@ fn a_failing_step_is_named_and_exits_1() {
             .env("FAIL_AT", step)
             .env("PACKER_VERSION", version)
             .args(&["packer", "--only", "qemu", "--no-import"]);
-        let o = t.failure(1);
-        assert!(
-            o.stderr.contains(&format!("step packer {step} failed")),
-            "{step}: {}",
-            o.stderr
-        );
+        let t = t
+            .status(1)
+            .stderr_contains(&format!("step packer {step} failed"));
+        t.check();
         assert!(!t.path().join("out/box/regbake-registry.json").exists());
     }
 }

@@ -240,7 +240,7 @@ fn corrupted_layer_fails_the_pull() {
     bytes[4321] ^= 0x40;
     std::fs::write(&layer, &bytes).unwrap();
 
-    let out = Test::new().args(&probe).failure(1);
+    let out = Test::new().args(&probe).status(1).check();
     let s = steps(&out.stdout);
     let pulled = step(&s, "pull layer");
     assert_eq!(pulled["status"], "failed", "{s:?}");
@@ -358,12 +358,12 @@ fn tls_registry_needs_the_ca_and_https() {
         .success();
     assert!(out.stdout.contains("deleted"), "{}", out.stdout);
 
-    let out = Test::new().args(&["probe", &https]).failure(1);
-    assert!(
-        out.stderr.contains("TLS verification") && out.stderr.contains("--ca"),
-        "{}",
-        out.stderr
-    );
+    let out = Test::new()
+        .args(&["probe", &https])
+        .status(1)
+        .stderr_contains("TLS verification")
+        .stderr_contains("--ca")
+        .check();
     assert!(out.stdout.contains("FAILED"), "{}", out.stdout);
 
     // Without --ca the system trust store decides: a CA installed there is
@@ -377,19 +377,20 @@ fn tls_registry_needs_the_ca_and_https() {
 
     // --insecure is explicit and does what it says (self-signed tests only).
     Test::new().args(&["probe", &https, "--insecure"]).success();
-    let out = Test::new()
+    Test::new()
         .args(&["probe", &https, "--insecure", "--ca", ca])
-        .failure(2);
-    assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
+        .status(2)
+        .stderr_contains("cannot be used with")
+        .check();
 
     let http = format!("http://{}", reg.addr());
-    let out = Test::new().args(&["probe", &http]).failure(1);
-    assert!(
-        out.stderr.contains("speaks TLS") && out.stderr.contains(&format!("use {https}")),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("HTTP 400"), "{}", out.stderr);
+    Test::new()
+        .args(&["probe", &http])
+        .status(1)
+        .stderr_contains("speaks TLS")
+        .stderr_contains(&format!("use {https}"))
+        .stderr_contains("HTTP 400")
+        .check();
 }
 
 #[test]
@@ -417,12 +418,13 @@ fn htpasswd_registry_wants_the_right_credentials() {
     assert!(out.stdout.contains("credentials needed"), "{}", out.stdout);
     assert!(out.stdout.contains("Basic realm="), "{}", out.stdout);
 
-    let out = Test::new()
+    Test::new()
         .args(&["probe", &url, "--ca", ca, "--push"])
-        .failure(1);
-    assert!(out.stderr.contains("401"), "{}", out.stderr);
-    assert!(out.stderr.contains("UNAUTHORIZED"), "{}", out.stderr);
-    assert!(out.stderr.contains("--password-env"), "{}", out.stderr);
+        .status(1)
+        .stderr_contains("401")
+        .stderr_contains("UNAUTHORIZED")
+        .stderr_contains("--password-env")
+        .check();
 
     let args = [
         "probe",
@@ -442,30 +444,30 @@ fn htpasswd_registry_wants_the_right_credentials() {
     let out = Test::new()
         .args(&args)
         .env("PROBE_PW", "wrong-password")
-        .failure(1);
-    assert!(
-        out.stderr.contains("credentials rejected") && out.stderr.contains("401"),
-        "{}",
-        out.stderr
-    );
+        .status(1)
+        .stderr_contains("credentials rejected")
+        .stderr_contains("401")
+        .check();
     assert!(!out.stdout.contains("wrong-password") && !out.stderr.contains("wrong-password"));
 
-    let out = Test::new().args(&args).failure(1);
-    assert!(out.stderr.contains("PROBE_PW"), "{}", out.stderr);
+    Test::new()
+        .args(&args)
+        .status(1)
+        .stderr_contains("PROBE_PW")
+        .check();
 }
 
 #[test]
 fn nothing_listening_is_a_clear_failure() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let out = Test::new().args(&["probe", &url, "--push"]).failure(1);
-    assert!(
-        out.stderr.contains(&format!(
+    Test::new()
+        .args(&["probe", &url, "--push"])
+        .status(1)
+        .stderr_contains(&format!(
             "nothing is listening on 127.0.0.1:{port} (connection refused)"
-        )),
-        "{}",
-        out.stderr
-    );
+        ))
+        .check();
 }
 
 /// With `--ca`, a certificate from another CA is blamed on that file, not on
@@ -487,13 +489,10 @@ fn a_ca_that_did_not_sign_the_certificate_is_named() {
     let other_ca = other_ca.to_str().unwrap();
     let out = Test::new()
         .args(&["probe", &https, "--ca", other_ca])
-        .failure(1);
-    assert!(
-        out.stderr.contains(&format!(
+        .status(1)
+        .stderr_contains(&format!(
             "the CA in {other_ca} (--ca) does not vouch for it"
-        )),
-        "{}",
-        out.stderr
-    );
+        ))
+        .check();
     assert!(!out.stderr.contains("system trust store"), "{}", out.stderr);
 }

@@ -6,12 +6,12 @@
 //! answer replaced per test.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::Test;
+use crate::common::{header, read_head, Test};
 use crate::probe_hostile::run_limited;
 
 /// One request: line, lowercased headers, body (Content-Length only).
@@ -25,18 +25,12 @@ struct Req {
 
 impl Req {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 }
 
 fn read_req(r: &mut BufReader<TcpStream>) -> Option<Req> {
-    let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
+    let (line, headers) = read_head(r)?;
     let mut words = line.split_whitespace();
     let method = words.next()?.to_string();
     let target = words.next()?.to_string();
@@ -44,19 +38,6 @@ fn read_req(r: &mut BufReader<TcpStream>) -> Option<Req> {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (target, String::new()),
     };
-    let mut headers = vec![];
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h).ok()? == 0 {
-            return None;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (n, v) = h.split_once(':')?;
-        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
     let mut req = Req {
         method,
         path,

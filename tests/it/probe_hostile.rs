@@ -3,13 +3,13 @@
 //! `TcpListener` threads speaking just enough HTTP/1.1; they record what
 //! they were sent.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Output, Test, BIN};
+use crate::common::{header, read_head, Output, Test, BIN};
 
 /// One request as a fake server saw it: request line and lowercased headers.
 #[derive(Debug, Clone)]
@@ -20,10 +20,7 @@ struct Seen {
 
 impl Seen {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 }
 
@@ -31,27 +28,8 @@ type Log = Arc<Mutex<Vec<Seen>>>;
 
 /// Read one request (headers, then a Content-Length body); `None` at EOF.
 fn read_request(r: &mut BufReader<TcpStream>) -> Option<Seen> {
-    let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut headers = vec![];
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h).ok()? == 0 {
-            return None;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (n, v) = h.split_once(':')?;
-        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let seen = Seen {
-        line: line.trim_end().to_string(),
-        headers,
-    };
+    let (line, headers) = read_head(r)?;
+    let seen = Seen { line, headers };
     let len: u64 = seen
         .header("content-length")
         .and_then(|l| l.parse().ok())
@@ -254,12 +232,12 @@ fn credentials_in_the_url_are_refused_unechoed() {
         "https://prober:s3cret-url-pw@127.0.0.1:5000",
         "http://prober@127.0.0.1:5000/v2/",
     ] {
-        let out = Test::new().args(&["probe", url]).failure(2);
-        assert!(
-            out.stderr.contains("--username") && out.stderr.contains("--password-env"),
-            "{url}: {}",
-            out.stderr
-        );
+        let out = Test::new()
+            .args(&["probe", url])
+            .status(2)
+            .stderr_contains("--username")
+            .stderr_contains("--password-env")
+            .check();
         assert!(
             !out.stderr.contains("s3cret-url-pw") && !out.stderr.contains("prober"),
             "{url}: echoed: {}",

@@ -63,7 +63,7 @@ fn readme_error_example_matches_the_real_message() {
     let t = Test::new()
         .config("version = 1\n[registry]\nport = 70000\n")
         .args(&["render"]);
-    let o = t.failure(2);
+    let o = t.status(2).check();
     let line = o
         .stderr
         .lines()
@@ -143,4 +143,101 @@ fn readme_lists_the_distros() {
         };
         assert!(text.contains(&format!("`{mirror}`")), "{mirror}");
     }
+}
+
+/// The README's sections: its headings, and its bold run-in paragraphs
+/// (`**Fuzzing.** …`), without the closing full stop.
+fn sections(text: &str) -> Vec<String> {
+    let mut out = vec![];
+    for l in text.lines() {
+        if l.starts_with('#') {
+            out.push(l.trim_start_matches('#').trim().to_string());
+        } else if let Some(rest) = l.strip_prefix("**") {
+            if let Some((name, _)) = rest.split_once("**") {
+                out.push(name.trim_end_matches('.').to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Every text file under `dir` but the fixtures, by its path.
+fn test_files(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, String)>) {
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = e.path();
+        if p.ends_with("tests/fixtures") {
+            continue;
+        }
+        if p.is_dir() {
+            test_files(&p, out);
+        } else if let Ok(text) = std::fs::read_to_string(&p) {
+            out.push((p, text));
+        }
+    }
+}
+
+/// A file of the repository (a path out of it, even to a file that is
+/// there on this machine, is no doc of the project).
+fn in_repo(p: &std::path::Path) -> bool {
+    let root = repo().canonicalize().expect("repo");
+    p.canonicalize()
+        .is_ok_and(|c| c.starts_with(&root) && c.is_file())
+}
+
+/// The docs that tests and testbed scripts point to exist: each Markdown
+/// file they name (from the repository root, or beside the file), and each
+/// README section they name as `README.md,` then the section in double
+/// quotes (a comment may wrap it).
+#[test]
+fn docs_named_by_tests_exist() {
+    let known = sections(&readme());
+    let mut files = vec![];
+    test_files(&repo().join("tests"), &mut files);
+    let mut missing = vec![];
+    for (path, text) in &files {
+        let rel = path.strip_prefix(repo()).unwrap_or(path).display();
+        // Comment markers of a wrapped line dropped, so a name may wrap.
+        let joined = text
+            .lines()
+            .map(|l| {
+                let t = l.trim_start();
+                ["//! ", "/// ", "// ", "# "]
+                    .iter()
+                    .find_map(|m| t.strip_prefix(m))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let name_char = |c: char| c.is_ascii_alphanumeric() || "_./-".contains(c);
+        for (at, _) in joined.match_indices(".md") {
+            if joined[at + 3..].starts_with(name_char) {
+                continue;
+            }
+            let start = joined[..at]
+                .rfind(|c: char| !name_char(c))
+                .map_or(0, |i| i + 1);
+            let name = &joined[start..at + 3];
+            if name == ".md" {
+                continue;
+            }
+            let beside = path.parent().map(|d| d.join(name));
+            if !in_repo(&repo().join(name)) && !beside.is_some_and(|b| in_repo(&b)) {
+                missing.push(format!("{rel}: {name}"));
+            }
+        }
+        // Spelled in parts, so this file does not name a section itself.
+        let opening = concat!("README.md", ", ", '"');
+        for (at, _) in joined.match_indices(opening) {
+            let rest = &joined[at + opening.len()..];
+            let section = rest.split('"').next().unwrap_or_default();
+            if !known.iter().any(|k| k == section) {
+                missing.push(format!("{rel}: README section {section:?}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs named but not there:\n{}",
+        missing.join("\n")
+    );
 }

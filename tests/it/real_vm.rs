@@ -431,13 +431,11 @@ fn vagrant_bake_on_a_real_vm() {
     let again = Test::new()
         .config(&config(env, free_port()))
         .env("VAGRANT_HOME", &home)
-        .args(&["vagrant"]);
-    let o = again.failure(1);
-    assert!(
-        o.stderr.contains("refusing to bake") && o.stderr.contains(DOMAIN),
-        "{}",
-        o.stderr
-    );
+        .args(&["vagrant"])
+        .status(1)
+        .stderr_contains("refusing to bake")
+        .stderr_contains(DOMAIN);
+    again.check();
     assert!(
         !again.path().join("out/logs").exists()
             || std::fs::read_dir(again.path().join("out/logs"))

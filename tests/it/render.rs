@@ -1,6 +1,6 @@
 //! Rendering with the embedded defaults and the real validators.
 
-use crate::common::{check_all, require_tool, Test};
+use crate::common::{check_all, require_tool, Test, CORE_VALIDATORS};
 use crate::golden::snapshot;
 
 #[test]
@@ -81,8 +81,8 @@ fn init_writes_defaults_and_does_not_overwrite() {
     let written = t.read("regbake.toml");
     assert!(written.contains("version = 1"));
     let t = t.file("regbake.toml", "# mine\n").args(&["init"]);
-    let o = t.failure(1);
-    assert!(o.stderr.contains("--force"), "{}", o.stderr);
+    let t = t.status(1).stderr_contains("--force");
+    t.check();
     assert_eq!(t.read("regbake.toml"), "# mine\n");
     let t = t.args(&["init", "--force"]);
     t.success();
@@ -110,13 +110,7 @@ fn kickstart_command_renders_only_the_kickstart() {
 
 #[test]
 fn check_reports_a_broken_file() {
-    for tool in [
-        "ksvalidator",
-        "visudo",
-        "sshd",
-        "shellcheck",
-        "systemd-analyze",
-    ] {
+    for tool in CORE_VALIDATORS {
         if !require_tool(tool) {
             return;
         }

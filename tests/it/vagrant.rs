@@ -210,12 +210,8 @@ fn hostile_values_are_rejected_before_the_vagrantfile() {
         let t = Test::new()
             .config(&config)
             .args(&["vagrant", "--render-only"]);
-        let o = t.failure(2);
-        assert!(
-            o.stderr.contains(&format!("{section}.{key}")),
-            "{}",
-            o.stderr
-        );
+        let t = t.status(2).stderr_contains(&format!("{section}.{key}"));
+        t.check();
         assert!(!t.path().join("out/vagrant").exists());
     }
 }
@@ -268,7 +264,7 @@ fi
 exec "$REAL_QEMU_IMG" "$@"
 "#;
 
-fn stubbed(provider: &str) -> Test {
+pub(crate) fn stubbed(provider: &str) -> Test {
     let t = Test::new()
         .config(&default_config(provider))
         .stub("vagrant", VAGRANT_STUB)
@@ -281,7 +277,7 @@ fn stubbed(provider: &str) -> Test {
 }
 
 /// calls.log with the temp dir written as TMP and the ssh script cut short.
-fn calls(t: &Test) -> Vec<String> {
+pub(crate) fn calls(t: &Test) -> Vec<String> {
     let root = t.path().display().to_string();
     std::fs::read_to_string(t.path().join("calls.log"))
         .unwrap_or_default()
@@ -299,7 +295,7 @@ fn calls(t: &Test) -> Vec<String> {
         .collect()
 }
 
-const VIRTUALBOX_ORDER: &[&str] = &[
+pub(crate) const VIRTUALBOX_ORDER: &[&str] = &[
     "vagrant up --provider virtualbox",
     "vagrant ssh -c CURL",
     "vagrant provision --provision-with regbake-clean",
@@ -426,146 +422,6 @@ fn libvirt_bake_imports_the_box_with_real_vagrant() {
 }
 
 #[test]
-fn a_failure_at_each_step_destroys_the_vm_or_keeps_it() {
-    for (fail_at, command) in [
-        ("up", "vagrant up --provider virtualbox"),
-        ("ssh", "vagrant ssh -c"),
-        (
-            "provision",
-            "vagrant provision --provision-with regbake-clean",
-        ),
-        ("package", "vagrant package --output"),
-        ("box", "vagrant box add --force"),
-    ] {
-        for keep in [false, true] {
-            let args: &[&str] = if keep {
-                &["vagrant", "--keep-vm"]
-            } else {
-                &["vagrant"]
-            };
-            let t = stubbed("virtualbox")
-                .env("STUB_FAIL_AT", fail_at)
-                .args(args);
-            let o = t.failure(1);
-            assert!(o.stderr.contains(command), "{fail_at}: {}", o.stderr);
-            assert!(
-                o.stderr.contains("exit status: 3"),
-                "{fail_at}: {}",
-                o.stderr
-            );
-            assert!(
-                o.stderr.contains(&format!("stub failure in {fail_at}")),
-                "{fail_at}: {}",
-                o.stderr
-            );
-            let calls = calls(&t);
-            let n = VIRTUALBOX_ORDER
-                .iter()
-                .position(|c| c.starts_with(command))
-                .expect("known step");
-            // Everything up to the failing step ran, nothing after it...
-            assert_eq!(calls[..=n], VIRTUALBOX_ORDER[..=n], "{fail_at}");
-            // ...but the cleanup.
-            if keep {
-                assert_eq!(calls.len(), n + 1, "{fail_at}: {calls:?}");
-                assert!(o.stderr.contains("kept the build VM"), "{}", o.stderr);
-            } else {
-                assert_eq!(calls[n + 1..], ["vagrant destroy -f"], "{fail_at}");
-                let log = format!("out/logs/{:02}-destroy-build-vm-after-failure.log", n + 2);
-                assert!(t.read(&log).contains("vagrant destroy -f"));
-            }
-            // No half-written box.
-            assert!(!t
-                .path()
-                .join("out/box/.regbake-registry-1.0.0-virtualbox.box.partial")
-                .exists());
-        }
-    }
-}
-
-#[test]
-fn a_failure_in_the_libvirt_steps_destroys_the_vm() {
-    if !require_tool("qemu-img") {
-        return;
-    }
-    for (fail_at, command) in [
-        ("halt", "vagrant halt"),
-        ("vol-path", "virsh -c qemu:///system vol-path"),
-        ("convert", "qemu-img convert -O qcow2"),
-    ] {
-        let t = stubbed("libvirt")
-            .env("STUB_FAIL_AT", fail_at)
-            .args(&["vagrant"]);
-        let o = t.failure(1);
-        assert!(o.stderr.contains(command), "{fail_at}: {}", o.stderr);
-        assert_eq!(
-            calls(&t).last().map(String::as_str),
-            Some("vagrant destroy -f")
-        );
-        assert!(!t
-            .path()
-            .join("out/box/.regbake-registry-disk.qcow2.partial")
-            .exists());
-    }
-}
-
-#[test]
-fn ctrl_c_stops_the_tool_and_destroys_the_vm() {
-    let t = stubbed("virtualbox")
-        .env("STUB_SLOW_AT", "up")
-        .args(&["vagrant"]);
-    let root = t.path().to_path_buf();
-    let child = Command::new(crate::common::BIN)
-        .arg("vagrant")
-        .current_dir(&root)
-        .env("HOME", root.join("home"))
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                root.join("bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("STUB_DIR", &root)
-        .env("STUB_SLOW_AT", "up")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn regbake");
-    // Wait until the stub is inside `vagrant up` with its trap set.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !std::fs::read_to_string(root.join("calls.log"))
-        .unwrap_or_default()
-        .contains("stub up waiting")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "vagrant up never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    assert_eq!(
-        calls(&t),
-        [
-            "vagrant up --provider virtualbox",
-            "stub up waiting",
-            "stub up interrupted",
-            "vagrant destroy -f"
-        ]
-    );
-}
-
-#[test]
 fn missing_vagrant_says_what_to_install() {
     let t = Test::new().config(&default_config("libvirt"));
     let bin = t.path().join("bin").display().to_string();
@@ -595,136 +451,4 @@ fn render_only_and_dry_run_run_nothing() {
     assert_eq!(printed.len(), 6, "{}", o.stdout);
     assert!(printed[0].contains("vagrant up --provider virtualbox"));
     assert!(printed[5].contains("vagrant destroy -f"));
-}
-
-#[test]
-fn a_kept_vm_is_destroyed_before_the_next_bake() {
-    let t = stubbed("virtualbox").args(&["vagrant", "--keep-vm", "--no-import"]);
-    t.success();
-    assert!(t
-        .path()
-        .join("out/.vagrant/machines/default/virtualbox/id")
-        .is_file());
-    let t = t.args(&["vagrant", "--no-import"]);
-    t.success();
-    let calls = calls(&t);
-    // First bake: up … package, no destroy; second: destroy the kept VM first.
-    assert_eq!(calls[4], "vagrant destroy -f", "{calls:?}");
-    assert_eq!(calls[5], "vagrant up --provider virtualbox", "{calls:?}");
-    assert_eq!(calls.last().map(String::as_str), Some("vagrant destroy -f"));
-    assert!(t
-        .path()
-        .join("out/logs/01-destroy-previous-build-vm.log")
-        .is_file());
-}
-
-/// `regbake vagrant` with `out/box` locked by another run (the test): runs
-/// up to packaging, waits there with one message, and goes on once the lock
-/// is free, or cleans up on Ctrl-C.
-fn bake_behind_a_held_lock(ctrl_c: bool) -> (Test, i32, String) {
-    use crate::boxfile::{hold_lock, WAITING};
-    let t = stubbed("virtualbox");
-    let root = t.path().to_path_buf();
-    let held = hold_lock(&t);
-    let stderr_path = root.join("stderr.log");
-    let mut child = Command::new(crate::common::BIN)
-        .args(["vagrant", "--no-import"])
-        .current_dir(&root)
-        .env("HOME", root.join("home"))
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                root.join("bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("STUB_DIR", &root)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).expect("stderr.log"))
-        .spawn()
-        .expect("spawn regbake");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !std::fs::read_to_string(&stderr_path)
-        .unwrap_or_default()
-        .contains(WAITING)
-    {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "ended before waiting: {}",
-            std::fs::read_to_string(&stderr_path).unwrap_or_default()
-        );
-        assert!(std::time::Instant::now() < deadline, "never waited");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    // Nothing written to out/box while another run holds it.
-    assert_eq!(
-        calls(&t).last().map(String::as_str),
-        Some("vagrant provision --provision-with regbake-clean")
-    );
-    if ctrl_c {
-        let pid = i32::try_from(child.id()).expect("pid");
-        // SAFETY: plain kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    } else {
-        drop(held);
-    }
-    let status = child.wait().expect("wait");
-    let stderr = std::fs::read_to_string(&stderr_path).expect("stderr.log");
-    assert_eq!(stderr.matches(WAITING).count(), 1, "said once: {stderr}");
-    (t, status.code().unwrap_or(-1), stderr)
-}
-
-#[test]
-fn bake_waits_for_the_box_dir_lock() {
-    let (t, code, stderr) = bake_behind_a_held_lock(false);
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(
-        calls(&t),
-        [
-            "vagrant up --provider virtualbox",
-            "vagrant ssh -c CURL",
-            "vagrant provision --provision-with regbake-clean",
-            "vagrant package --output TMP/out/box/.regbake-registry-1.0.0-virtualbox.box.partial",
-            "vagrant destroy -f",
-        ]
-    );
-    let catalog = t.read("out/box/regbake-registry.json");
-    assert!(catalog.contains("\"virtualbox\""), "{catalog}");
-}
-
-#[test]
-fn ctrl_c_while_waiting_for_the_lock_destroys_the_vm() {
-    let (t, code, stderr) = bake_behind_a_held_lock(true);
-    assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    assert_eq!(
-        calls(&t),
-        [
-            "vagrant up --provider virtualbox",
-            "vagrant ssh -c CURL",
-            "vagrant provision --provision-with regbake-clean",
-            "vagrant destroy -f",
-        ]
-    );
-    assert!(!t.path().join("out/box/regbake-registry.json").exists());
-}
-
-/// A catalog of another box under this box's file name stops the bake
-/// before the build VM, not after it (the box would be refused at the end).
-#[test]
-fn another_boxs_catalog_stops_the_bake_before_it_starts() {
-    let t = stubbed("virtualbox")
-        .file(
-            "out/box/regbake-registry.json",
-            r#"{"name":"regbake-registry","versions":[]}"#,
-        )
-        .args(&["vagrant"]);
-    let t = t
-        .status(2)
-        .stderr_contains("vagrant.box_name")
-        .stderr_contains("is the catalog of box \"regbake-registry\"")
-        .stderr_contains("vagrant.box_name = \"regbake-registry\"");
-    t.check();
-    assert!(calls(&t).is_empty(), "{:?}", calls(&t));
 }

@@ -1,10 +1,10 @@
-//! The appliance testbed (`../shared/testbed.md`): a Debian 12 root booted
-//! with systemd as PID 1 in a container, with its own dockerd, bash 4.2 as
-//! `/bin/bash` and recording stubs for what only CentOS has (rpm, yum,
-//! semanage, restorecon, firewall-cmd, update-ca-trust, hostnamectl).
-//! `tests/testbed/build` builds it (content-cached) and the stand-in
-//! `registry:2`/`registry:3` images; `tests/testbed/dockerd` finds or starts
-//! the engine.
+//! The appliance testbed (README.md, "The appliance testbed"): a Debian 12
+//! root booted with systemd as PID 1 in a container, with its own dockerd,
+//! bash 4.2 as `/bin/bash` and recording stubs for what only CentOS has
+//! (rpm, yum, semanage, restorecon, firewall-cmd, update-ca-trust,
+//! hostnamectl). `tests/testbed/build` builds it (content-cached) and the
+//! stand-in `registry:2`/`registry:3` images; `tests/testbed/dockerd` finds
+//! or starts the engine.
 //!
 //! Every testbed sits on an `--internal` Docker network: nothing outside it
 //! is reachable from inside (no image can be pulled), and the host reaches
@@ -19,6 +19,8 @@
 //! Debian's 5.2.15 for EL10's 5.2.26) and a `dnf` stub beside `yum`.
 //! systemd 252 is EL9's own major; EL10 has 257.
 
+mod bakes;
+mod client;
 mod gc;
 mod hardening;
 mod install_status;
@@ -29,7 +31,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::common::{bash42, repo, require_tool, Test, BIN};
+use crate::common::{bash42, repo, require_tool};
+pub(crate) use client::{probe, render, Admin};
 
 /// The testbeds' network; docker's gateway is `.1`.
 const SUBNET: &str = "172.30.213";
@@ -578,97 +581,4 @@ impl Testbed {
              else echo \"$(stat -c '%n %a %U:%G' \"$f\") $(md5sum < \"$f\" | cut -c1-32)\"; fi; done",
         )
     }
-}
-
-/// A client key pair for the admin user (ssh-keygen), and the config that
-/// authorizes it.
-pub(crate) struct Admin {
-    _dir: tempfile::TempDir,
-    pub key: PathBuf,
-    pub public: String,
-}
-
-impl Admin {
-    pub(crate) fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = dir.path().join("id_ed25519");
-        let o = Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "admin@regbake-test",
-                "-f",
-            ])
-            .arg(&key)
-            .output()
-            .expect("ssh-keygen");
-        assert!(o.status.success(), "ssh-keygen: {}", text(&o));
-        let public = std::fs::read_to_string(key.with_extension("pub"))
-            .expect("public key")
-            .trim()
-            .to_string();
-        Self {
-            _dir: dir,
-            key,
-            public,
-        }
-    }
-
-    /// `ssh -i KEY USER@HOST CMD`, non-interactive; (exit code, output).
-    pub(crate) fn ssh(
-        key: &Path,
-        user: &str,
-        host: &str,
-        extra: &[&str],
-        cmd: &str,
-    ) -> (i32, String) {
-        let o = Command::new("ssh")
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "LogLevel=ERROR",
-                "-i",
-            ])
-            .arg(key)
-            .args(extra)
-            .arg(format!("{user}@{host}"))
-            .arg(cmd)
-            .output()
-            .expect("ssh");
-        (o.status.code().unwrap_or(-1), text(&o))
-    }
-}
-
-/// Render `config` with the real binary; the test dir holds `out/`.
-pub(crate) fn render(config: &str, extra_env: &[(&str, &str)]) -> Test {
-    let mut t = Test::new().config(config).args(&["render"]);
-    for (k, v) in extra_env {
-        t = t.env(k, v);
-    }
-    t.success();
-    t
-}
-
-/// `regbake probe ARGS` from the host; (exit code, output).
-pub(crate) fn probe(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("probe").args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let o = cmd.output().expect("regbake probe");
-    (o.status.code().unwrap_or(-1), text(&o))
 }

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -129,13 +129,7 @@ fn spinner(n: usize, name: &str, cmd: &Cmd) -> ProgressBar {
 /// Start `cmd` with its stdout and stderr read line by line, each by its
 /// own thread, into one channel.
 fn spawn(cmd: &Cmd) -> Result<(Child, mpsc::Receiver<String>, Vec<JoinHandle<()>>)> {
-    let mut child = cmd
-        .to_command()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {cmd}"))?;
+    let mut child = cmd.spawn_piped()?;
     let (tx, rx) = mpsc::channel::<String>();
     let mut readers = vec![];
     if let Some(out) = child.stdout.take() {

@@ -70,6 +70,16 @@ impl Cmd {
         }
         c
     }
+
+    /// Started with stdin closed and stdout and stderr piped to us.
+    pub fn spawn_piped(&self) -> Result<std::process::Child> {
+        self.to_command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {self}"))
+    }
 }
 
 impl fmt::Display for Cmd {
@@ -122,13 +132,7 @@ pub fn tail(text: &str, n: usize) -> String {
 /// fails: a stop is not held up by a slow tool.
 pub fn capture(cmd: &Cmd) -> Result<Captured> {
     crate::util::log::debug(&format!("running: {cmd}"));
-    let mut child = cmd
-        .to_command()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {cmd}"))?;
+    let mut child = cmd.spawn_piped()?;
     let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = vec![];

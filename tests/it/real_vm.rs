@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::common::{free_port, repo, require_tool, Test, BIN};
+use crate::testbed::text;
 
 const LIBVIRT: &str = "qemu:///system";
 /// The appliance's name: its build domain is `vmtest-bake-default`.
@@ -34,14 +35,6 @@ struct VmEnv {
     /// `kvm` or `tcg`.
     accelerator: &'static str,
     vagrant_home: PathBuf,
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn run(cmd: &mut Command) -> std::process::Output {

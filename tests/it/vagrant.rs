@@ -221,6 +221,7 @@ fn hostile_values_are_rejected_before_the_vagrantfile() {
 /// Records `vagrant ARGS` (one line each) in calls.log; `up` creates the
 /// machine id and `package` the box file like the real ones;
 /// STUB_FAIL_AT=SUBCOMMAND makes that subcommand fail with status 3.
+/// STUB_DESTROY_SECONDS=N makes `destroy` take N seconds, then log "stub destroy done".
 const VAGRANT_STUB: &str = r#"#!/bin/bash
 log="$STUB_DIR/calls.log"
 echo "vagrant $*" >> "$log"
@@ -231,6 +232,11 @@ if [ "${STUB_SLOW_AT:-}" = "$1" ]; then
   sleep 30 & sleeper=$!
   echo "stub $1 waiting" >> "$log"
   wait "$sleeper"
+fi
+# A destroy that takes a while: does regbake let it finish?
+if [ "$1" = destroy ] && [ -n "${STUB_DESTROY_SECONDS:-}" ]; then
+  sleep "$STUB_DESTROY_SECONDS"
+  echo "stub destroy done" >> "$log"
 fi
 if [ "${STUB_FAIL_AT:-}" = "$1" ]; then
   echo "stub failure in $1" >&2

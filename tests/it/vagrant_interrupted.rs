@@ -106,6 +106,9 @@ fn ctrl_c_stops_the_tool_and_destroys_the_vm() {
         )
         .env("STUB_DIR", &root)
         .env("STUB_SLOW_AT", "up")
+        // The destroy after the Ctrl-C must run to its end, not be killed
+        // by that same Ctrl-C (which left the VM behind).
+        .env("STUB_DESTROY_SECONDS", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -137,7 +140,8 @@ fn ctrl_c_stops_the_tool_and_destroys_the_vm() {
             "vagrant up --provider virtualbox",
             "stub up waiting",
             "stub up interrupted",
-            "vagrant destroy -f"
+            "vagrant destroy -f",
+            "stub destroy done"
         ]
     );
 }

@@ -122,7 +122,7 @@ pub(crate) struct Env {
     registry3_tar: PathBuf,
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),

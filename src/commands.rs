@@ -71,11 +71,11 @@ pub fn render(g: &Global) -> Result<()> {
 
 /// Print the fully resolved config.
 pub fn show_config(g: &Global) -> Result<()> {
-    let (config, source) = config::load(g.config.as_deref())?;
+    let (valid, source) = config::load(g.config.as_deref())?;
     println!("# resolved config from {source}");
     print!(
         "{}",
-        toml::to_string(&config).context("printing the config")?
+        toml::to_string(&valid.config).context("printing the config")?
     );
     Ok(())
 }

@@ -53,11 +53,7 @@ pub fn run(opts: &Global, v: &Args) -> Result<()> {
         println!("{}", vagrantfile.display());
         return Ok(());
     }
-    let provider = if app.vagrant.libvirt {
-        Provider::Libvirt
-    } else {
-        Provider::Virtualbox
-    };
+    let provider = app.vagrant.provider;
     let vagrant = match tools::find("vagrant") {
         Some(p) => p,
         None if opts.dry_run => PathBuf::from("vagrant"),
@@ -88,7 +84,7 @@ pub fn run(opts: &Global, v: &Args) -> Result<()> {
                     "baked {} {} ({}) in {:.0}s",
                     bake.meta.name,
                     bake.meta.version,
-                    app.vagrant.provider,
+                    crate::boxes::provider_name(provider),
                     started.elapsed().as_secs_f64()
                 );
             }

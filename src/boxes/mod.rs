@@ -127,7 +127,7 @@ fn other_box_usage(e: anyhow::Error, name_path: &str) -> anyhow::Error {
 /// Run `regbake box pack`: bad arguments (missing or non-qcow2 disk, bad
 /// name) exit 2 like config errors; I/O failures exit 1.
 pub fn run_pack(opts: &Global, args: &PackArgs) -> Result<()> {
-    let (config, _) = crate::config::load(opts.config.as_deref())?;
+    let (crate::config::Valid { config, .. }, _) = crate::config::load(opts.config.as_deref())?;
     let source = args.source()?;
     let provider = args.provider;
     let meta = BoxMeta {

@@ -8,6 +8,7 @@ mod error;
 mod grammar;
 pub mod inventory;
 mod schema;
+mod typed;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,8 @@ pub use error::{exit_code, show, BadInput, Problem, Shown};
 pub(crate) use grammar::{check_ssh_public_key, is_box_name, is_version};
 pub use grammar::{is_repository, is_tag, parse_mac};
 pub use schema::*;
-pub use validate::validate;
+pub use typed::{Addressing, Disk, NetDevice, Parsed};
+pub use validate::{validate, Valid};
 
 /// The commented default config: what `regbake init` writes and what is used
 /// when no config file exists.
@@ -97,9 +99,9 @@ pub(crate) fn read_input(
     }
 }
 
-/// Load the config: an explicit path must exist; without one, `./regbake.toml`
-/// is used when present, else the embedded defaults.
-pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Config, Source)> {
+/// Load the config and validate it: an explicit path must exist; without
+/// one, `./regbake.toml` is used when present, else the embedded defaults.
+pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Valid, Source)> {
     const CONFIG: &str = "a regbake.toml (a regular file of at most 1 MiB)";
     let (text, source) = match explicit {
         Some(p) => (
@@ -115,12 +117,8 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Config, Source)> {
         }
         None => (DEFAULT_TOML.to_string(), Source::Embedded),
     };
-    let config = parse(&text)?;
-    let problems = validate(&config);
-    if !problems.is_empty() {
-        return Err(BadInput::Invalid(problems).into());
-    }
-    Ok((config, source))
+    let valid = Valid::check(parse(&text)?).map_err(BadInput::Invalid)?;
+    Ok((valid, source))
 }
 
 #[cfg(test)]
@@ -130,8 +128,9 @@ mod tests {
     #[test]
     fn embedded_defaults_parse_and_validate() {
         let c = parse(DEFAULT_TOML).expect("defaults parse");
-        assert!(validate(&c).is_empty(), "{:?}", validate(&c));
-        assert_eq!(c.registry.effective_port(), 5000);
+        let v = Valid::check(c).expect("defaults validate");
+        assert_eq!(v.config.registry.effective_port(), 5000);
+        assert_eq!(v.parsed.disk, Disk::Auto);
     }
 
     #[test]

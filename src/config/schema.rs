@@ -4,9 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use super::distro::Distro;
-
-/// `storage.disk`: let the kickstart find the one eligible disk.
-pub const AUTO_DISK: &str = "auto";
+use super::typed::Disk;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,7 +162,7 @@ impl Default for StorageSection {
             data_dir: "/data/docker-registry".into(),
             data_size_gb: 0,
             root_size_gb: 10,
-            disk: AUTO_DISK.into(),
+            disk: Disk::AUTO.into(),
         }
     }
 }
@@ -433,8 +431,7 @@ pub struct PackerSection {
     pub memory: u32,
     pub cpus: u32,
     pub headless: bool,
-    /// QEMU accelerator: kvm, tcg (software, slow but works anywhere), hvf, whpx, none.
-    pub accelerator: String,
+    pub accelerator: PackerAccelerator,
     /// Packer's VM output directory; relative paths are relative to the out dir.
     pub output_dir: String,
     /// gzip level of the `.box` (0-9).
@@ -442,6 +439,20 @@ pub struct PackerSection {
     pub required_plugins: RequiredPlugins,
     /// How long Packer waits for SSH (the whole unattended install): Go duration.
     pub ssh_timeout: String,
+}
+
+/// `packer.accelerator`: how QEMU runs the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackerAccelerator {
+    Kvm,
+    /// Software emulation: slow, but works without /dev/kvm.
+    Tcg,
+    /// macOS's Hypervisor.framework.
+    Hvf,
+    /// Windows' Hypervisor Platform.
+    Whpx,
+    None,
 }
 
 /// A Packer builder regbake can bake with; its name is Packer's.
@@ -498,7 +509,7 @@ impl Default for PackerSection {
             memory: 2048,
             cpus: 2,
             headless: true,
-            accelerator: "kvm".into(),
+            accelerator: PackerAccelerator::Kvm,
             output_dir: "packer-build".into(),
             compression_level: 6,
             required_plugins: RequiredPlugins::Auto,

@@ -28,7 +28,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::config::inventory::{vars, Host, Inventory};
-use crate::config::{self, BadInput, Config, NetworkMode, Problem, TlsMode};
+use crate::config::{self, BadInput, Config, NetworkMode, Parsed, Problem, TlsMode, Valid};
 use crate::model::secrets::{SecretStore, Slot};
 use crate::model::{Appliance, Facts};
 use crate::out::{ksdir, Global, Writer};
@@ -115,11 +115,11 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
             }]
         }
         Some(path) => {
-            let (config, _) = config::load(opts.config.as_deref())?;
+            let (valid, _) = config::load(opts.config.as_deref())?;
             let inv = Inventory::load(path)?;
             let mut w = Writer::new(&opts.out, crate::out::ksdir::Owner::Inventory, &lock)?;
             let kept = render_fleet(
-                &config,
+                &valid.config,
                 &inv,
                 &opts.out,
                 ko.oemdrv,
@@ -160,15 +160,24 @@ pub fn host_config(base: &Config, host: &Host) -> Config {
 }
 
 /// Validate every host's config; problems name the inventory line, the
-/// host, the var and the config field. Nothing is kept: the render makes
-/// each host's config again as it goes.
-fn validate_hosts(base: &Config, inv: &Inventory) -> Result<(), BadInput> {
+/// host, the var and the config field. Only what the validation parsed is
+/// kept, a host's in its place: the render makes each host's config again
+/// as it goes.
+fn validate_hosts(base: &Config, inv: &Inventory) -> Result<Vec<Parsed>, BadInput> {
     let mut problems = vec![];
+    let mut parsed = Vec::with_capacity(inv.hosts.len());
     // Hosts left with the address or host name of regbake.toml would clash.
     let mut seen: HashMap<(&str, String), &Host> = HashMap::new();
     for h in &inv.hosts {
         let c = host_config(base, h);
-        for p in config::validate(&c) {
+        let found = match config::validate(&c) {
+            Ok(p) => {
+                parsed.push(p);
+                vec![]
+            }
+            Err(found) => found,
+        };
+        for p in found {
             let var = vars::var_of_field(&p.path).map(|v| v.name);
             let line = var.and_then(|v| h.overrides.line_of(v)).unwrap_or(h.line);
             let what = match var {
@@ -208,7 +217,7 @@ fn validate_hosts(base: &Config, inv: &Inventory) -> Result<(), BadInput> {
         }
     }
     if problems.is_empty() {
-        Ok(())
+        Ok(parsed)
     } else {
         Err(BadInput::Invalid(problems))
     }
@@ -230,7 +239,7 @@ pub fn render_fleet(
     w: &mut Writer,
 ) -> Result<Vec<Kickstart>> {
     let started = Instant::now();
-    validate_hosts(base, inv)?;
+    let parsed = validate_hosts(base, inv)?;
     crate::util::interrupt::check()?;
     crate::util::log::debug(&format!(
         "validated {} hosts in {} ms",
@@ -245,25 +254,21 @@ pub fn render_fleet(
         out_dir: std::path::absolute(out).context("resolving the out dir")?,
         packer: None,
     };
-    let resolve_host = |c: &Config, h: &Host, store: &mut SecretStore| -> Result<Appliance> {
-        Appliance::resolve(c, store, &facts, Slot::Host(&h.name))
-            .with_context(|| format!("host {}", h.name))
+    let resolve_host = |config: Config, parsed: Parsed, h: &Host, store: &mut SecretStore| {
+        Appliance::resolve(
+            &Valid { config, parsed },
+            store,
+            &facts,
+            Slot::Host(&h.name),
+        )
+        .with_context(|| format!("host {}", h.name))
     };
     // The first host settles what all share (SSH keys, http secret, CA,
     // htpasswd): it goes first, alone, through the one store.
-    let first = resolve_host(&host_config(base, &inv.hosts[0]), &inv.hosts[0], &mut store)?;
+    let h0 = &inv.hosts[0];
+    let first = resolve_host(host_config(base, h0), parsed[0].clone(), h0, &mut store)?;
     let keys = first.user.authorized_keys.clone();
-    // The first host's bcrypt hashes, so env passwords are hashed (or
-    // verified: ms at cost 5, ~0.25 s at cost 12) once, not once per host.
-    let hashes: BTreeMap<String, String> = first
-        .registry_files
-        .htpasswd
-        .as_deref()
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(u, h)| (u.to_string(), h.to_string()))
-        .collect();
+    let hashes = htpasswd_hashes(&first);
     let config_of = |h: &Host| -> Config {
         let mut c = host_config(base, h);
         // Key files were read for the first host; don't read them 100,000 times.
@@ -285,13 +290,13 @@ pub fn render_fleet(
     // next: resolving (one secret store) is the part that cannot be shared.
     std::thread::scope(|s| -> Result<()> {
         let mut rendering = None;
-        for hosts in inv.hosts.chunks(CHUNK) {
+        for (hosts, parsed) in inv.hosts.chunks(CHUNK).zip(parsed.chunks(CHUNK)) {
             crate::util::interrupt::check()?;
             let mut jobs = Vec::with_capacity(hosts.len());
-            for h in hosts {
+            for (h, parsed) in hosts.iter().zip(parsed) {
                 jobs.push(match first.take() {
                     Some(app) => app,
-                    None => resolve_host(&config_of(h), h, &mut store)?,
+                    None => resolve_host(config_of(h), parsed.clone(), h, &mut store)?,
                 });
             }
             if let Some((hosts, job)) = rendering.take() {
@@ -313,6 +318,20 @@ pub fn render_fleet(
         w.add(rel, e)?;
     }
     Ok(kickstarts)
+}
+
+/// The bcrypt hash of each user of `app`'s htpasswd: the first host's, so
+/// env passwords are hashed (or verified: ms at cost 5, ~0.25 s at cost 12)
+/// once, not once per host.
+fn htpasswd_hashes(app: &Appliance) -> BTreeMap<String, String> {
+    app.registry_files
+        .htpasswd
+        .as_deref()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(u, h)| (u.to_string(), h.to_string()))
+        .collect()
 }
 
 /// One host's files by name, staged in `out/kickstart` (`None`: there

@@ -10,7 +10,10 @@ pub mod secrets;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::config::{expand_home, BadInput, Config, NetworkMode, Problem, Sudo};
+use crate::config::{
+    expand_home, Addressing, BadInput, Config, Disk, NetDevice, Parsed, Problem, Provider, Sudo,
+    Valid,
+};
 use crate::util::log;
 pub use distro::{Repo, Repos};
 pub use packer::Facts;
@@ -105,7 +108,7 @@ pub struct Ssh {
 pub struct Network {
     #[serde(rename = "static")]
     pub is_static: bool,
-    pub device: String,
+    pub device: NetDevice,
     pub ip: String,
     pub netmask: String,
     pub prefix: u8,
@@ -130,8 +133,8 @@ pub struct Storage {
     pub data_dir: String,
     pub registry_dir: String,
     pub docker_dir: String,
-    pub disk: String,
-    /// `storage.disk = "auto"`: the kickstart's %pre picks the disk.
+    pub disk: Disk,
+    /// For the templates: `disk` is [`Disk::Auto`], the kickstart's %pre picks it.
     pub auto_disk: bool,
     pub root_size_mb: u64,
     pub data_grow: bool,
@@ -143,7 +146,8 @@ pub struct Storage {
 pub struct Vagrant {
     pub base_box: String,
     /// `virtualbox` or `libvirt`, as `vagrant up --provider` takes it.
-    pub provider: String,
+    pub provider: Provider,
+    /// For the templates: `provider` is [`Provider::Libvirt`].
     pub libvirt: bool,
     pub box_name: String,
     pub box_version: String,
@@ -211,16 +215,17 @@ fn collect_keys(c: &Config) -> Result<Vec<String>> {
 }
 
 impl Appliance {
-    /// The appliance `c` describes, with its secrets from (or made into)
+    /// The appliance `v` describes, with its secrets from (or made into)
     /// `store`; `slot` says whose server certificate it gets.
     pub fn resolve(
-        c: &Config,
+        v: &Valid,
         store: &mut SecretStore,
         facts: &Facts,
         slot: Slot<'_>,
     ) -> Result<Self> {
+        let c = &v.config;
         let user = resolve_user(c, store)?;
-        let network = resolve_network(c)?;
+        let network = resolve_network(c, &v.parsed);
         let proxy = c
             .proxy
             .as_ref()
@@ -233,7 +238,7 @@ impl Appliance {
         );
         warn_rsa_only(c, &user.authorized_keys);
         let (packages, package_groups, rpm_packages) = resolve_packages(c);
-        let storage = resolve_storage(c);
+        let storage = resolve_storage(c, &v.parsed.disk);
 
         let (registry, registry_files) = registry::resolve(
             c,
@@ -275,7 +280,7 @@ impl Appliance {
             uninstall_files,
             selinux_container_dirs,
             vagrant: resolve_vagrant(c, c.registry.effective_port()),
-            packer: packer_settings(c, store, facts)?,
+            packer: packer_settings(v, store, facts)?,
             registry_files,
             credentials: credentials(&[
                 c.proxy.as_ref().map_or("", |p| p.http.as_str()),
@@ -329,11 +334,11 @@ fn warn_rsa_only(c: &Config, keys: &[String]) {
 }
 
 /// `[network]` resolved: a static address split into its parts.
-fn resolve_network(c: &Config) -> Result<Network> {
+fn resolve_network(c: &Config, parsed: &Parsed) -> Network {
     let n = &c.network;
     let dynamic = Network {
         is_static: false,
-        device: n.device.clone(),
+        device: parsed.device.clone(),
         ip: String::new(),
         netmask: String::new(),
         prefix: 0,
@@ -341,18 +346,17 @@ fn resolve_network(c: &Config) -> Result<Network> {
         dns: n.dns.clone(),
         dns_csv: n.dns.join(","),
     };
-    if n.mode != NetworkMode::Static {
-        return Ok(dynamic);
+    match parsed.addressing {
+        Addressing::Dhcp => dynamic,
+        Addressing::Static { net, gateway } => Network {
+            is_static: true,
+            ip: net.addr().to_string(),
+            netmask: net.netmask().to_string(),
+            prefix: net.prefix_len(),
+            gateway: gateway.to_string(),
+            ..dynamic
+        },
     }
-    let net: ipnet::Ipv4Net = n.address.parse().context("network.address was validated")?;
-    Ok(Network {
-        is_static: true,
-        ip: net.addr().to_string(),
-        netmask: net.netmask().to_string(),
-        prefix: net.prefix_len(),
-        gateway: n.gateway.clone(),
-        ..dynamic
-    })
 }
 
 /// `[proxy]` resolved: the appliance itself is never proxied, and yum and
@@ -392,15 +396,15 @@ fn resolve_packages(c: &Config) -> (Vec<String>, Vec<String>, Vec<String>) {
 }
 
 /// `[storage]` resolved: the data directory's parts and sizes in MiB.
-fn resolve_storage(c: &Config) -> Storage {
+fn resolve_storage(c: &Config, disk: &Disk) -> Storage {
     let s = &c.storage;
     let data_dir = s.data_dir.clone();
     Storage {
         registry_dir: format!("{data_dir}/registry"),
         docker_dir: format!("{data_dir}/docker"),
         data_dir,
-        disk: s.disk.clone(),
-        auto_disk: s.disk == crate::config::AUTO_DISK,
+        auto_disk: *disk == Disk::Auto,
+        disk: disk.clone(),
         root_size_mb: s.root_size_gb * 1024,
         data_grow: s.data_size_gb == 0,
         data_size_mb: s.data_size_gb * 1024,
@@ -408,10 +412,10 @@ fn resolve_storage(c: &Config) -> Storage {
 }
 
 /// `[packer]` resolved, with Packer's build key when Packer can bake this.
-fn packer_settings(c: &Config, store: &mut SecretStore, facts: &Facts) -> Result<packer::Settings> {
-    let mut s = packer::Settings::from_config(c, facts);
+fn packer_settings(v: &Valid, store: &mut SecretStore, facts: &Facts) -> Result<packer::Settings> {
+    let mut s = packer::Settings::from_config(v, facts);
     if s.problems.is_empty() {
-        let key = store.packer_key(&format!("regbake-packer@{}", c.appliance.name))?;
+        let key = store.packer_key(&format!("regbake-packer@{}", v.config.appliance.name))?;
         s.build_public_key = key.public_line;
     }
     Ok(s)
@@ -419,12 +423,11 @@ fn packer_settings(c: &Config, store: &mut SecretStore, facts: &Facts) -> Result
 
 fn resolve_vagrant(c: &Config, registry_port: u16) -> Vagrant {
     let v = &c.vagrant;
-    let libvirt = v.provider == crate::config::Provider::Libvirt;
     let libvirt_prefix = format!("{}-bake-", c.appliance.name);
     Vagrant {
         base_box: v.base_box.clone(),
-        provider: if libvirt { "libvirt" } else { "virtualbox" }.into(),
-        libvirt,
+        provider: v.provider,
+        libvirt: v.provider == Provider::Libvirt,
         box_name: v.box_name.clone(),
         box_version: v.box_version.clone(),
         memory: v.memory,

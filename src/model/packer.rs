@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::boxes::{box_file_name, partial};
-use crate::config::{Builder, Config, Distro, PackerSection, Problem, RequiredPlugins, Sudo};
+use crate::config::{
+    Builder, Config, Disk, Distro, PackerAccelerator, PackerSection, Problem, RequiredPlugins,
+    Sudo, Valid,
+};
 
 /// What the appliance depends on besides the config and the secrets.
 #[derive(Debug, Clone, Default)]
@@ -99,9 +102,9 @@ fn qemu_cpu(c: &Config, problems: &mut Vec<Problem>) -> &'static str {
     if d == Distro::Centos7 || !c.packer.builders.contains(&Builder::Qemu) {
         return "";
     }
-    match c.packer.accelerator.as_str() {
-        "kvm" | "hvf" => "host",
-        "tcg" if d.major() >= 10 => {
+    match c.packer.accelerator {
+        PackerAccelerator::Kvm | PackerAccelerator::Hvf => "host",
+        PackerAccelerator::Tcg if d.major() >= 10 => {
             problems.push(Problem::new(
                 "packer.accelerator",
                 "tcg",
@@ -114,7 +117,8 @@ fn qemu_cpu(c: &Config, problems: &mut Vec<Problem>) -> &'static str {
 }
 
 impl Settings {
-    pub fn from_config(c: &Config, facts: &Facts) -> Self {
+    pub fn from_config(v: &Valid, facts: &Facts) -> Self {
+        let c = &v.config;
         let p = &c.packer;
         let mut problems = vec![];
         if c.user.sudo != Sudo::Nopasswd {
@@ -140,11 +144,12 @@ impl Settings {
             ));
         }
         let vbox = p.builders.contains(&Builder::VirtualboxIso);
-        let qemu_disk_interface = match c.storage.disk.as_str() {
+        let qemu_disk_interface = match &v.parsed.disk {
             // The VM's only disk: "auto" finds it, as sda.
-            "auto" | "sda" => "virtio-scsi",
-            "vda" if !vbox => "virtio",
-            disk => {
+            Disk::Auto => "virtio-scsi",
+            Disk::Named(d) if d == "sda" => "virtio-scsi",
+            Disk::Named(d) if d == "vda" && !vbox => "virtio",
+            Disk::Named(disk) => {
                 problems.push(Problem::new(
                     "storage.disk",
                     disk,

@@ -50,17 +50,17 @@ pub fn prepare(
     packer: fn() -> Option<Version>,
     _lock: &OutLock,
 ) -> Result<(Appliance, SecretStore)> {
-    let (config, _) = config::load(g.config.as_deref())?;
+    let (valid, _) = config::load(g.config.as_deref())?;
     let mut store = SecretStore::load(&g.out).context("reading stored secrets")?;
     let facts = Facts {
         out_dir: std::path::absolute(&g.out).context("resolving the out dir")?,
-        packer: if config.packer.required_plugins == RequiredPlugins::Auto {
+        packer: if valid.config.packer.required_plugins == RequiredPlugins::Auto {
             packer()
         } else {
             None
         },
     };
-    let app = Appliance::resolve(&config, &mut store, &facts, Slot::Single)?;
+    let app = Appliance::resolve(&valid, &mut store, &facts, Slot::Single)?;
     Ok((app, store))
 }
 

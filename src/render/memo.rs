@@ -354,7 +354,8 @@ mod tests {
             let mut c = config::parse(&format!("version = 1\n{extra}")).expect("config");
             c.user.ssh_keys = vec![key.into()];
             c.user.ssh_key_files = vec![];
-            let app = Appliance::resolve(&c, &mut store, &Facts::default(), Slot::Single)
+            let v = config::Valid::check(c).expect("valid");
+            let app = Appliance::resolve(&v, &mut store, &Facts::default(), Slot::Single)
                 .expect("appliance");
             let mut ctx = handlebars::Context::wraps(&app).expect("context");
             if let Some(m) = ctx.data_mut().as_object_mut() {

@@ -51,9 +51,11 @@ mod tests {
                 .into(),
         ];
         c.user.ssh_key_files = vec![];
-        c.proxy = Some(config::ProxySection::default());
+        let mut v = config::Valid::check(c).expect("valid");
+        // Past the validation, which wants a proxy: the values are set below.
+        v.config.proxy = Some(config::ProxySection::default());
         let mut app = crate::model::Appliance::resolve(
-            &c,
+            &v,
             &mut crate::model::secrets::SecretStore::default(),
             &crate::model::Facts::default(),
             crate::model::secrets::Slot::Single,

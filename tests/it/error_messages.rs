@@ -33,6 +33,11 @@ const CONFIGS: &[(&str, &str)] = &[
         "version = 1\n[registry]\nport = \"x\"\n",
         "error: registry.port: invalid type: string \"x\", expected u32\n",
     ),
+    // an unknown choice names its field, the value and the choices.
+    (
+        "version = 1\n[packer]\naccelerator = \"kvmm\"\n",
+        "error: packer.accelerator: unknown variant `kvmm`, expected one of `kvm`, `tcg`, `hvf`, `whpx`, `none`\n",
+    ),
 ];
 
 /// An inventory, then `regbake kickstart --inventory inv.ini`: each problem

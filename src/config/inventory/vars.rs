@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use ipnet::Ipv4Net;
 
-use crate::config::{parse_mac, Config, NetworkMode};
+use crate::config::{parse_mac, Config, NetDevice, NetworkMode};
 
 /// How a host gets its address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +144,7 @@ pub const VARS: &[HostVar] = &[
         // --device=MAC`): with several NICs up, "link" takes whichever has a
         // link first.
         apply: |c, v| {
-            if c.network.device == "link" {
+            if c.network.device == NetDevice::LINK {
                 c.network.device = as_text(v);
             }
         },

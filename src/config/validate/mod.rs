@@ -10,19 +10,35 @@ use ipnet::Ipv4Net;
 
 use crate::config::error::{Problem, Problems};
 use crate::config::grammar::{
-    check_ssh_public_key, is_base_url, is_box_name, is_checksum, is_data_dir, is_disk,
-    is_go_duration, is_hostname, is_ifname, is_mac, is_name, is_no_proxy_entry, is_package,
-    is_rel_or_abs_path, is_sha512_crypt, is_timezone, is_url, is_user_name, is_version,
-    BASE_URL_HELP, HASH_HELP, HOST_HELP, NAME_HELP, PATH_HELP, PORT_HELP, SSH_PORT, URL_HELP,
-    USER_HELP, VAGRANT_SSH_PORT,
+    check_ssh_public_key, is_base_url, is_box_name, is_checksum, is_data_dir, is_go_duration,
+    is_hostname, is_name, is_no_proxy_entry, is_package, is_rel_or_abs_path, is_sha512_crypt,
+    is_timezone, is_url, is_user_name, is_version, BASE_URL_HELP, HASH_HELP, HOST_HELP, NAME_HELP,
+    PATH_HELP, PORT_HELP, SSH_PORT, URL_HELP, USER_HELP, VAGRANT_SSH_PORT,
 };
 use crate::config::schema::{Config, Distro, NetworkMode, Provider, Sudo, VagrantAccelerator};
+use crate::config::typed::{Addressing, Disk, NetDevice, Parsed};
 
 mod registry;
 
 use registry::registry;
 
-pub fn validate(c: &Config) -> Vec<Problem> {
+/// A config that passed the validation pass, with what it parsed.
+#[derive(Debug, Clone)]
+pub struct Valid {
+    pub config: Config,
+    pub parsed: Parsed,
+}
+
+impl Valid {
+    /// `config` validated: every problem it has, or it with its parsed values.
+    pub fn check(config: Config) -> Result<Self, Vec<Problem>> {
+        let parsed = validate(&config)?;
+        Ok(Valid { config, parsed })
+    }
+}
+
+/// Every problem of `c`; without any, the values the pass parsed.
+pub fn validate(c: &Config) -> Result<Parsed, Vec<Problem>> {
     let mut p = Problems::default();
 
     p.check(
@@ -33,15 +49,23 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     );
     appliance(c, &mut p);
     user(c, &mut p);
-    network(c, &mut p);
+    let (addressing, device) = network(c, &mut p);
     proxy(c, &mut p);
     repos(c, &mut p);
     packages(c, &mut p);
-    storage(c, &mut p);
+    let disk = storage(c, &mut p);
     registry(c, &mut p);
     vagrant(c, &mut p);
     packer(c, &mut p);
-    p.0
+    if p.0.is_empty() {
+        Ok(Parsed {
+            addressing,
+            device,
+            disk,
+        })
+    } else {
+        Err(p.0)
+    }
 }
 
 /// [appliance]
@@ -109,44 +133,11 @@ fn user(c: &Config, p: &mut Problems) {
     }
 }
 
-/// [network]
-fn network(c: &Config, p: &mut Problems) {
-    if c.network.mode == NetworkMode::Static {
-        match c.network.address.parse::<Ipv4Net>() {
-            Ok(net) => {
-                if net.prefix_len() == 0 || net.prefix_len() > 32 {
-                    p.push(
-                        "network.address",
-                        &c.network.address,
-                        "expected an IPv4 address with a prefix length from 1 to 32",
-                    );
-                } else if let Err(why) = host_address(net, net.addr()) {
-                    p.push("network.address", &c.network.address, &why);
-                }
-                match c.network.gateway.parse::<Ipv4Addr>() {
-                    Ok(gw) if !net.contains(&gw) || gw == net.addr() => p.push(
-                        "network.gateway",
-                        &c.network.gateway,
-                        "expected an IPv4 address inside network.address's subnet, other than the address itself",
-                    ),
-                    Ok(gw) => {
-                        if let Err(why) = host_address(net, gw) {
-                            p.push("network.gateway", &c.network.gateway, &why);
-                        }
-                    }
-                    Err(_) => p.push(
-                        "network.gateway",
-                        &c.network.gateway,
-                        "expected an IPv4 address such as 192.0.2.1",
-                    ),
-                }
-            }
-            Err(_) => p.push(
-                "network.address",
-                &c.network.address,
-                "expected an IPv4 address in CIDR form such as 192.0.2.10/24 (required with mode = \"static\")",
-            ),
-        }
+/// [network]: the addressing and the device (placeholders where a
+/// problem was found: the config is refused then).
+fn network(c: &Config, p: &mut Problems) -> (Addressing, NetDevice) {
+    let addressing = if c.network.mode == NetworkMode::Static {
+        static_addressing(c, p)
     } else {
         for (field, v) in [
             ("network.address", &c.network.address),
@@ -159,7 +150,8 @@ fn network(c: &Config, p: &mut Problems) {
                 "only used with network.mode = \"static\"; remove it or set the mode",
             );
         }
-    }
+        Addressing::Dhcp
+    };
     for (i, d) in c.network.dns.iter().enumerate() {
         p.check(
             d.parse::<Ipv4Addr>().is_ok(),
@@ -168,12 +160,50 @@ fn network(c: &Config, p: &mut Problems) {
             "expected an IPv4 address of a name server",
         );
     }
-    p.check(
-        c.network.device == "link" || is_ifname(&c.network.device) || is_mac(&c.network.device),
-        "network.device",
-        &c.network.device,
-        "expected \"link\" (the first interface with a link), an interface name such as eth0, or a MAC address",
-    );
+    let device = c.network.device.parse().unwrap_or_else(|why| {
+        p.push("network.device", &c.network.device, why);
+        NetDevice::Link
+    });
+    (addressing, device)
+}
+
+/// `network.address` and `network.gateway` with mode = "static".
+fn static_addressing(c: &Config, p: &mut Problems) -> Addressing {
+    let Ok(net) = c.network.address.parse::<Ipv4Net>() else {
+        p.push(
+            "network.address",
+            &c.network.address,
+            "expected an IPv4 address in CIDR form such as 192.0.2.10/24 (required with mode = \"static\")",
+        );
+        return Addressing::Dhcp;
+    };
+    if net.prefix_len() == 0 || net.prefix_len() > 32 {
+        p.push(
+            "network.address",
+            &c.network.address,
+            "expected an IPv4 address with a prefix length from 1 to 32",
+        );
+    } else if let Err(why) = host_address(net, net.addr()) {
+        p.push("network.address", &c.network.address, &why);
+    }
+    let Ok(gateway) = c.network.gateway.parse::<Ipv4Addr>() else {
+        p.push(
+            "network.gateway",
+            &c.network.gateway,
+            "expected an IPv4 address such as 192.0.2.1",
+        );
+        return Addressing::Dhcp;
+    };
+    if !net.contains(&gateway) || gateway == net.addr() {
+        p.push(
+            "network.gateway",
+            &c.network.gateway,
+            "expected an IPv4 address inside network.address's subnet, other than the address itself",
+        );
+    } else if let Err(why) = host_address(net, gateway) {
+        p.push("network.gateway", &c.network.gateway, &why);
+    }
+    Addressing::Static { net, gateway }
 }
 
 /// Whether `a` can be a host's address in `net`: unicast, and neither the
@@ -279,8 +309,8 @@ fn packages(c: &Config, p: &mut Problems) {
     }
 }
 
-/// [storage]
-fn storage(c: &Config, p: &mut Problems) {
+/// [storage]: the disk (a placeholder where a problem was found).
+fn storage(c: &Config, p: &mut Problems) -> Disk {
     p.check(
         is_data_dir(&c.storage.data_dir),
         "storage.data_dir",
@@ -299,12 +329,10 @@ fn storage(c: &Config, p: &mut Problems) {
         4..=1 << 20,
         "expected a size in GiB from 4 (CentOS 7 minimal plus docker) to 1048576",
     );
-    p.check(
-        is_disk(&c.storage.disk),
-        "storage.disk",
-        &c.storage.disk,
-        "expected \"auto\" (the kickstart finds the one local, non-removable disk), a whole disk's /dev/disk/by-id/… or /dev/disk/by-path/… link, or a disk name such as sda, vda or nvme0n1 (not a partition, by-uuid/by-label file system, optical drive, loop or RAM device)",
-    );
+    c.storage.disk.parse().unwrap_or_else(|why| {
+        p.push("storage.disk", &c.storage.disk, why);
+        Disk::Auto
+    })
 }
 
 /// [vagrant]
@@ -397,12 +425,6 @@ fn packer(c: &Config, p: &mut Problems) {
         );
     }
     p.range("packer.cpus", c.packer.cpus, 1..=256, "expected 1 to 256");
-    p.check(
-        ["kvm", "tcg", "hvf", "whpx", "none"].contains(&c.packer.accelerator.as_str()),
-        "packer.accelerator",
-        &c.packer.accelerator,
-        "expected kvm, tcg (software emulation, works without /dev/kvm), hvf, whpx or none",
-    );
     p.check(
         is_rel_or_abs_path(&c.packer.output_dir),
         "packer.output_dir",

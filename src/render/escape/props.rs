@@ -517,7 +517,7 @@ fn sudoers_user_names_are_refused_or_read_back_by_sudo() {
         for name in &names {
             let mut c = base.clone();
             c.user.name = name.clone();
-            if crate::config::validate(&c).iter().any(|p| p.path == "user.name") {
+            if crate::config::validate(&c).is_err_and(|ps| ps.iter().any(|p| p.path == "user.name")) {
                 continue;
             }
             let ctx = serde_json::json!({

@@ -36,12 +36,10 @@ impl FromStr for Disk {
     type Err = &'static str;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == Self::AUTO {
-            Ok(Disk::Auto)
-        } else if is_disk(s) {
-            Ok(Disk::Named(s.to_string()))
-        } else {
-            Err("expected \"auto\" (the kickstart finds the one local, non-removable disk), a whole disk's /dev/disk/by-id/… or /dev/disk/by-path/… link, or a disk name such as sda, vda or nvme0n1 (not a partition, by-uuid/by-label file system, optical drive, loop or RAM device)")
+        match s {
+            Self::AUTO => Ok(Disk::Auto),
+            _ if is_disk(s) => Ok(Disk::Named(s.to_string())),
+            _ => Err("expected \"auto\" (the kickstart finds the one local, non-removable disk), a whole disk's /dev/disk/by-id/… or /dev/disk/by-path/… link, or a disk name such as sda, vda or nvme0n1 (not a partition, by-uuid/by-label file system, optical drive, loop or RAM device)"),
         }
     }
 }

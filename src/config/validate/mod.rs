@@ -169,41 +169,45 @@ fn network(c: &Config, p: &mut Problems) -> (Addressing, NetDevice) {
 
 /// `network.address` and `network.gateway` with mode = "static".
 fn static_addressing(c: &Config, p: &mut Problems) -> Addressing {
-    let Ok(net) = c.network.address.parse::<Ipv4Net>() else {
+    let (address, gateway) = (&c.network.address, &c.network.gateway);
+    let Ok(net) = address.parse::<Ipv4Net>() else {
         p.push(
             "network.address",
-            &c.network.address,
+            address,
             "expected an IPv4 address in CIDR form such as 192.0.2.10/24 (required with mode = \"static\")",
         );
         return Addressing::Dhcp;
     };
+    if let Err(why) = host_net(net) {
+        p.push("network.address", address, &why);
+    }
+    match gateway_of(net, gateway) {
+        Ok(gw) => Addressing::Static { net, gateway: gw },
+        Err(why) => {
+            p.push("network.gateway", gateway, &why);
+            Addressing::Dhcp
+        }
+    }
+}
+
+/// Whether `net` is a host's address with its prefix length.
+fn host_net(net: Ipv4Net) -> Result<(), String> {
     if net.prefix_len() == 0 || net.prefix_len() > 32 {
-        p.push(
-            "network.address",
-            &c.network.address,
-            "expected an IPv4 address with a prefix length from 1 to 32",
-        );
-    } else if let Err(why) = host_address(net, net.addr()) {
-        p.push("network.address", &c.network.address, &why);
+        return Err("expected an IPv4 address with a prefix length from 1 to 32".into());
     }
-    let Ok(gateway) = c.network.gateway.parse::<Ipv4Addr>() else {
-        p.push(
-            "network.gateway",
-            &c.network.gateway,
-            "expected an IPv4 address such as 192.0.2.1",
-        );
-        return Addressing::Dhcp;
-    };
-    if !net.contains(&gateway) || gateway == net.addr() {
-        p.push(
-            "network.gateway",
-            &c.network.gateway,
-            "expected an IPv4 address inside network.address's subnet, other than the address itself",
-        );
-    } else if let Err(why) = host_address(net, gateway) {
-        p.push("network.gateway", &c.network.gateway, &why);
+    host_address(net, net.addr())
+}
+
+/// `text` as the gateway of the host address `net`.
+fn gateway_of(net: Ipv4Net, text: &str) -> Result<Ipv4Addr, String> {
+    let gw: Ipv4Addr = text
+        .parse()
+        .map_err(|_| "expected an IPv4 address such as 192.0.2.1".to_string())?;
+    if !net.contains(&gw) || gw == net.addr() {
+        return Err("expected an IPv4 address inside network.address's subnet, other than the address itself".into());
     }
-    Addressing::Static { net, gateway }
+    host_address(net, gw)?;
+    Ok(gw)
 }
 
 /// Whether `a` can be a host's address in `net`: unicast, and neither the

@@ -1,9 +1,9 @@
 //! The command line: clap types of the top level; each command's own
 //! arguments live with the command. Nothing but `main` uses this module.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
-use crate::out::Global;
+use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,6 +18,27 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What every command is given: which config, which out dir, how chatty,
+/// and whether external commands only are printed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Config file [default: ./regbake.toml, else the embedded defaults]
+    #[arg(short, long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Output directory
+    #[arg(short, long, global = true, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+
+    /// Show every external command and more detail
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Print external commands instead of running them
+    #[arg(long, global = true)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

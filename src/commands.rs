@@ -3,13 +3,12 @@
 //! this module needs nothing of the cli module above it).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 
 use crate::config;
-use crate::out::Global;
 use crate::render::Scope;
 
 /// `regbake init`
@@ -23,12 +22,9 @@ pub struct InitArgs {
 /// Write the commented default config; never over a file without `--force`.
 /// Written beside it and renamed into place: a full disk or a kill leaves
 /// the old file as it was (and no fragment of the new one).
-pub fn init(g: &Global, args: &InitArgs) -> Result<()> {
+pub fn init(config: Option<&Path>, args: &InitArgs) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let path = g
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("regbake.toml"));
+    let path = config.map_or_else(|| PathBuf::from("regbake.toml"), Path::to_path_buf);
     let exists = || anyhow::anyhow!("{} exists; use --force to overwrite it", path.display());
     if path.exists() && !args.force {
         return Err(exists());
@@ -55,23 +51,24 @@ pub fn init(g: &Global, args: &InitArgs) -> Result<()> {
 }
 
 /// Render everything into the out dir.
-pub fn render(g: &Global) -> Result<()> {
+pub fn render(config: Option<&Path>, out: &Path) -> Result<()> {
     let started = Instant::now();
-    let lock = crate::out::lock(&g.out)?;
-    let (_, tree) =
-        crate::out::render_to(g, Scope::All, crate::bake::packer::installed_version, &lock)?;
+    let lock = crate::out::lock(out)?;
+    let (valid, _) = config::load(config)?;
+    let facts = crate::bake::packer::facts(out, &valid.config)?;
+    let (_, tree) = crate::out::render_to(&valid, &facts, Scope::All, out, &lock, |_, _| Ok(()))?;
     println!(
         "rendered {} files into {} in {} ms",
         tree.files.len(),
-        g.out.display(),
+        out.display(),
         started.elapsed().as_millis()
     );
     Ok(())
 }
 
 /// Print the fully resolved config.
-pub fn show_config(g: &Global) -> Result<()> {
-    let (valid, source) = config::load(g.config.as_deref())?;
+pub fn show_config(config: Option<&Path>) -> Result<()> {
+    let (valid, source) = config::load(config)?;
     println!("# resolved config from {source}");
     print!(
         "{}",

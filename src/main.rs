@@ -26,16 +26,20 @@ fn main() {
     }
     let cli = Cli::parse();
     util::log::set_verbose(cli.global.verbose);
-    let g = &cli.global;
+    let (config, out, dry_run) = (
+        cli.global.config.as_deref(),
+        &cli.global.out,
+        cli.global.dry_run,
+    );
     let result = match &cli.command {
-        Command::Init(a) => commands::init(g, a),
-        Command::Render => commands::render(g),
-        Command::Check(a) => check::command(g, a),
-        Command::Kickstart(a) => fleet::run(g, a),
-        Command::Config => commands::show_config(g),
-        Command::Vagrant(a) => bake::vagrant::run(g, a),
-        Command::Packer(a) => bake::packer::run(g, a),
-        Command::Box(c) => boxes::run(g, c),
+        Command::Init(a) => commands::init(config, a),
+        Command::Render => commands::render(config, out),
+        Command::Check(a) => check::command(config, out, a),
+        Command::Kickstart(a) => fleet::run(config, out, a),
+        Command::Config => commands::show_config(config),
+        Command::Vagrant(a) => bake::vagrant::run(config, out, dry_run, a),
+        Command::Packer(a) => bake::packer::run(config, out, dry_run, a),
+        Command::Box(c) => boxes::run(config, out, dry_run, c),
         Command::Probe(a) => probe::run(a),
         Command::Completions(a) => commands::completions(Cli::command(), a),
         Command::Man => commands::man(Cli::command()),

@@ -3,17 +3,18 @@
 //! machine-readable output; then the box goes into the catalog and, unless
 //! `--no-import`, into `vagrant box add`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 
 use crate::bake::steps::Steps;
 use crate::bake::tools::{self, Cmd};
-use crate::config::{BadInput, Builder, Problem};
+use crate::config::{BadInput, Builder, Config, Problem, RequiredPlugins};
+use crate::model::packer::Settings;
 pub use crate::model::packer::{parse_version, Version};
-use crate::out::Global;
-use crate::render::{self, Scope};
+use crate::model::Facts;
+use crate::render::Scope;
 
 /// Packer without its update check (a network call) on every command.
 pub fn packer_cmd(program: impl Into<std::ffi::OsString>) -> Cmd {
@@ -99,53 +100,109 @@ fn need(program: &str, install: &str, missing: &mut Vec<String>) -> Option<PathB
     found
 }
 
-#[allow(clippy::too_many_lines)] // issue 22: split on another branch
-pub fn run(opts: &Global, p: &Args) -> Result<()> {
+/// The facts of a render into `out` for `config`: the `packer` on PATH is
+/// asked only for `required_plugins = "auto"` (`packer version` costs more
+/// than a render, and a refused config runs nothing).
+pub fn facts(out: &Path, config: &Config) -> Result<Facts> {
+    let mut facts = Facts::new(out)?;
+    if config.packer.required_plugins == RequiredPlugins::Auto {
+        facts.packer = installed_version();
+    }
+    Ok(facts)
+}
+
+pub fn run(config: Option<&Path>, out: &Path, dry_run: bool, p: &Args) -> Result<()> {
     // out/ stays ours for the whole bake: a render meanwhile would change
     // what Packer uploads.
-    let out_lock = crate::out::lock(&opts.out)?;
-    let (app, store) = crate::out::prepare(opts, installed_version, &out_lock)?;
-    let settings = &app.packer;
-    if !settings.problems.is_empty() {
-        return Err(BadInput::Invalid(settings.problems.clone()).into());
-    }
-    let builders: Vec<Builder> = match p.only {
-        Some(b) if settings.section.builders.contains(&b) => vec![b],
-        Some(b) => {
-            return Err(BadInput::Invalid(vec![Problem {
-                at: None,
-                path: "packer.builders".into(),
-                value: format!(
-                    "{:?}",
-                    settings
-                        .section
-                        .builders
-                        .iter()
-                        .map(|b| b.name())
-                        .collect::<Vec<_>>()
-                ),
-                expected: format!("--only {b} needs \"{b}\" in packer.builders"),
-            }])
-            .into())
-        }
-        None => settings.section.builders.clone(),
-    };
-    let mut tree = render::render(&app, Scope::All)?;
-    store.write_into(&mut tree);
-    crate::out::write(&tree, &opts.out, &out_lock).context("writing the output")?;
-    let dir = opts.out.join("packer");
+    let out_lock = crate::out::lock(out)?;
+    let (valid, _) = crate::config::load(config)?;
+    let facts = facts(out, &valid.config)?;
+    let mut builders = vec![];
+    let (app, _) = crate::out::render_to(&valid, &facts, Scope::All, out, &out_lock, |app, _| {
+        builders = chosen_builders(&app.packer, p.only)?;
+        Ok(())
+    })?;
+    let dir = out.join("packer");
     if p.render_only {
         println!("{}", dir.display());
         return Ok(());
     }
+    let (packer, vagrant) = find_programs(&builders, p.no_import, dry_run)?;
+    let settings = &app.packer;
+    let box_meta = |b: &Builder| crate::boxes::BoxMeta {
+        name: settings.box_name.clone(),
+        version: settings.box_version.clone(),
+        provider: b.provider(),
+    };
+    // A catalog of another box under this name would refuse the boxes only
+    // after the whole build.
+    for b in &builders {
+        crate::boxes::check_box_name(&out.join("box"), &box_meta(b), "vagrant.box_name")?;
+    }
+    // Packer runs in the out dir so relative paths in the template
+    // (packer.output_dir) land there; the template directory is `packer`.
+    let mut steps = Steps::new(out, dry_run)?;
+    let only = builders
+        .iter()
+        .map(|b| format!("{b}.{}", app.appliance.name))
+        .collect::<Vec<_>>()
+        .join(",");
+    let box_lock = build(&mut steps, &packer, out, &only, dry_run)?;
+    let Some(box_lock) = box_lock else {
+        return Ok(());
+    };
+    for b in &builders {
+        let catalog = move_into_catalog(out, &box_meta(b), &box_lock)?;
+        if let Some(vagrant) = &vagrant {
+            let provider = crate::boxes::provider_name(b.provider());
+            steps.run(
+                &format!("vagrant box add {provider}"),
+                &Cmd::new(vagrant)
+                    .args(["box", "add", "--force", "--provider", provider])
+                    .arg(&catalog),
+            )?;
+        }
+    }
+    Ok(())
+}
 
+/// The builders to bake with: the configured ones, or `--only`'s, when
+/// Packer can bake the appliance at all.
+fn chosen_builders(settings: &Settings, only: Option<Builder>) -> Result<Vec<Builder>> {
+    if !settings.problems.is_empty() {
+        return Err(BadInput::Invalid(settings.problems.clone()).into());
+    }
+    let builders = &settings.section.builders;
+    match only {
+        Some(b) if builders.contains(&b) => Ok(vec![b]),
+        Some(b) => Err(BadInput::Invalid(vec![Problem {
+            at: None,
+            path: "packer.builders".into(),
+            value: format!(
+                "{:?}",
+                builders.iter().map(|b| b.name()).collect::<Vec<_>>()
+            ),
+            expected: format!("--only {b} needs \"{b}\" in packer.builders"),
+        }])
+        .into()),
+        None => Ok(builders.clone()),
+    }
+}
+
+/// `packer`, and `vagrant` unless `no_import`; all the programs the bake
+/// needs must be there unless `dry_run`.
+fn find_programs(
+    builders: &[Builder],
+    no_import: bool,
+    dry_run: bool,
+) -> Result<(PathBuf, Option<PathBuf>)> {
     let mut missing = vec![];
     let packer = need(
         "packer",
         "apt-get install packer, or a release from developer.hashicorp.com/packer",
         &mut missing,
     );
-    for b in &builders {
+    for b in builders {
         match b {
             Builder::Qemu => need(
                 "qemu-system-x86_64",
@@ -157,7 +214,7 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
             }
         };
     }
-    let vagrant = if p.no_import {
+    let vagrant = if no_import {
         None
     } else {
         need(
@@ -166,32 +223,24 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
             &mut missing,
         )
     };
-    if !missing.is_empty() && !opts.dry_run {
+    if !missing.is_empty() && !dry_run {
         bail!("missing programs: {}", missing.join(", "));
     }
-    let packer = packer.unwrap_or_else(|| PathBuf::from("packer"));
-    let box_meta = |b: &Builder| crate::boxes::BoxMeta {
-        name: settings.box_name.clone(),
-        version: settings.box_version.clone(),
-        provider: b.provider(),
-    };
-    // A catalog of another box under this name would refuse the boxes only
-    // after the whole build.
-    for b in &builders {
-        crate::boxes::check_box_name(&opts.out.join("box"), &box_meta(b), "vagrant.box_name")?;
-    }
+    Ok((packer.unwrap_or_else(|| PathBuf::from("packer")), vagrant))
+}
 
-    // Packer runs in the out dir so relative paths in the template
-    // (packer.output_dir) land there; the template directory is `packer`.
-    let out = &opts.out;
-    let mut steps = Steps::new(out, opts.dry_run)?;
-    let only = builders
-        .iter()
-        .map(|b| format!("{b}.{}", app.appliance.name))
-        .collect::<Vec<_>>()
-        .join(",");
-    let base = || packer_cmd(&packer).dir(out);
-    if dir.join("plugins.pkr.hcl").is_file()
+/// `packer init` (when the template requires plugins), `packer validate`
+/// and `packer build` of the builders `only`; out/box's lock, held since
+/// before the build, unless `dry_run`.
+fn build(
+    steps: &mut Steps,
+    packer: &Path,
+    out: &Path,
+    only: &str,
+    dry_run: bool,
+) -> Result<Option<crate::boxes::BoxDirLock>> {
+    let base = || packer_cmd(packer).dir(out);
+    if out.join("packer/plugins.pkr.hcl").is_file()
         && installed_version().is_none_or(Version::needs_plugins_block)
     {
         steps.run("packer init", &base().args(["init", "packer"]))?;
@@ -206,7 +255,7 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
     // out/box's lock for the whole build: Packer writes the box there (under
     // a hidden .partial name), and a fresh lock would remove that file as
     // left over by a dead run.
-    let box_lock = if opts.dry_run {
+    let box_lock = if dry_run {
         None
     } else {
         Some(crate::boxes::BoxDirLock::acquire(out)?)
@@ -221,42 +270,35 @@ pub fn run(opts: &Global, p: &Args) -> Result<()> {
             .arg("packer"),
         &mut |line| progress.line(line),
     )?;
-    if opts.dry_run {
-        return Ok(());
-    }
+    Ok(box_lock)
+}
 
-    for b in &builders {
-        let provider = crate::boxes::provider_name(b.provider());
-        let meta = box_meta(b);
-        let box_path = out.join("box").join(meta.box_file_name());
-        let built = out
-            .join("box")
-            .join(crate::config::boxes::partial(&meta.box_file_name()));
-        if !built.is_file() {
-            bail!(
-                "packer build finished but {} is missing (see out/logs/)",
-                built.display()
-            );
-        }
-        // It holds the appliance with its secrets: the owner's only.
-        crate::util::fsx::set_mode(&built, 0o600)?;
-        std::fs::rename(&built, &box_path)
-            .with_context(|| format!("moving {} into place", built.display()))?;
-        // Under out/box's lock, so concurrent runs keep each other's entries.
-        let lock = box_lock.as_ref().context("out/box is not locked")?;
-        let catalog = crate::boxes::add_to_catalog(&box_path, &meta, lock)
-            .with_context(|| format!("adding {} to the catalog", box_path.display()))?;
-        println!("{} (catalog {})", box_path.display(), catalog.display());
-        if let Some(vagrant) = &vagrant {
-            steps.run(
-                &format!("vagrant box add {provider}"),
-                &Cmd::new(vagrant)
-                    .args(["box", "add", "--force", "--provider", provider])
-                    .arg(&catalog),
-            )?;
-        }
+/// The box Packer built for `meta`, renamed into place and added to its
+/// catalog (under out/box's `lock`, so concurrent runs keep each other's
+/// entries); the catalog's path.
+fn move_into_catalog(
+    out: &Path,
+    meta: &crate::boxes::BoxMeta,
+    lock: &crate::boxes::BoxDirLock,
+) -> Result<PathBuf> {
+    let box_path = out.join("box").join(meta.box_file_name());
+    let built = out
+        .join("box")
+        .join(crate::config::boxes::partial(&meta.box_file_name()));
+    if !built.is_file() {
+        bail!(
+            "packer build finished but {} is missing (see out/logs/)",
+            built.display()
+        );
     }
-    Ok(())
+    // It holds the appliance with its secrets: the owner's only.
+    crate::util::fsx::set_mode(&built, 0o600)?;
+    std::fs::rename(&built, &box_path)
+        .with_context(|| format!("moving {} into place", built.display()))?;
+    let catalog = crate::boxes::add_to_catalog(&box_path, meta, lock)
+        .with_context(|| format!("adding {} to the catalog", box_path.display()))?;
+    println!("{} (catalog {})", box_path.display(), catalog.display());
+    Ok(catalog)
 }
 
 /// The build's phase, from Packer's `-machine-readable` lines

@@ -13,7 +13,6 @@ use crate::bake::tools::{self, Cmd};
 use crate::boxes::BoxMeta;
 use crate::config::Provider;
 use crate::model::Appliance;
-use crate::out::Global;
 use crate::render::{self, escape, Scope};
 
 /// `regbake vagrant`
@@ -38,17 +37,15 @@ pub const DOTFILE_DIR: &str = ".vagrant";
 const LIBVIRT_URI: &str = "qemu:///system";
 const LIBVIRT_POOL: &str = "default";
 
-pub fn run(opts: &Global, v: &Args) -> Result<()> {
+pub fn run(config: Option<&Path>, out: &Path, dry_run: bool, v: &Args) -> Result<()> {
     // out/ stays ours for the whole bake: a render meanwhile would change
     // the overlay Vagrant uploads.
-    let out_lock = crate::out::lock(&opts.out)?;
-    let (app, _) = crate::out::render_to(
-        opts,
-        Scope::All,
-        super::packer::installed_version,
-        &out_lock,
-    )?;
-    let vagrantfile = opts.out.join(render::vagrant::PATH);
+    let out_lock = crate::out::lock(out)?;
+    let (valid, _) = crate::config::load(config)?;
+    let facts = super::packer::facts(out, &valid.config)?;
+    let (app, _) =
+        crate::out::render_to(&valid, &facts, Scope::All, out, &out_lock, |_, _| Ok(()))?;
+    let vagrantfile = out.join(render::vagrant::PATH);
     if v.render_only {
         println!("{}", vagrantfile.display());
         return Ok(());
@@ -56,15 +53,14 @@ pub fn run(opts: &Global, v: &Args) -> Result<()> {
     let provider = app.vagrant.provider;
     let vagrant = match tools::find("vagrant") {
         Some(p) => p,
-        None if opts.dry_run => PathBuf::from("vagrant"),
+        None if dry_run => PathBuf::from("vagrant"),
         None => bail!("{}", missing_vagrant(provider)),
     };
-    let out = std::path::absolute(&opts.out)
-        .with_context(|| format!("resolving {}", opts.out.display()))?;
+    let out = facts.out_dir;
     let mut bake = Bake {
-        steps: Steps::new(&out, opts.dry_run)?,
+        steps: Steps::new(&out, dry_run)?,
         vagrant,
-        dry_run: opts.dry_run,
+        dry_run,
         meta: BoxMeta {
             name: app.vagrant.box_name.clone(),
             version: app.vagrant.box_version.clone(),
@@ -79,7 +75,7 @@ pub fn run(opts: &Global, v: &Args) -> Result<()> {
     let started = Instant::now();
     match bake.run(&app, *v) {
         Ok(()) => {
-            if !opts.dry_run {
+            if !dry_run {
                 eprintln!(
                     "baked {} {} ({}) in {:.0}s",
                     bake.meta.name,

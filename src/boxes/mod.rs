@@ -32,7 +32,6 @@ pub use pack::{pack_libvirt, pack_virtualbox, Packed};
 
 pub use crate::config::boxes::{provider_name, BoxMeta};
 use crate::config::{BadInput, Problem, Provider};
-use crate::out::Global;
 
 /// What to pack, from the command line.
 #[derive(Debug, Clone)]
@@ -87,9 +86,9 @@ impl PackArgs {
 }
 
 /// `regbake box …`
-pub fn run(opts: &Global, cmd: &BoxCommand) -> Result<()> {
+pub fn run(config: Option<&Path>, out: &Path, dry_run: bool, cmd: &BoxCommand) -> Result<()> {
     match cmd {
-        BoxCommand::Pack(args) => run_pack(opts, args),
+        BoxCommand::Pack(args) => run_pack(config, out, dry_run, args),
     }
 }
 
@@ -126,8 +125,8 @@ fn other_box_usage(e: anyhow::Error, name_path: &str) -> anyhow::Error {
 
 /// Run `regbake box pack`: bad arguments (missing or non-qcow2 disk, bad
 /// name) exit 2 like config errors; I/O failures exit 1.
-pub fn run_pack(opts: &Global, args: &PackArgs) -> Result<()> {
-    let (crate::config::Valid { config, .. }, _) = crate::config::load(opts.config.as_deref())?;
+pub fn run_pack(config: Option<&Path>, out: &Path, dry_run: bool, args: &PackArgs) -> Result<()> {
+    let (crate::config::Valid { config, .. }, _) = crate::config::load(config)?;
     let source = args.source()?;
     let provider = args.provider;
     let meta = BoxMeta {
@@ -156,7 +155,7 @@ pub fn run_pack(opts: &Global, args: &PackArgs) -> Result<()> {
     }
     // The catalog decides whose files these are; checked before anything is
     // written, and again under the lock.
-    let box_dir = opts.out.join("box");
+    let box_dir = out.join("box");
     let name_flag = if args.name.is_some() {
         "--name"
     } else {
@@ -164,21 +163,18 @@ pub fn run_pack(opts: &Global, args: &PackArgs) -> Result<()> {
     };
     check_box_name(&box_dir, &meta, name_flag)?;
     let dest = box_dir.join(meta.box_file_name());
-    if opts.dry_run {
+    if dry_run {
         println!("would pack {} into {}", input.display(), dest.display());
         println!(
             "would add it to {}",
-            opts.out
-                .join("box")
-                .join(meta.catalog_file_name())
-                .display()
+            out.join("box").join(meta.catalog_file_name()).display()
         );
         return Ok(());
     }
     // Before the lock, so Ctrl-C also ends a wait for it.
     crate::util::interrupt::catch_interrupts();
     // One lock over the pack and its catalog entry.
-    let lock = BoxDirLock::acquire(&opts.out)?;
+    let lock = BoxDirLock::acquire(out)?;
     let started = Instant::now();
     let packed = match &source {
         PackSource::Libvirt { disk } => pack_libvirt(disk, &meta, &lock),

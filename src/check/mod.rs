@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::bake::tools::{self, Cmd};
-use crate::out::{Global, OutLock};
+use crate::out::OutLock;
 use crate::render::Scope;
 use crate::tree::Kind;
 use crate::util::Format;
@@ -37,20 +37,21 @@ pub struct Args {
 
 /// `regbake check`: render, then check what the config supplied as is
 /// and everything rendered.
-pub fn command(g: &Global, args: &Args) -> Result<()> {
+pub fn command(config: Option<&Path>, out: &Path, args: &Args) -> Result<()> {
     // Ctrl-C or SIGTERM stops the checks (and the running validator), and
     // the scratch copies of secrets are removed on the way out. Before the
     // lock, so they also end a wait for it.
     crate::util::interrupt::catch_interrupts();
-    let lock = crate::out::lock(&g.out)?;
-    let (app, _) =
-        crate::out::render_to(g, Scope::All, crate::bake::packer::installed_version, &lock)?;
+    let lock = crate::out::lock(out)?;
+    let (valid, _) = crate::config::load(config)?;
+    let facts = crate::bake::packer::facts(out, &valid.config)?;
+    let (app, _) = crate::out::render_to(&valid, &facts, Scope::All, out, &lock, |_, _| Ok(()))?;
     let supplied = auth::bcrypt_costs(
         &app.registry_files.supplied_hashes,
         &format!("overlay{}", app.registry.htpasswd_path),
         args.strict,
     );
-    run(&g.out, &lock, args, supplied)
+    run(out, &lock, args, supplied)
 }
 
 /// `packer validate` of the template directory. Packer 1.7 and later refuse

@@ -31,7 +31,7 @@ use crate::config::inventory::{vars, Host, Inventory};
 use crate::config::{self, BadInput, Config, NetworkMode, Parsed, Problem, TlsMode, Valid};
 use crate::model::secrets::{SecretStore, Slot};
 use crate::model::{Appliance, Facts};
-use crate::out::{ksdir, Global, Writer};
+use crate::out::{ksdir, Writer};
 use crate::render::{self, Scope};
 use crate::tree::Tree;
 use crate::util::fsx;
@@ -69,12 +69,12 @@ pub struct Args {
     pub reset: Vec<String>,
 }
 
-pub fn run(opts: &Global, ko: &Args) -> Result<()> {
+pub fn run(config: Option<&Path>, out: &Path, ko: &Args) -> Result<()> {
     if ko.status {
-        return show::status(&opts.out, ko.format);
+        return show::status(out, ko.format);
     }
     if !ko.reset.is_empty() {
-        return show::reset(&opts.out, &ko.reset);
+        return show::reset(out, &ko.reset);
     }
     // Bad serving flags are refused before anything renders.
     let plan = start::plan(
@@ -88,25 +88,24 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
     // files (full kickstarts) are removed on the way out. Before the lock,
     // so they also end a wait for it.
     crate::util::interrupt::catch_interrupts();
-    let lock = crate::out::lock(&opts.out)?;
+    let lock = crate::out::lock(out)?;
     let kickstarts = match &ko.inventory {
         None => {
+            let (valid, _) = config::load(config)?;
             // Only the kickstart: Packer's needs do not matter.
-            let (app, store) = crate::out::prepare(opts, || None, &lock)?;
-            let mut tree = render::render(&app, Scope::Kickstart)?;
-            store.write_into(&mut tree);
-            let ks = tree
-                .get("kickstart/ks.cfg")
-                .context("the render has a kickstart")?
-                .data
-                .clone();
+            let facts = Facts::new(out)?;
+            let (_, tree) =
+                crate::out::render_to(&valid, &facts, Scope::Kickstart, out, &lock, |_, tree| {
+                    if ko.oemdrv {
+                        let image = render::oemdrv::image(&kickstart(tree)?.data)?;
+                        tree.add("kickstart/oemdrv.img", image, 0o600);
+                    }
+                    Ok(())
+                })?;
+            let ks = kickstart(&tree)?.data.clone();
+            println!("{}", out.join("kickstart/ks.cfg").display());
             if ko.oemdrv {
-                tree.add("kickstart/oemdrv.img", render::oemdrv::image(&ks)?, 0o600);
-            }
-            crate::out::write(&tree, &opts.out, &lock).context("writing the output")?;
-            println!("{}", opts.out.join("kickstart/ks.cfg").display());
-            if ko.oemdrv {
-                println!("{}", opts.out.join("kickstart/oemdrv.img").display());
+                println!("{}", out.join("kickstart/oemdrv.img").display());
             }
             vec![Kickstart {
                 host: None,
@@ -115,13 +114,13 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
             }]
         }
         Some(path) => {
-            let (valid, _) = config::load(opts.config.as_deref())?;
+            let (valid, _) = config::load(config)?;
             let inv = Inventory::load(path)?;
-            let mut w = Writer::new(&opts.out, crate::out::ksdir::Owner::Inventory, &lock)?;
+            let mut w = Writer::new(out, crate::out::ksdir::Owner::Inventory, &lock)?;
             let kept = render_fleet(
                 &valid.config,
                 &inv,
-                &opts.out,
+                out,
                 ko.oemdrv,
                 ko.serve.is_some(),
                 &mut w,
@@ -132,7 +131,7 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
                 inv.hosts.len(),
                 if ko.oemdrv { " and OEMDRV images" } else { "" },
                 inv.file,
-                opts.out.join("kickstart").display(),
+                out.join("kickstart").display(),
                 started.elapsed().as_millis()
             );
             kept
@@ -145,9 +144,15 @@ pub fn run(opts: &Global, ko: &Args) -> Result<()> {
     match plan {
         // Serving only reads what is in memory: the lock is let go once
         // the boot parameters are written.
-        Some(plan) => start::run(&opts.out, plan, kickstarts, lock),
+        Some(plan) => start::run(out, plan, kickstarts, lock),
         None => Ok(()),
     }
+}
+
+/// The render's kickstart.
+fn kickstart(tree: &Tree) -> Result<&crate::tree::Entry> {
+    tree.get("kickstart/ks.cfg")
+        .context("the render has a kickstart")
 }
 
 /// The config for one host: the inventory's overrides on a copy of `base`.
@@ -250,10 +255,7 @@ pub fn render_fleet(
     if base.registry.tls.mode != TlsMode::Off {
         store.index_hosts()?;
     }
-    let facts = Facts {
-        out_dir: std::path::absolute(out).context("resolving the out dir")?,
-        packer: None,
-    };
+    let facts = Facts::new(out)?;
     let resolve_host = |config: Config, parsed: Parsed, h: &Host, store: &mut SecretStore| {
         Appliance::resolve(
             &Valid { config, parsed },

@@ -7,7 +7,7 @@ use crate::config::Distro;
 
 /// The distro as the templates see it (`distro.*`).
 #[derive(Debug, Clone, Serialize)]
-pub struct Facts {
+pub struct DistroFacts {
     /// `appliance.distro` (`centos7`, `rocky9`, …).
     pub id: &'static str,
     /// `CentOS 7`, `Rocky Linux 9`, …
@@ -21,7 +21,7 @@ pub struct Facts {
     pub ks_version: String,
 }
 
-impl Facts {
+impl DistroFacts {
     pub fn of(d: Distro) -> Self {
         Self {
             id: d.id(),

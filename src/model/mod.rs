@@ -7,6 +7,8 @@ pub mod packer;
 pub mod registry;
 pub mod secrets;
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -15,8 +17,7 @@ use crate::config::{
     Valid,
 };
 use crate::util::log;
-pub use distro::{Repo, Repos};
-pub use packer::Facts;
+pub use distro::{DistroFacts, Repo, Repos};
 use registry::RegistryFiles;
 pub use registry::{Registry, CA_ANCHOR, CERTS_DIR};
 use secrets::{SecretStore, Slot};
@@ -24,12 +25,32 @@ use secrets::{SecretStore, Slot};
 pub const DOCKER: &str = "/usr/bin/docker";
 pub const FIRSTBOOT_MARKER: &str = "/var/lib/regbake/firstboot.done";
 
+/// Where the appliance is rendered: what it depends on besides the config
+/// and the secrets.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The absolute out dir (the box Vagrantfile names a generated key by it).
+    pub out_dir: PathBuf,
+    /// The `packer` on PATH, for `packer.required_plugins = "auto"`.
+    pub packer: Option<packer::Version>,
+}
+
+impl Facts {
+    /// A render into `out`, with no `packer` known.
+    pub fn new(out: &Path) -> Result<Self> {
+        Ok(Facts {
+            out_dir: std::path::absolute(out).context("resolving the out dir")?,
+            packer: None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Appliance {
     pub generator: String,
     pub appliance: Meta,
     /// What differs per `appliance.distro`.
-    pub distro: distro::Facts,
+    pub distro: DistroFacts,
     pub user: User,
     pub ssh: Ssh,
     pub network: Network,
@@ -267,7 +288,7 @@ impl Appliance {
             },
             network,
             proxy,
-            distro: distro::Facts::of(d),
+            distro: DistroFacts::of(d),
             repos,
             packages,
             rpm_packages,
@@ -413,7 +434,7 @@ fn resolve_storage(c: &Config, disk: &Disk) -> Storage {
 
 /// `[packer]` resolved, with Packer's build key when Packer can bake this.
 fn packer_settings(v: &Valid, store: &mut SecretStore, facts: &Facts) -> Result<packer::Settings> {
-    let mut s = packer::Settings::from_config(v, facts);
+    let mut s = packer::Settings::from_config(v, &facts.out_dir, facts.packer);
     if s.problems.is_empty() {
         let key = store.packer_key(&format!("regbake-packer@{}", v.config.appliance.name))?;
         s.build_public_key = key.public_line;

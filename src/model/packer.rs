@@ -1,7 +1,7 @@
 //! `[packer]` resolved: what the Packer templates need beyond the config,
 //! and why a config cannot be baked with Packer.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -10,15 +10,6 @@ use crate::config::{
     Builder, Config, Disk, Distro, PackerAccelerator, PackerSection, Problem, RequiredPlugins,
     Sudo, Valid,
 };
-
-/// What the appliance depends on besides the config and the secrets.
-#[derive(Debug, Clone, Default)]
-pub struct Facts {
-    /// The absolute out dir (the box Vagrantfile names a generated key by it).
-    pub out_dir: PathBuf,
-    /// The `packer` on PATH, for `packer.required_plugins = "auto"`.
-    pub packer: Option<Version>,
-}
 
 /// `packer version`'s version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -117,7 +108,8 @@ fn qemu_cpu(c: &Config, problems: &mut Vec<Problem>) -> &'static str {
 }
 
 impl Settings {
-    pub fn from_config(v: &Valid, facts: &Facts) -> Self {
+    /// `out_dir` absolute; `packer` the one on PATH, if asked.
+    pub fn from_config(v: &Valid, out_dir: &Path, packer: Option<Version>) -> Self {
         let c = &v.config;
         let p = &c.packer;
         let mut problems = vec![];
@@ -179,13 +171,13 @@ impl Settings {
                 .filter_map(|f| f.strip_suffix(".pub"))
                 .map(str::to_string)
                 .collect(),
-            out_dir: facts.out_dir.clone(),
+            out_dir: out_dir.to_path_buf(),
             build_public_key: String::new(),
             plugins_file: match p.required_plugins {
                 RequiredPlugins::Always => true,
                 RequiredPlugins::Never => false,
                 // Nothing to ask: render for the Packer one would install today.
-                RequiredPlugins::Auto => facts.packer.is_none_or(Version::needs_plugins_block),
+                RequiredPlugins::Auto => packer.is_none_or(Version::needs_plugins_block),
             },
         }
     }

@@ -111,6 +111,19 @@ fn boot_command(grub2: bool) -> &'static str {
     }
 }
 
+/// `packer/NOT-RENDERED` with why, in place of the template: it replaces
+/// a template an earlier render left, so nothing stale is checked or built.
+fn not_rendered(s: &Settings, tree: &mut Tree) {
+    let mut why = String::from(
+        "The Packer template was not rendered: regbake packer cannot bake this config.\n",
+    );
+    for p in &s.problems {
+        log::note(&format!("packer template not rendered: {p}"));
+        why.push_str(&format!("- {p}\n"));
+    }
+    tree.add(NOT_RENDERED, why, 0o644);
+}
+
 /// Render `packer/…` and the build key (`secrets/packer/…`) into `tree`.
 /// A config Packer cannot bake (see [`Settings::problems`]) renders nothing
 /// and says why; `regbake packer` turns that into a config error.
@@ -123,16 +136,7 @@ pub fn render(
 ) -> Result<()> {
     let s = &app.packer;
     if !s.problems.is_empty() {
-        let mut why = String::from(
-            "The Packer template was not rendered: regbake packer cannot bake this config.\n",
-        );
-        for p in &s.problems {
-            log::note(&format!("packer template not rendered: {p}"));
-            why.push_str(&format!("- {p}\n"));
-        }
-        // Replaces a template an earlier render left, so nothing stale is
-        // checked or built.
-        tree.add(NOT_RENDERED, why, 0o644);
+        not_rendered(s, tree);
         return Ok(());
     }
     let qemu = s.section.builders.contains(&Builder::Qemu);

@@ -20,7 +20,12 @@ rm -f /etc/ssh/ssh_host_*
 truncate -s 0 /etc/machine-id
 
 echo "regbake: zeroing free space"
+zeroed=" "
 for dir in / /boot "$DATA_DIR"; do
+  # Each file system once (a cloud image has /boot and the data dir on /).
+  mount_point=$(stat -c %m "$dir")
+  case "$zeroed" in *" $mount_point "*) continue ;; esac
+  zeroed="$zeroed$mount_point "
   # dd stops with "no space left on device": that is the point.
   dd if=/dev/zero of="$dir/.regbake-zero" bs=1M status=none 2>/dev/null || true
   rm -f "$dir/.regbake-zero"

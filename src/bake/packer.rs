@@ -147,7 +147,7 @@ pub fn run(config: Option<&Path>, out: &Path, dry_run: bool, p: &Args) -> Result
         .map(|b| format!("{b}.{}", app.appliance.name))
         .collect::<Vec<_>>()
         .join(",");
-    let box_lock = build(&mut steps, &packer, out, &only, dry_run)?;
+    let box_lock = build(&mut steps, &packer, out, &only, settings.image, dry_run)?;
     let Some(box_lock) = box_lock else {
         return Ok(());
     };
@@ -230,13 +230,14 @@ fn find_programs(
 }
 
 /// `packer init` (when the template requires plugins), `packer validate`
-/// and `packer build` of the builders `only`; out/box's lock, held since
-/// before the build, unless `dry_run`.
+/// and `packer build` of the builders `only` (`image`: from a cloud image);
+/// out/box's lock, held since before the build, unless `dry_run`.
 fn build(
     steps: &mut Steps,
     packer: &Path,
     out: &Path,
     only: &str,
+    image: bool,
     dry_run: bool,
 ) -> Result<Option<crate::boxes::BoxDirLock>> {
     let base = || packer_cmd(packer).dir(out);
@@ -260,7 +261,10 @@ fn build(
     } else {
         Some(crate::boxes::BoxDirLock::acquire(out)?)
     };
-    let mut progress = Progress::default();
+    let mut progress = Progress {
+        image,
+        ..Progress::default()
+    };
     // -force: each builder's output directory is Packer's own, replaced per build.
     steps.run_with(
         "packer build",
@@ -307,6 +311,8 @@ fn move_into_catalog(
 pub struct Progress {
     start: Option<u64>,
     last: Option<(String, &'static str)>,
+    /// The build boots a cloud image: its phases are named so.
+    pub image: bool,
     /// Files of the artifacts Packer reported.
     pub artifacts: Vec<String>,
 }
@@ -316,6 +322,26 @@ fn unescape(s: &str) -> String {
     s.replace("%!(PACKER_COMMA)", ",")
         .replace("\\n", "\n")
         .replace("\\r", "")
+}
+
+/// What a `ui` message says about the build's phase when the build boots a
+/// cloud image (`packer.source = "image"`), where it differs.
+fn image_phase_of(message: &str) -> Option<&'static str> {
+    const PHASES: &[(&str, &str)] = &[
+        ("Retrieving ISO", "downloading the image"),
+        ("Copying hard drive", "copying the image"),
+        ("Resizing hard drive", "growing the disk"),
+        ("Starting HTTP server", "serving cloud-init's seed"),
+        ("Starting VM", "booting the image"),
+        (
+            "Waiting for SSH to become available",
+            "booting (waiting for SSH)",
+        ),
+    ];
+    PHASES
+        .iter()
+        .find(|(needle, _)| message.contains(needle))
+        .map(|(_, phase)| *phase)
 }
 
 /// What a `ui` message says about the build's phase.
@@ -373,7 +399,12 @@ impl Progress {
                     let (builder, text) = body.split_once(": ")?;
                     // "qemu.registry (vagrant)" is the post-processor's.
                     let builder = builder.split(' ').next().unwrap_or(builder);
-                    (builder.to_string(), phase_of(text)?)
+                    let phase = if self.image {
+                        image_phase_of(text).or_else(|| phase_of(text))
+                    } else {
+                        phase_of(text)
+                    };
+                    (builder.to_string(), phase?)
                 } else {
                     // Guest output and details: not a phase.
                     return None;
@@ -453,6 +484,22 @@ mod tests {
         );
         assert_eq!(p.artifacts, ["box/r-1-libvirt.box"]);
         assert_eq!(p.line("garbage"), None);
+        let mut image = Progress {
+            image: true,
+            ..Progress::default()
+        };
+        assert_eq!(
+            image
+                .line("100,,ui,say,==> qemu.registry: Waiting for SSH to become available...")
+                .as_deref(),
+            Some("qemu.registry: booting (waiting for SSH) (+0:00)")
+        );
+        assert_eq!(
+            image
+                .line("160,,ui,say,==> qemu.registry: Connected to SSH!")
+                .as_deref(),
+            Some("qemu.registry: connected over SSH (+1:00)")
+        );
         assert_eq!(
             p.line("300,,ui,error,Build 'qemu.registry' errored after 1 second: boom")
                 .as_deref(),

@@ -78,15 +78,21 @@ fn packer_validate(r: &mut Runner, dir: &Path) {
         Ok(c) => {
             let text = format!("{}{}", c.stdout, c.stderr);
             if text.contains("Error downloading checksum file") {
-                // packer.iso_checksum = "file:URL" is fetched by validate
-                // too: offline, the rest of the template is still checked.
-                match validate(&["-var", "iso_checksum=none"]) {
+                // packer.iso_checksum (image_checksum) = "file:URL" is
+                // fetched by validate too: offline, the rest of the
+                // template is still checked. A cloud-init seed in http/
+                // says the template boots an image.
+                let (var, what) = if dir.join("http/user-data").exists() {
+                    ("image_checksum", "image")
+                } else {
+                    ("iso_checksum", "ISO")
+                };
+                match validate(&["-var", &format!("{var}=none")]) {
                     Err(e) => Outcome::Failed(format!("{e:#}")),
-                    Ok(s) if s.success => Outcome::Warning(
-                        "the ISO's checksum file could not be fetched (no network?): validated with \
-                         iso_checksum=none; packer build fetches it"
-                            .into(),
-                    ),
+                    Ok(s) if s.success => Outcome::Warning(format!(
+                        "the {what}'s checksum file could not be fetched (no network?): validated with \
+                         {var}=none; packer build fetches it"
+                    )),
                     Ok(s) => Outcome::Failed(format!("{}: {}", s.status, s.message())),
                 }
             } else if text.contains("Missing plugins") || text.contains("packer init") {

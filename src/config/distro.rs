@@ -139,6 +139,44 @@ impl Distro {
             d => format!("file:{}/CHECKSUM", d.iso_dir()),
         }
     }
+
+    /// The directory of the vendor's GenericCloud images and the checksum
+    /// file that lists them.
+    fn image_dir(self) -> String {
+        match self {
+            Distro::Centos7 => "https://cloud.centos.org/centos/7/images".into(),
+            d if d.rocky() => format!(
+                "https://dl.rockylinux.org/pub/rocky/{}/images/x86_64",
+                d.major()
+            ),
+            d => format!(
+                "https://repo.almalinux.org/almalinux/{}/cloud/x86_64/images",
+                d.major()
+            ),
+        }
+    }
+
+    /// Default `packer.image_url`: the vendor's GenericCloud qcow2 (with
+    /// cloud-init), CentOS 7's last one, the others' `latest` name.
+    pub fn image_url(self) -> String {
+        let file = match self {
+            Distro::Centos7 => "CentOS-7-x86_64-GenericCloud-2009.qcow2".to_string(),
+            d if d.rocky() => format!("Rocky-{}-GenericCloud-Base.latest.x86_64.qcow2", d.major()),
+            d => format!("AlmaLinux-{}-GenericCloud-latest.x86_64.qcow2", d.major()),
+        };
+        format!("{}/{file}", self.image_dir())
+    }
+
+    /// Default `packer.image_checksum`: CentOS 7's image is fixed; the
+    /// `latest` ones are read from the vendor's `CHECKSUM` file.
+    pub fn image_checksum(self) -> String {
+        match self {
+            Distro::Centos7 => {
+                "sha256:e38bab0475cc6d004d2e17015969c659e5a308111851b0e2715e84646035bdd3".into()
+            }
+            d => format!("file:{}/CHECKSUM", d.image_dir()),
+        }
+    }
 }
 
 impl std::fmt::Display for Distro {

@@ -420,11 +420,26 @@ pub enum Provider {
     Libvirt,
 }
 
+/// `packer.source`: what the Packer build starts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackerSource {
+    /// The distro's installer ISO, driven by the appliance's kickstart.
+    #[default]
+    Iso,
+    /// A cloud image (qcow2) booted as it is, configured by cloud-init.
+    Image,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PackerSection {
+    pub source: PackerSource,
     pub iso_url: String,
     pub iso_checksum: String,
+    /// The cloud image of `source = "image"`: http(s) or `file://` URL.
+    pub image_url: String,
+    pub image_checksum: String,
     pub builders: Vec<Builder>,
     /// Size of the VM's disk (the kickstart's /boot + root + data must fit).
     pub disk_size_mb: u64,
@@ -501,9 +516,12 @@ pub enum RequiredPlugins {
 impl Default for PackerSection {
     fn default() -> Self {
         Self {
+            source: PackerSource::Iso,
             // The distro's.
             iso_url: String::new(),
             iso_checksum: String::new(),
+            image_url: String::new(),
+            image_checksum: String::new(),
             builders: vec![Builder::Qemu, Builder::VirtualboxIso],
             disk_size_mb: 20480,
             memory: 2048,
@@ -535,6 +553,8 @@ impl Config {
         fill(&mut self.vagrant.base_box, d.base_box().into());
         fill(&mut self.packer.iso_url, d.iso_url());
         fill(&mut self.packer.iso_checksum, d.iso_checksum());
+        fill(&mut self.packer.image_url, d.image_url());
+        fill(&mut self.packer.image_checksum, d.image_checksum());
     }
 }
 

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::config::boxes::{box_file_name, partial};
 use crate::config::{
-    Builder, Config, Disk, Distro, PackerAccelerator, PackerSection, Problem, RequiredPlugins,
-    Sudo, Valid,
+    Builder, Config, Disk, Distro, PackerAccelerator, PackerSection, PackerSource, Problem,
+    RequiredPlugins, Sudo, Valid,
 };
 
 /// `packer version`'s version.
@@ -50,6 +50,8 @@ pub struct Settings {
     /// `[packer]` as configured; the templates see its keys at the top level.
     #[serde(flatten)]
     pub section: PackerSection,
+    /// `source = "image"`: a cloud image and cloud-init, no kickstart.
+    pub image: bool,
     /// `.BOXNAME-VERSION-{{.Provider}}.box.partial` (`/` in the box name
     /// becomes `-`); the post-processor fills in the provider. A hidden temp
     /// name: regbake renames it into place under out/box's lock once the
@@ -124,35 +126,14 @@ impl Settings {
                 "regbake packer logs in as the user and provisions and shuts down with `sudo -n` (no password is ever stored): set sudo = \"nopasswd\", or install with regbake kickstart",
             ));
         }
-        // /boot (1 GiB) + root + data (at least 1 GiB when it grows) + 1 GiB
-        // for LVM metadata and rounding.
-        let min_disk_mb =
-            1024 + c.storage.root_size_gb * 1024 + c.storage.data_size_gb.max(1) * 1024 + 1024;
-        if p.disk_size_mb < min_disk_mb {
-            problems.push(Problem::new(
-                "packer.disk_size_mb",
-                p.disk_size_mb,
-                format!("the kickstart's /boot, storage.root_size_gb and storage.data_size_gb (plus 1 GiB spare) need at least {min_disk_mb} MiB"),
-            ));
-        }
-        let vbox = p.builders.contains(&Builder::VirtualboxIso);
-        let qemu_disk_interface = match &v.parsed.disk {
-            // The VM's only disk: "auto" finds it, as sda.
-            Disk::Auto => "virtio-scsi",
-            Disk::Named(d) if d == "sda" => "virtio-scsi",
-            Disk::Named(d) if d == "vda" && !vbox => "virtio",
-            Disk::Named(disk) => {
-                problems.push(Problem::new(
-                    "storage.disk",
-                    disk,
-                    "regbake packer installs on the VM's only disk: expected \"auto\" or \"sda\" (QEMU virtio-scsi, VirtualBox SATA), or \"vda\" with packer.builders = [\"qemu\"]",
-                ));
-                "virtio-scsi"
-            }
+        let qemu_disk_interface = match p.source {
+            PackerSource::Iso => iso_checks(v, &mut problems),
+            PackerSource::Image => image_checks(c, &mut problems),
         };
         let qemu_cpu = qemu_cpu(c, &mut problems);
         Self {
             section: p.clone(),
+            image: p.source == PackerSource::Image,
             box_file: partial(&box_file_name(
                 &c.vagrant.box_name.replace('/', "-"),
                 &c.vagrant.box_version,
@@ -181,4 +162,51 @@ impl Settings {
             },
         }
     }
+}
+
+/// What the kickstart install needs of the VM; the QEMU disk interface
+/// that makes the guest name its disk `storage.disk`.
+fn iso_checks(v: &Valid, problems: &mut Vec<Problem>) -> &'static str {
+    let c = &v.config;
+    let p = &c.packer;
+    // /boot (1 GiB) + root + data (at least 1 GiB when it grows) + 1 GiB
+    // for LVM metadata and rounding.
+    let min_disk_mb =
+        1024 + c.storage.root_size_gb * 1024 + c.storage.data_size_gb.max(1) * 1024 + 1024;
+    if p.disk_size_mb < min_disk_mb {
+        problems.push(Problem::new(
+            "packer.disk_size_mb",
+            p.disk_size_mb,
+            format!("the kickstart's /boot, storage.root_size_gb and storage.data_size_gb (plus 1 GiB spare) need at least {min_disk_mb} MiB"),
+        ));
+    }
+    let vbox = p.builders.contains(&Builder::VirtualboxIso);
+    match &v.parsed.disk {
+        // The VM's only disk: "auto" finds it, as sda.
+        Disk::Auto => "virtio-scsi",
+        Disk::Named(d) if d == "sda" => "virtio-scsi",
+        Disk::Named(d) if d == "vda" && !vbox => "virtio",
+        Disk::Named(disk) => {
+            problems.push(Problem::new(
+                "storage.disk",
+                disk,
+                "regbake packer installs on the VM's only disk: expected \"auto\" or \"sda\" (QEMU virtio-scsi, VirtualBox SATA), or \"vda\" with packer.builders = [\"qemu\"]",
+            ));
+            "virtio-scsi"
+        }
+    }
+}
+
+/// A cloud image boots as it is: its own partitions (the data dir is a
+/// directory on its root file system), found by label, on virtio; QEMU
+/// only (VirtualBox cannot boot a qcow2).
+fn image_checks(c: &Config, problems: &mut Vec<Problem>) -> &'static str {
+    if c.packer.builders.contains(&Builder::VirtualboxIso) {
+        problems.push(Problem::new(
+            "packer.builders",
+            "virtualbox-iso",
+            "packer.source = \"image\" boots a qcow2 cloud image, which only QEMU can: set builders = [\"qemu\"], or source = \"iso\" for VirtualBox",
+        ));
+    }
+    "virtio"
 }

@@ -1,6 +1,7 @@
 //! The Packer template directory (`out/packer/`): HCL2 sources for QEMU and
 //! VirtualBox that install the distro from its ISO with the appliance's
-//! kickstart, provisioners that install the overlay and run the first boot,
+//! kickstart (or, with `packer.source = "image"`, boot a cloud image that
+//! cloud-init prepares for Packer's login), provisioners that install the overlay and run the first boot,
 //! and the `vagrant` post-processor. Packer logs in with a per-build key pair
 //! kept in `out/secrets/packer/`.
 
@@ -35,6 +36,11 @@ struct PackerContext<'a> {
     sources: Vec<String>,
     scripts: Vec<&'static str>,
     boot_command: &'static str,
+    /// QEMU's `-smbios` value that points cloud-init's NoCloud at Packer's
+    /// HTTP server (`source = "image"`).
+    smbios: &'static str,
+    /// cloud-init's `instance-id` of the build VM.
+    instance_id: String,
     shutdown_command: &'static str,
     execute_command: &'static str,
     ssh_key_file: &'static str,
@@ -105,6 +111,19 @@ fn boot_command(grub2: bool) -> &'static str {
     }
 }
 
+/// `packer/NOT-RENDERED` with why, in place of the template: it replaces
+/// a template an earlier render left, so nothing stale is checked or built.
+fn not_rendered(s: &Settings, tree: &mut Tree) {
+    let mut why = String::from(
+        "The Packer template was not rendered: regbake packer cannot bake this config.\n",
+    );
+    for p in &s.problems {
+        log::note(&format!("packer template not rendered: {p}"));
+        why.push_str(&format!("- {p}\n"));
+    }
+    tree.add(NOT_RENDERED, why, 0o644);
+}
+
 /// Render `packer/…` and the build key (`secrets/packer/…`) into `tree`.
 /// A config Packer cannot bake (see [`Settings::problems`]) renders nothing
 /// and says why; `regbake packer` turns that into a config error.
@@ -117,16 +136,7 @@ pub fn render(
 ) -> Result<()> {
     let s = &app.packer;
     if !s.problems.is_empty() {
-        let mut why = String::from(
-            "The Packer template was not rendered: regbake packer cannot bake this config.\n",
-        );
-        for p in &s.problems {
-            log::note(&format!("packer template not rendered: {p}"));
-            why.push_str(&format!("- {p}\n"));
-        }
-        // Replaces a template an earlier render left, so nothing stale is
-        // checked or built.
-        tree.add(NOT_RENDERED, why, 0o644);
+        not_rendered(s, tree);
         return Ok(());
     }
     let qemu = s.section.builders.contains(&Builder::Qemu);
@@ -152,6 +162,11 @@ pub fn render(
             .collect(),
         scripts: scripts.clone(),
         boot_command: boot_command(app.distro.el10),
+        // cloud-init reads `ds=nocloud-net;s=URL/` from the SMBIOS serial
+        // number and fetches URL/meta-data and URL/user-data once the
+        // network is up (its NoCloud docs; ds-identify looks there too).
+        smbios: "type=1,serial=ds=nocloud-net;s=http://{{ .HTTPIP }}:{{ .HTTPPort }}/",
+        instance_id: format!("regbake-build-{name}"),
         // -n: fail instead of waiting for a password that is never given.
         shutdown_command: "sudo -n /sbin/shutdown -P now",
         execute_command: "sudo -n env {{ .Vars }} bash {{ .Path }}",
@@ -188,8 +203,14 @@ pub fn render(
     for script in &scripts {
         emit(&format!("scripts/{script}"), 0o755)?;
     }
-    // The kickstart holds the appliance's secrets, like out/kickstart/ks.cfg.
-    emit("http/ks.cfg", 0o600)?;
+    if s.image {
+        // cloud-init's seed: the build user and key (public), no secrets.
+        emit("http/user-data", 0o644)?;
+        emit("http/meta-data", 0o644)?;
+    } else {
+        // The kickstart holds the appliance's secrets, like out/kickstart/ks.cfg.
+        emit("http/ks.cfg", 0o600)?;
+    }
     let vagrantfile = hb
         .render(BOX_VAGRANTFILE, &json)
         .with_context(|| format!("rendering {BOX_VAGRANTFILE}"))?;

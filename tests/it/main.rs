@@ -30,6 +30,7 @@ mod probe_bodies;
 mod probe_hostile;
 mod props;
 mod readme;
+mod real_packer;
 mod real_vm;
 mod registry;
 mod registry_tls_files;

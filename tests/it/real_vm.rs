@@ -30,20 +30,30 @@ const DOMAIN: &str = "vmtest-bake-default";
 const BOX: &str = "regbake-test/registry";
 
 /// The base box, imported, and how the VMs run.
-struct VmEnv {
+pub(crate) struct VmEnv {
+    /// The bootable base image (the box's disk; Packer's cloud image).
+    pub(crate) qcow2: PathBuf,
     base_box: String,
     /// `kvm` or `tcg`.
-    accelerator: &'static str,
-    vagrant_home: PathBuf,
+    pub(crate) accelerator: &'static str,
+    pub(crate) vagrant_home: PathBuf,
 }
 
-fn run(cmd: &mut Command) -> std::process::Output {
+/// One VM test at a time: two VMs under software emulation on a 2-core
+/// machine would only slow each other past their timeouts.
+pub(crate) fn vm_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) fn run(cmd: &mut Command) -> std::process::Output {
     cmd.stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
 
-fn virsh(args: &[&str]) -> std::process::Output {
+pub(crate) fn virsh(args: &[&str]) -> std::process::Output {
     run(Command::new("virsh").arg("-c").arg(LIBVIRT).args(args))
 }
 
@@ -55,7 +65,7 @@ fn cache_dir() -> PathBuf {
 }
 
 /// Builds and imports the base box once per test run; `None` is a skip.
-fn vm_env() -> Option<&'static VmEnv> {
+pub(crate) fn vm_env() -> Option<&'static VmEnv> {
     static ENV: OnceLock<Result<VmEnv, String>> = OnceLock::new();
     let found = ENV.get_or_init(|| {
         if !Path::new("/dev/kvm").exists() {
@@ -129,6 +139,7 @@ fn prepare() -> Result<VmEnv, String> {
     let vagrant_home = cache_dir().join("vagrant.d");
     let base_box = import_base(Path::new(&qcow2), &vagrant_home)?;
     Ok(VmEnv {
+        qcow2: PathBuf::from(qcow2),
         base_box,
         accelerator,
         vagrant_home,
@@ -254,7 +265,7 @@ fn import_base(qcow2: &Path, vagrant_home: &Path) -> Result<String, String> {
 }
 
 /// The libvirt pool's copies of box `name` (vagrant-libvirt's upload).
-fn delete_box_volumes(name: &str) {
+pub(crate) fn delete_box_volumes(name: &str) {
     let prefix = format!("{}_vagrant_box_image_", name.replace('/', "-VAGRANTSLASH-"));
     for vol in pool_volumes() {
         if vol.starts_with(&prefix) {
@@ -285,7 +296,7 @@ fn config(env: &VmEnv, host_port: u16) -> String {
 }
 
 /// Vagrant in `dir` with the test's Vagrant home.
-fn vagrant_in(env: &VmEnv, dir: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn vagrant_in(env: &VmEnv, dir: &Path, args: &[&str]) -> std::process::Output {
     run(Command::new("vagrant")
         .args(args)
         .current_dir(dir)
@@ -293,7 +304,7 @@ fn vagrant_in(env: &VmEnv, dir: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// What VMs of this test may leave: none of them may be left.
-fn assert_nothing_left(what: &str) {
+pub(crate) fn assert_nothing_left(what: &str) {
     let domains = text(&virsh(&["list", "--all", "--name"]));
     assert!(
         !domains.lines().any(|d| d.trim().starts_with("vmtest-")),
@@ -309,6 +320,7 @@ fn assert_nothing_left(what: &str) {
 #[test]
 fn vagrant_bake_on_a_real_vm() {
     let Some(env) = vm_env() else { return };
+    let _one = vm_lock();
     // Leftovers of an interrupted earlier run: this run's own names.
     virsh(&["destroy", DOMAIN]);
     virsh(&["undefine", DOMAIN, "--remove-all-storage"]);
@@ -381,43 +393,7 @@ fn vagrant_bake_on_a_real_vm() {
     assert_nothing_left("after the bake");
 
     // The imported box boots and serves, under the build domain's name.
-    let up = tempfile::tempdir().expect("temp dir");
-    let driver = if env.accelerator == "kvm" {
-        "kvm"
-    } else {
-        "qemu"
-    };
-    std::fs::write(
-        up.path().join("Vagrantfile"),
-        format!(
-            "Vagrant.configure('2') do |c|\n\
-             \x20 c.vm.box = '{BOX}'\n\
-             \x20 c.vm.network 'forwarded_port', guest: 5000, host: {port}, host_ip: '127.0.0.1'\n\
-             \x20 c.vm.provider 'libvirt' do |lv|\n\
-             \x20   lv.driver = '{driver}'\n\
-             \x20   lv.default_prefix = 'vmtest-bake-'\n\
-             \x20 end\n\
-             end\n"
-        ),
-    )
-    .expect("Vagrantfile");
-    let t1 = Instant::now();
-    let o = vagrant_in(env, up.path(), &["up", "--provider", "libvirt"]);
-    let guard = Destroy(env, up.path().to_path_buf());
-    assert!(o.status.success(), "vagrant up of the box:\n{}", text(&o));
-    eprintln!(
-        "real VMs: vagrant up of {BOX} in {:.0}s",
-        t1.elapsed().as_secs_f64()
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    let probe = run(Command::new(BIN)
-        .args(["probe", "--push", &url])
-        .current_dir(t.path()));
-    assert!(
-        probe.status.success(),
-        "probe --push {url}:\n{}",
-        text(&probe)
-    );
+    let (_up, guard) = up_and_push(env, BOX, "vmtest-bake-", port, t.path());
 
     // A second bake of the same appliance while its domain exists: refused
     // before anything starts.
@@ -446,8 +422,58 @@ fn vagrant_bake_on_a_real_vm() {
     delete_box_volumes(BOX);
 }
 
+/// `vagrant up` of the imported box `name` (domains `PREFIX…`) with the
+/// registry on 127.0.0.1:`port`, and `regbake probe --push` through it (in
+/// `dir`, the appliance's). The VM is destroyed when the guard drops.
+pub(crate) fn up_and_push<'a>(
+    env: &'a VmEnv,
+    name: &str,
+    prefix: &str,
+    port: u16,
+    dir: &Path,
+) -> (tempfile::TempDir, Destroy<'a>) {
+    let up = tempfile::tempdir().expect("temp dir");
+    let driver = if env.accelerator == "kvm" {
+        "kvm"
+    } else {
+        "qemu"
+    };
+    std::fs::write(
+        up.path().join("Vagrantfile"),
+        format!(
+            "Vagrant.configure('2') do |c|\n\
+             \x20 c.vm.box = '{name}'\n\
+             \x20 c.vm.network 'forwarded_port', guest: 5000, host: {port}, host_ip: '127.0.0.1'\n\
+             \x20 c.vm.provider 'libvirt' do |lv|\n\
+             \x20   lv.driver = '{driver}'\n\
+             \x20   lv.default_prefix = '{prefix}'\n\
+             \x20 end\n\
+             end\n"
+        ),
+    )
+    .expect("Vagrantfile");
+    let t1 = Instant::now();
+    let o = vagrant_in(env, up.path(), &["up", "--provider", "libvirt"]);
+    let guard = Destroy(env, up.path().to_path_buf());
+    assert!(o.status.success(), "vagrant up of the box:\n{}", text(&o));
+    eprintln!(
+        "real VMs: vagrant up of {name} in {:.0}s",
+        t1.elapsed().as_secs_f64()
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let probe = run(Command::new(BIN)
+        .args(["probe", "--push", &url])
+        .current_dir(dir));
+    assert!(
+        probe.status.success(),
+        "probe --push {url}:\n{}",
+        text(&probe)
+    );
+    (up, guard)
+}
+
 /// `vagrant destroy -f` of the test's own VM, also when the test fails.
-struct Destroy<'a>(&'a VmEnv, PathBuf);
+pub(crate) struct Destroy<'a>(pub(crate) &'a VmEnv, pub(crate) PathBuf);
 
 impl Drop for Destroy<'_> {
     fn drop(&mut self) {

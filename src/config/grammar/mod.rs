@@ -196,6 +196,22 @@ pub(crate) fn is_url(s: &str) -> bool {
     }
 }
 
+/// A URL Packer can fetch a disk image from: http(s), or `file://` with an
+/// absolute path (a local image), under [`is_url`]'s character rules.
+pub(crate) fn is_image_url(s: &str) -> bool {
+    if is_url(s) {
+        return true;
+    }
+    let Some(path) = s.strip_prefix("file:///") else {
+        return false;
+    };
+    !path.is_empty()
+        && is_url(&format!("http://localhost/{path}"))
+        && !path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+}
+
 pub(crate) fn is_no_proxy_entry(s: &str) -> bool {
     let bare = s.strip_prefix('.').unwrap_or(s);
     s == "*"

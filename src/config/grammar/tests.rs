@@ -198,3 +198,26 @@ fn disks_are_whole_disks() {
         assert!(!is_disk(bad), "{bad}");
     }
 }
+
+#[test]
+fn image_urls_are_http_or_absolute_files() {
+    for ok in [
+        "https://dl.rockylinux.org/pub/rocky/9/images/x86_64/Rocky-9-GenericCloud-Base.latest.x86_64.qcow2",
+        "file:///var/lib/images/el9.qcow2",
+    ] {
+        assert!(is_image_url(ok), "{ok}");
+    }
+    for bad in [
+        "file:///",
+        "file://host/x.qcow2",
+        "file:relative.qcow2",
+        "/var/lib/images/el9.qcow2",
+        "file:///a/../etc/shadow",
+        "file:///a//b.qcow2",
+        "file:///a b.qcow2",
+        "file:///a;reboot",
+        "ftp://x/y.qcow2",
+    ] {
+        assert!(!is_image_url(bad), "{bad}");
+    }
+}

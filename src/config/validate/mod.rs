@@ -11,9 +11,9 @@ use ipnet::Ipv4Net;
 use crate::config::error::{Problem, Problems};
 use crate::config::grammar::{
     check_ssh_public_key, is_base_url, is_box_name, is_checksum, is_data_dir, is_go_duration,
-    is_hostname, is_name, is_no_proxy_entry, is_package, is_rel_or_abs_path, is_sha512_crypt,
-    is_timezone, is_url, is_user_name, is_version, BASE_URL_HELP, HASH_HELP, HOST_HELP, NAME_HELP,
-    PATH_HELP, PORT_HELP, SSH_PORT, URL_HELP, USER_HELP, VAGRANT_SSH_PORT,
+    is_hostname, is_image_url, is_name, is_no_proxy_entry, is_package, is_rel_or_abs_path,
+    is_sha512_crypt, is_timezone, is_url, is_user_name, is_version, BASE_URL_HELP, HASH_HELP,
+    HOST_HELP, NAME_HELP, PATH_HELP, PORT_HELP, SSH_PORT, URL_HELP, USER_HELP, VAGRANT_SSH_PORT,
 };
 use crate::config::schema::{Config, Distro, NetworkMode, Provider, Sudo, VagrantAccelerator};
 use crate::config::typed::{Addressing, Disk, NetDevice, Parsed};
@@ -401,6 +401,18 @@ fn packer(c: &Config, p: &mut Problems) {
         "packer.iso_checksum",
         &c.packer.iso_checksum,
         "expected sha256:<64 hex digits>, sha512:<128 hex digits>, or file:<http(s) URL of a checksum file that lists the ISO>",
+    );
+    p.check(
+        is_image_url(&c.packer.image_url),
+        "packer.image_url",
+        &c.packer.image_url,
+        "expected an http(s) URL of a qcow2 cloud image, or file:///PATH of a local one (no spaces, quotes or shell characters)",
+    );
+    p.check(
+        is_checksum(&c.packer.image_checksum),
+        "packer.image_checksum",
+        &c.packer.image_checksum,
+        "expected sha256:<64 hex digits>, sha512:<128 hex digits>, or file:<http(s) URL of a checksum file that lists the image>",
     );
     if c.packer.builders.is_empty() {
         p.push("packer.builders", "[]", "expected at least one builder");

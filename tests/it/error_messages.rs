@@ -28,6 +28,11 @@ const CONFIGS: &[(&str, &str)] = &[
         "version = 1\n[vagrant]\ncpus = 0\nhost_port = 22\n",
         "error: invalid config (2 problems):\n  - vagrant.cpus = 0: expected 1 to 256\n  - vagrant.host_port = 22: expected a port other than 22 and 2222 (ssh, and Vagrant's forward of the VM's ssh), or 0 for the registry port\n",
     ),
+    // a relative image path and a checksum Packer does not know.
+    (
+        "version = 1\n[packer]\nsource = \"image\"\nimage_url = \"file:images/el9.qcow2\"\nimage_checksum = \"md5:0\"\n",
+        "error: invalid config (2 problems):\n  - packer.image_url = \"file:images/el9.qcow2\": expected an http(s) URL of a qcow2 cloud image, or file:///PATH of a local one (no spaces, quotes or shell characters)\n  - packer.image_checksum = \"md5:0\": expected sha256:<64 hex digits>, sha512:<128 hex digits>, or file:<http(s) URL of a checksum file that lists the image>\n",
+    ),
     // of the wrong type names its field.
     (
         "version = 1\n[registry]\nport = \"x\"\n",

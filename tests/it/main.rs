@@ -25,6 +25,7 @@ mod layers;
 mod outdir;
 mod packer;
 mod packer_box;
+mod packer_image;
 mod probe;
 mod probe_bodies;
 mod probe_hostile;

@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use crate::common::{free_port, Test};
 use crate::real_vm::{
-    assert_nothing_left, delete_box_volumes, run, up_and_push, vagrant_in, vm_env, vm_lock, VmEnv,
+    assert_box_imported, assert_nothing_left, delete_box_volumes, run, up_and_push, vm_env,
+    vm_lock, VmEnv,
 };
 use crate::testbed::text;
 
@@ -117,19 +118,7 @@ fn packer_image_bake_on_a_real_vm() {
     ] {
         assert!(log.contains(line), "the build log lacks {line:?}:\n{log}");
     }
-    assert!(
-        t.path()
-            .join("out/box/regbake-test-packer-1.0.0-libvirt.box")
-            .is_file(),
-        "no box in out/box"
-    );
-    let boxes = text(&vagrant_in(env, t.path(), &["box", "list"]));
-    assert!(
-        boxes
-            .lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [BOX, "(libvirt,", "1.0.0)"]),
-        "not imported:\n{boxes}"
-    );
+    assert_box_imported(env, t.path(), BOX);
     assert_nothing_left("after the packer bake");
 
     let (_up, guard) = up_and_push(env, BOX, "vmtest-pkr-", free_port(), t.path());

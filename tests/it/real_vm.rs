@@ -377,19 +377,7 @@ fn vagrant_bake_on_a_real_vm() {
         })
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "order: {order:?}");
-    assert!(
-        t.path()
-            .join("out/box/regbake-test-registry-1.0.0-libvirt.box")
-            .is_file(),
-        "no box in out/box"
-    );
-    let boxes = text(&vagrant_in(env, t.path(), &["box", "list"]));
-    assert!(
-        boxes
-            .lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [BOX, "(libvirt,", "1.0.0)"]),
-        "not imported:\n{boxes}"
-    );
+    assert_box_imported(env, t.path(), BOX);
     assert_nothing_left("after the bake");
 
     // The imported box boots and serves, under the build domain's name.
@@ -420,6 +408,19 @@ fn vagrant_bake_on_a_real_vm() {
         .args(["box", "remove", "--force", "--all", BOX])
         .env("VAGRANT_HOME", &env.vagrant_home));
     delete_box_volumes(BOX);
+}
+
+/// Box `name` 1.0.0 (libvirt) is in `dir`'s out/box and imported.
+pub(crate) fn assert_box_imported(env: &VmEnv, dir: &Path, name: &str) {
+    let file = format!("out/box/{}-1.0.0-libvirt.box", name.replace('/', "-"));
+    assert!(dir.join(&file).is_file(), "no {file}");
+    let boxes = text(&vagrant_in(env, dir, &["box", "list"]));
+    assert!(
+        boxes
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [name, "(libvirt,", "1.0.0)"]),
+        "not imported:\n{boxes}"
+    );
 }
 
 /// `vagrant up` of the imported box `name` (domains `PREFIX…`) with the

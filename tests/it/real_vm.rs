@@ -462,9 +462,18 @@ pub(crate) fn up_and_push<'a>(
         t1.elapsed().as_secs_f64()
     );
     let url = format!("http://127.0.0.1:{port}");
-    let probe = run(Command::new(BIN)
-        .args(["probe", "--push", &url])
-        .current_dir(dir));
+    // `vagrant up` returns once SSH answers; under TCG the registry's
+    // container may still be starting: up to 2 min for it to answer.
+    let t2 = Instant::now();
+    let probe = loop {
+        let probe = run(Command::new(BIN)
+            .args(["probe", "--push", &url])
+            .current_dir(dir));
+        if probe.status.success() || t2.elapsed() > Duration::from_secs(120) {
+            break probe;
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    };
     assert!(
         probe.status.success(),
         "probe --push {url}:\n{}",

@@ -147,7 +147,7 @@ pub fn run(config: Option<&Path>, out: &Path, dry_run: bool, p: &Args) -> Result
         .map(|b| format!("{b}.{}", app.appliance.name))
         .collect::<Vec<_>>()
         .join(",");
-    let box_lock = build(&mut steps, &packer, out, &only, settings.image, dry_run)?;
+    let box_lock = build(&mut steps, &packer, out, &only, settings.image(), dry_run)?;
     let Some(box_lock) = box_lock else {
         return Ok(());
     };
@@ -324,57 +324,53 @@ fn unescape(s: &str) -> String {
         .replace("\\r", "")
 }
 
-/// What a `ui` message says about the build's phase when the build boots a
-/// cloud image (`packer.source = "image"`), where it differs.
-fn image_phase_of(message: &str) -> Option<&'static str> {
-    const PHASES: &[(&str, &str)] = &[
-        ("Retrieving ISO", "downloading the image"),
-        ("Copying hard drive", "copying the image"),
-        ("Resizing hard drive", "growing the disk"),
-        ("Starting HTTP server", "serving cloud-init's seed"),
-        ("Starting VM", "booting the image"),
-        (
-            "Waiting for SSH to become available",
-            "booting (waiting for SSH)",
-        ),
-    ];
-    PHASES
+/// Where a build that boots a cloud image (`packer.source = "image"`) names
+/// its phases differently from [`PHASES`].
+const IMAGE_PHASES: &[(&str, &str)] = &[
+    ("Retrieving ISO", "downloading the image"),
+    ("Copying hard drive", "copying the image"),
+    ("Resizing hard drive", "growing the disk"),
+    ("Starting HTTP server", "serving cloud-init's seed"),
+    ("Starting VM", "booting the image"),
+    (
+        "Waiting for SSH to become available",
+        "booting (waiting for SSH)",
+    ),
+];
+
+/// The phase of the first entry of `table` whose needle `message` contains.
+fn lookup(table: &[(&str, &'static str)], message: &str) -> Option<&'static str> {
+    table
         .iter()
         .find(|(needle, _)| message.contains(needle))
         .map(|(_, phase)| *phase)
 }
 
-/// What a `ui` message says about the build's phase.
-fn phase_of(message: &str) -> Option<&'static str> {
-    const PHASES: &[(&str, &str)] = &[
-        ("Retrieving ISO", "downloading the ISO"),
-        ("Starting HTTP server", "serving the kickstart"),
-        ("Creating virtual machine", "creating the VM"),
-        ("Starting VM", "booting the installer"),
-        ("Starting the virtual machine", "booting the installer"),
-        ("Typing the boot command", "typing the boot command"),
-        (
-            "Waiting for SSH to become available",
-            "installing the system (waiting for SSH)",
-        ),
-        ("Connected to SSH", "connected over SSH"),
-        ("overlay.tar.gz", "uploading the overlay"),
-        ("scripts/install.sh", "provisioning: installing the overlay"),
-        (
-            "scripts/firstboot.sh",
-            "provisioning: first boot (registry image)",
-        ),
-        ("scripts/cleanup.sh", "provisioning: cleaning and shrinking"),
-        ("Gracefully halting", "shutting down"),
-        ("Converting hard drive", "converting the disk"),
-        ("Exporting virtual machine", "exporting the VM"),
-        ("Running post-processor", "post-processing (vagrant box)"),
-    ];
-    PHASES
-        .iter()
-        .find(|(needle, _)| message.contains(needle))
-        .map(|(_, phase)| *phase)
-}
+/// What `ui` messages say about the build's phase.
+const PHASES: &[(&str, &str)] = &[
+    ("Retrieving ISO", "downloading the ISO"),
+    ("Starting HTTP server", "serving the kickstart"),
+    ("Creating virtual machine", "creating the VM"),
+    ("Starting VM", "booting the installer"),
+    ("Starting the virtual machine", "booting the installer"),
+    ("Typing the boot command", "typing the boot command"),
+    (
+        "Waiting for SSH to become available",
+        "installing the system (waiting for SSH)",
+    ),
+    ("Connected to SSH", "connected over SSH"),
+    ("overlay.tar.gz", "uploading the overlay"),
+    ("scripts/install.sh", "provisioning: installing the overlay"),
+    (
+        "scripts/firstboot.sh",
+        "provisioning: first boot (registry image)",
+    ),
+    ("scripts/cleanup.sh", "provisioning: cleaning and shrinking"),
+    ("Gracefully halting", "shutting down"),
+    ("Converting hard drive", "converting the disk"),
+    ("Exporting virtual machine", "exporting the VM"),
+    ("Running post-processor", "post-processing (vagrant box)"),
+];
 
 impl Progress {
     /// One output line; returns the status to show when the phase changed.
@@ -399,11 +395,8 @@ impl Progress {
                     let (builder, text) = body.split_once(": ")?;
                     // "qemu.registry (vagrant)" is the post-processor's.
                     let builder = builder.split(' ').next().unwrap_or(builder);
-                    let phase = if self.image {
-                        image_phase_of(text).or_else(|| phase_of(text))
-                    } else {
-                        phase_of(text)
-                    };
+                    let image = if self.image { IMAGE_PHASES } else { &[] };
+                    let phase = lookup(image, text).or_else(|| lookup(PHASES, text));
                     (builder.to_string(), phase?)
                 } else {
                     // Guest output and details: not a phase.

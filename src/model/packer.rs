@@ -50,8 +50,6 @@ pub struct Settings {
     /// `[packer]` as configured; the templates see its keys at the top level.
     #[serde(flatten)]
     pub section: PackerSection,
-    /// `source = "image"`: a cloud image and cloud-init, no kickstart.
-    pub image: bool,
     /// `.BOXNAME-VERSION-{{.Provider}}.box.partial` (`/` in the box name
     /// becomes `-`); the post-processor fills in the provider. A hidden temp
     /// name: regbake renames it into place under out/box's lock once the
@@ -110,6 +108,11 @@ fn qemu_cpu(c: &Config, problems: &mut Vec<Problem>) -> &'static str {
 }
 
 impl Settings {
+    /// `source = "image"`: a cloud image and cloud-init, no kickstart.
+    pub fn image(&self) -> bool {
+        self.section.source == PackerSource::Image
+    }
+
     /// `out_dir` absolute; `packer` the one on PATH, if asked.
     pub fn from_config(v: &Valid, out_dir: &Path, packer: Option<Version>) -> Self {
         let c = &v.config;
@@ -133,7 +136,6 @@ impl Settings {
         let qemu_cpu = qemu_cpu(c, &mut problems);
         Self {
             section: p.clone(),
-            image: p.source == PackerSource::Image,
             box_file: partial(&box_file_name(
                 &c.vagrant.box_name.replace('/', "-"),
                 &c.vagrant.box_version,

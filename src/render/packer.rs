@@ -30,6 +30,8 @@ struct PackerContext<'a> {
     settings: &'a Settings,
     qemu: bool,
     virtualbox: bool,
+    /// [`Settings::image`], for the templates.
+    image: bool,
     source_name: &'a str,
     vm_name: &'a str,
     /// `source.TYPE.NAME` of each selected builder.
@@ -152,6 +154,7 @@ pub fn render(
         settings: s,
         qemu,
         virtualbox,
+        image: s.image(),
         source_name: name,
         vm_name: name,
         sources: s
@@ -203,7 +206,7 @@ pub fn render(
     for script in &scripts {
         emit(&format!("scripts/{script}"), 0o755)?;
     }
-    if s.image {
+    if s.image() {
         // cloud-init's seed: the build user and key (public), no secrets.
         emit("http/user-data", 0o644)?;
         emit("http/meta-data", 0o644)?;

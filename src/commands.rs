@@ -53,10 +53,11 @@ pub fn init(config: Option<&Path>, args: &InitArgs) -> Result<()> {
 /// Render everything into the out dir.
 pub fn render(config: Option<&Path>, out: &Path) -> Result<()> {
     let started = Instant::now();
-    let lock = crate::out::lock(out)?;
+    let lock = crate::output::lock(out)?;
     let (valid, _) = config::load(config)?;
     let facts = crate::bake::packer::facts(out, &valid.config)?;
-    let (_, tree) = crate::out::render_to(&valid, &facts, Scope::All, out, &lock, |_, _| Ok(()))?;
+    let (_, tree) =
+        crate::output::render_to(&valid, &facts, Scope::All, out, &lock, |_, _| Ok(()))?;
     println!(
         "rendered {} files into {} in {} ms",
         tree.files.len(),

@@ -15,7 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod fleet;
 pub mod model;
-pub mod out;
+pub mod output;
 pub mod probe;
 pub mod render;
 pub mod tree;

@@ -114,14 +114,15 @@ pub fn facts(out: &Path, config: &Config) -> Result<Facts> {
 pub fn run(config: Option<&Path>, out: &Path, dry_run: bool, p: &Args) -> Result<()> {
     // out/ stays ours for the whole bake: a render meanwhile would change
     // what Packer uploads.
-    let out_lock = crate::out::lock(out)?;
+    let out_lock = crate::output::lock(out)?;
     let (valid, _) = crate::config::load(config)?;
     let facts = facts(out, &valid.config)?;
     let mut builders = vec![];
-    let (app, _) = crate::out::render_to(&valid, &facts, Scope::All, out, &out_lock, |app, _| {
-        builders = chosen_builders(&app.packer, p.only)?;
-        Ok(())
-    })?;
+    let (app, _) =
+        crate::output::render_to(&valid, &facts, Scope::All, out, &out_lock, |app, _| {
+            builders = chosen_builders(&app.packer, p.only)?;
+            Ok(())
+        })?;
     let dir = out.join("packer");
     if p.render_only {
         println!("{}", dir.display());

@@ -40,11 +40,11 @@ const LIBVIRT_POOL: &str = "default";
 pub fn run(config: Option<&Path>, out: &Path, dry_run: bool, v: &Args) -> Result<()> {
     // out/ stays ours for the whole bake: a render meanwhile would change
     // the overlay Vagrant uploads.
-    let out_lock = crate::out::lock(out)?;
+    let out_lock = crate::output::lock(out)?;
     let (valid, _) = crate::config::load(config)?;
     let facts = super::packer::facts(out, &valid.config)?;
     let (app, _) =
-        crate::out::render_to(&valid, &facts, Scope::All, out, &out_lock, |_, _| Ok(()))?;
+        crate::output::render_to(&valid, &facts, Scope::All, out, &out_lock, |_, _| Ok(()))?;
     let vagrantfile = out.join(render::vagrant::PATH);
     if v.render_only {
         println!("{}", vagrantfile.display());

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::bake::tools::{self, Cmd};
-use crate::out::OutLock;
+use crate::output::OutLock;
 use crate::render::Scope;
 use crate::tree::Kind;
 use crate::util::Format;
@@ -42,10 +42,10 @@ pub fn command(config: Option<&Path>, out: &Path, args: &Args) -> Result<()> {
     // the scratch copies of secrets are removed on the way out. Before the
     // lock, so they also end a wait for it.
     crate::util::interrupt::catch_interrupts();
-    let lock = crate::out::lock(out)?;
+    let lock = crate::output::lock(out)?;
     let (valid, _) = crate::config::load(config)?;
     let facts = crate::bake::packer::facts(out, &valid.config)?;
-    let (app, _) = crate::out::render_to(&valid, &facts, Scope::All, out, &lock, |_, _| Ok(()))?;
+    let (app, _) = crate::output::render_to(&valid, &facts, Scope::All, out, &lock, |_, _| Ok(()))?;
     let supplied = auth::bcrypt_costs(
         &app.registry_files.supplied_hashes,
         &format!("overlay{}", app.registry.htpasswd_path),
@@ -312,7 +312,7 @@ fn check_kickstarts(
     kickstarts: Vec<PathBuf>,
     scratch: &Path,
 ) -> Result<()> {
-    let recorded = crate::out::ksdir::recorded(&out.join("kickstart"))?;
+    let recorded = crate::output::ksdir::recorded(&out.join("kickstart"))?;
     let mut hosts = vec![];
     for ks in kickstarts {
         crate::util::interrupt::check()?;

@@ -31,7 +31,7 @@ use crate::config::inventory::{vars, Host, Inventory};
 use crate::config::{self, BadInput, Config, NetworkMode, Parsed, Problem, TlsMode, Valid};
 use crate::model::secrets::{SecretStore, Slot};
 use crate::model::{Appliance, Facts};
-use crate::out::{ksdir, Writer};
+use crate::output::{ksdir, Writer};
 use crate::render::{self, Scope};
 use crate::tree::Tree;
 use crate::util::fsx;
@@ -88,20 +88,26 @@ pub fn run(config: Option<&Path>, out: &Path, ko: &Args) -> Result<()> {
     // files (full kickstarts) are removed on the way out. Before the lock,
     // so they also end a wait for it.
     crate::util::interrupt::catch_interrupts();
-    let lock = crate::out::lock(out)?;
+    let lock = crate::output::lock(out)?;
     let kickstarts = match &ko.inventory {
         None => {
             let (valid, _) = config::load(config)?;
             // Only the kickstart: Packer's needs do not matter.
             let facts = Facts::new(out)?;
-            let (_, tree) =
-                crate::out::render_to(&valid, &facts, Scope::Kickstart, out, &lock, |_, tree| {
+            let (_, tree) = crate::output::render_to(
+                &valid,
+                &facts,
+                Scope::Kickstart,
+                out,
+                &lock,
+                |_, tree| {
                     if ko.oemdrv {
                         let image = render::oemdrv::image(&kickstart(tree)?.data)?;
                         tree.add("kickstart/oemdrv.img", image, 0o600);
                     }
                     Ok(())
-                })?;
+                },
+            )?;
             let ks = kickstart(&tree)?.data.clone();
             println!("{}", out.join("kickstart/ks.cfg").display());
             if ko.oemdrv {
@@ -116,7 +122,7 @@ pub fn run(config: Option<&Path>, out: &Path, ko: &Args) -> Result<()> {
         Some(path) => {
             let (valid, _) = config::load(config)?;
             let inv = Inventory::load(path)?;
-            let mut w = Writer::new(out, crate::out::ksdir::Owner::Inventory, &lock)?;
+            let mut w = Writer::new(out, crate::output::ksdir::Owner::Inventory, &lock)?;
             let kept = render_fleet(
                 &valid.config,
                 &inv,

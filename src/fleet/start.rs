@@ -104,7 +104,7 @@ pub(super) fn run(
     out: &Path,
     plan: Plan,
     kickstarts: Vec<Kickstart>,
-    out_lock: crate::out::OutLock,
+    out_lock: crate::output::OutLock,
 ) -> Result<()> {
     // One server per out dir: the store has one writer.
     let _lock = store::lock(out, "serving from the same out dir")?;

@@ -14,7 +14,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("config", 1),
     ("model", 2),
     ("render", 3),
-    ("out", 4),
+    ("output", 4),
     ("boxes", 5),
     ("probe", 5),
     ("fleet", 5),

@@ -122,7 +122,7 @@ fn check_reports_a_broken_file() {
     let sudoers = t.path().join("out/overlay/etc/sudoers.d/ansible");
     std::fs::write(&sudoers, "ansible ALL=(ALL) NOPASSWD ALL\n").expect("write");
     let out = t.path().join("out");
-    let lock = regbake::out::lock(&out).expect("lock");
+    let lock = regbake::output::lock(&out).expect("lock");
     let checks = regbake::check::run_checks(&out, &lock, false).expect("checks");
     let visudo = checks
         .iter()

@@ -183,9 +183,12 @@ fn watch(
         }
         if interrupted() && !signalled {
             signalled = true;
-            // SAFETY: kill(2) with the pid of our own child process.
+            // The child leads its own process group (`Cmd::spawn_piped`):
+            // the tool and what it started (ssh, qemu) get one SIGINT each,
+            // as from a terminal.
+            // SAFETY: kill(2) with our own child's process group.
             unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+                libc::kill(-(child.id() as libc::pid_t), libc::SIGINT);
             }
         }
         if let Some(st) = child.try_wait().context("waiting for the step")? {

@@ -71,9 +71,15 @@ impl Cmd {
         c
     }
 
-    /// Started with stdin closed and stdout and stderr piped to us.
+    /// Started with stdin closed and stdout and stderr piped to us, in a
+    /// process group of its own (led by the child): a Ctrl-C at the
+    /// terminal reaches regbake alone, which passes one SIGINT on to that
+    /// group. Vagrant and Packer take a second SIGINT as "exit now, without
+    /// cleanup", which is what the terminal's and regbake's together were.
     pub fn spawn_piped(&self) -> Result<std::process::Child> {
+        use std::os::unix::process::CommandExt;
         self.to_command()
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

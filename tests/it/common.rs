@@ -265,6 +265,12 @@ impl Test {
     }
 
     pub(crate) fn run(&self) -> Output {
+        self.command().output().expect("run regbake").into()
+    }
+
+    /// The command `run` runs: regbake with the test's arguments, in its
+    /// dir, with its HOME, PATH and environment.
+    pub(crate) fn command(&self) -> Command {
         let path = format!(
             "{}:{}",
             self.path().join("bin").display(),
@@ -279,7 +285,7 @@ impl Test {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        cmd.output().expect("run regbake").into()
+        cmd
     }
 
     /// Run and require exit 0.

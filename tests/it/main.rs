@@ -31,6 +31,7 @@ mod probe_bodies;
 mod probe_hostile;
 mod props;
 mod readme;
+mod real_interrupt;
 mod real_packer;
 mod real_vm;
 mod registry;

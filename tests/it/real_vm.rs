@@ -26,8 +26,8 @@ use crate::testbed::text;
 const LIBVIRT: &str = "qemu:///system";
 /// The appliance's name: its build domain is `vmtest-bake-default`.
 const APPLIANCE: &str = "vmtest";
-const DOMAIN: &str = "vmtest-bake-default";
-const BOX: &str = "regbake-test/registry";
+pub(crate) const DOMAIN: &str = "vmtest-bake-default";
+pub(crate) const BOX: &str = "regbake-test/registry";
 
 /// The base box, imported, and how the VMs run.
 pub(crate) struct VmEnv {
@@ -283,7 +283,7 @@ fn pool_volumes() -> Vec<String> {
         .collect()
 }
 
-fn config(env: &VmEnv, host_port: u16) -> String {
+pub(crate) fn config(env: &VmEnv, host_port: u16) -> String {
     format!(
         "version = 1\n\
          [appliance]\nname = \"{APPLIANCE}\"\n\
@@ -321,13 +321,7 @@ pub(crate) fn assert_nothing_left(what: &str) {
 fn vagrant_bake_on_a_real_vm() {
     let Some(env) = vm_env() else { return };
     let _one = vm_lock();
-    // Leftovers of an interrupted earlier run: this run's own names.
-    virsh(&["destroy", DOMAIN]);
-    virsh(&["undefine", DOMAIN, "--remove-all-storage"]);
-    run(Command::new("vagrant")
-        .args(["box", "remove", "--force", "--all", BOX])
-        .env("VAGRANT_HOME", &env.vagrant_home));
-    delete_box_volumes(BOX);
+    clear_leftovers(env);
 
     let port = free_port();
     let home = env.vagrant_home.to_string_lossy().into_owned();
@@ -404,6 +398,16 @@ fn vagrant_bake_on_a_real_vm() {
 
     drop(guard);
     assert_nothing_left("after vagrant destroy");
+    run(Command::new("vagrant")
+        .args(["box", "remove", "--force", "--all", BOX])
+        .env("VAGRANT_HOME", &env.vagrant_home));
+    delete_box_volumes(BOX);
+}
+
+/// Leftovers of an interrupted earlier run: the bake's own domain and box.
+pub(crate) fn clear_leftovers(env: &VmEnv) {
+    virsh(&["destroy", DOMAIN]);
+    virsh(&["undefine", DOMAIN, "--remove-all-storage"]);
     run(Command::new("vagrant")
         .args(["box", "remove", "--force", "--all", BOX])
         .env("VAGRANT_HOME", &env.vagrant_home));

@@ -92,20 +92,8 @@ fn ctrl_c_stops_the_tool_and_destroys_the_vm() {
         .env("STUB_SLOW_AT", "up")
         .args(&["vagrant"]);
     let root = t.path().to_path_buf();
-    let child = Command::new(crate::common::BIN)
-        .arg("vagrant")
-        .current_dir(&root)
-        .env("HOME", root.join("home"))
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                root.join("bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("STUB_DIR", &root)
-        .env("STUB_SLOW_AT", "up")
+    let child = t
+        .command()
         // The destroy after the Ctrl-C must run to its end, not be killed
         // by that same Ctrl-C (which left the VM behind).
         .env("STUB_DESTROY_SECONDS", "1")
@@ -172,23 +160,12 @@ fn a_kept_vm_is_destroyed_before_the_next_bake() {
 /// is free, or cleans up on Ctrl-C.
 fn bake_behind_a_held_lock(ctrl_c: bool) -> (Test, i32, String) {
     use crate::box_interrupts::{hold_lock, WAITING};
-    let t = stubbed("virtualbox");
+    let t = stubbed("virtualbox").args(&["vagrant", "--no-import"]);
     let root = t.path().to_path_buf();
     let held = hold_lock(&t);
     let stderr_path = root.join("stderr.log");
-    let mut child = Command::new(crate::common::BIN)
-        .args(["vagrant", "--no-import"])
-        .current_dir(&root)
-        .env("HOME", root.join("home"))
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                root.join("bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("STUB_DIR", &root)
+    let mut child = t
+        .command()
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&stderr_path).expect("stderr.log"))
         .spawn()

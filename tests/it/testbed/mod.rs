@@ -24,6 +24,7 @@ mod client;
 mod gc;
 mod hardening;
 mod install_status;
+mod net;
 mod scenarios;
 
 use std::path::{Path, PathBuf};
@@ -186,29 +187,7 @@ pub(crate) fn env() -> Option<&'static Env> {
             registry2_tar: var("REGISTRY2_TAR")?.into(),
             registry3_tar: var("REGISTRY3_TAR")?.into(),
         };
-        // No route out: a pull fails at once, as on a machine without network.
-        // Addresses below .128 are free for machines with a static address.
-        if !env
-            .docker(&["network", "inspect", &env.network])
-            .status
-            .success()
-        {
-            let o = env.docker(&[
-                "network",
-                "create",
-                "--internal",
-                "--subnet",
-                &format!("{SUBNET}.0/24"),
-                "--gateway",
-                &format!("{SUBNET}.1"),
-                "--ip-range",
-                &format!("{SUBNET}.128/25"),
-                &env.network,
-            ]);
-            if !o.status.success() && !text(&o).contains("already exists") {
-                return Err(format!("docker network create: {}", text(&o)));
-            }
-        }
+        net::ensure(&env)?;
         Ok(env)
     });
     match found {

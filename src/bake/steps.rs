@@ -73,7 +73,10 @@ impl Steps {
             return Ok(());
         }
         if interrupted() {
-            return Err(anyhow!("interrupted before step {name}"));
+            return Err(anyhow!(
+                "interrupted ({}) before step {name}",
+                crate::util::interrupt::what()
+            ));
         }
         let log_path = self.log_dir.join(format!("{n:02}-{}.log", slug(name)));
         let mut log = std::fs::File::create(&log_path)
@@ -89,17 +92,20 @@ impl Steps {
         }
         let elapsed = started.elapsed();
         bar.finish_and_clear();
-        writeln!(log, "# {status} after {:.1}s", elapsed.as_secs_f64())
-            .context("writing the step log")?;
-        if status.success() && !interrupted() {
-            eprintln!("    [{n:02}] {name} done in {:.1}s", elapsed.as_secs_f64());
-            return Ok(());
-        }
-        let status = if interrupted() {
-            "interrupted".to_string()
+        // After a hangup the log is all the user has: it says what stopped the step.
+        let stopped = interrupted();
+        let ok = status.success() && !stopped;
+        let status = if stopped {
+            format!("interrupted ({}): {status}", crate::util::interrupt::what())
         } else {
             status.to_string()
         };
+        writeln!(log, "# {status} after {:.1}s", elapsed.as_secs_f64())
+            .context("writing the step log")?;
+        if ok {
+            eprintln!("    [{n:02}] {name} done in {:.1}s", elapsed.as_secs_f64());
+            return Ok(());
+        }
         let tail = tail[tail.len().saturating_sub(10)..].join("\n");
         Err(StepError {
             name: name.to_string(),

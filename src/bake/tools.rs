@@ -154,7 +154,10 @@ pub fn capture(cmd: &Cmd) -> Result<Captured> {
         // Not reaped yet, so its pid is still its own.
         let _ = child.kill();
         let _ = child.wait();
-        bail!("interrupted (Ctrl-C or SIGTERM) while running {cmd}");
+        bail!(
+            "interrupted ({}) while running {cmd}",
+            crate::util::interrupt::what()
+        );
     }
     let status = child.wait().with_context(|| format!("waiting for {cmd}"))?;
     let joined = |h: std::thread::JoinHandle<String>| h.join().unwrap_or_default();

@@ -38,7 +38,7 @@ pub struct Args {
 /// `regbake check`: render, then check what the config supplied as is
 /// and everything rendered.
 pub fn command(config: Option<&Path>, out: &Path, args: &Args) -> Result<()> {
-    // Ctrl-C or SIGTERM stops the checks (and the running validator), and
+    // Ctrl-C, SIGTERM or SIGHUP stops the checks (and the running validator), and
     // the scratch copies of secrets are removed on the way out. Before the
     // lock, so they also end a wait for it.
     crate::util::interrupt::catch_interrupts();

@@ -50,7 +50,7 @@ impl Runner<'_> {
         let outcome = match tool(program) {
             // Stopping: nothing more is run (the caller then fails).
             _ if crate::util::interrupt::interrupted() => {
-                Outcome::Failed("interrupted (Ctrl-C or SIGTERM)".into())
+                Outcome::Failed(format!("interrupted ({})", crate::util::interrupt::what()))
             }
             Err(why) => Outcome::Skipped(why),
             Ok(path) => match tools::capture(&build(path).env("TMPDIR", self.tmp)) {

@@ -84,7 +84,7 @@ pub fn run(config: Option<&Path>, out: &Path, ko: &Args) -> Result<()> {
         ko.serve_once,
     )?;
     let started = Instant::now();
-    // Ctrl-C or SIGTERM stops a fleet render between hosts, and the staged
+    // Ctrl-C, SIGTERM or SIGHUP stops a fleet render between hosts, and the staged
     // files (full kickstarts) are removed on the way out. Before the lock,
     // so they also end a wait for it.
     crate::util::interrupt::catch_interrupts();

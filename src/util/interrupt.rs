@@ -1,45 +1,112 @@
-//! Ctrl-C (SIGINT) and SIGTERM as a flag: long in-process work (box
-//! packing, lock waits, steps, fleet renders, checks) polls it to stop and
-//! clean up instead of dying mid-write and leaving temp files behind.
+//! Ctrl-C (SIGINT), SIGTERM and SIGHUP as a flag: long in-process work
+//! (box packing, lock waits, steps, fleet renders, checks) polls it to stop
+//! and clean up instead of dying mid-write and leaving temp files or a
+//! build VM behind.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Once;
 
-static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-/// Whether Ctrl-C was pressed (or SIGTERM came) since [`catch_interrupts`].
+/// The signal to act on, 0 when none (or it was acknowledged).
+static PENDING: AtomicI32 = AtomicI32::new(0);
+/// The last signal caught, kept for messages after [`acknowledge`].
+static LAST: AtomicI32 = AtomicI32::new(0);
+static CATCH: Once = Once::new();
+
+/// Whether Ctrl-C was pressed (or SIGTERM or SIGHUP came) since
+/// [`catch_interrupts`] and not yet [`acknowledge`]d.
 pub fn interrupted() -> bool {
-    INTERRUPTED.get().is_some_and(|f| f.load(Ordering::SeqCst))
+    PENDING.load(Ordering::SeqCst) != 0
+}
+
+/// What stopped regbake, for messages: "interrupted ({what})".
+pub fn what() -> &'static str {
+    match LAST.load(Ordering::SeqCst) {
+        SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP: the terminal closed",
+        _ => "Ctrl-C",
+    }
 }
 
 /// Forget an interrupt once it has been acted on, before the cleanup it
 /// calls for: the cleanup's own commands then run to completion, and only a
 /// further Ctrl-C stops them.
 pub fn acknowledge() {
-    if let Some(f) = INTERRUPTED.get() {
-        f.store(false, Ordering::SeqCst);
-    }
+    PENDING.store(0, Ordering::SeqCst);
 }
 
 /// An error once [`interrupted`]: for `?` at the points where long work
 /// may stop.
 pub fn check() -> anyhow::Result<()> {
     if interrupted() {
-        anyhow::bail!("interrupted (Ctrl-C or SIGTERM)");
+        anyhow::bail!("interrupted ({})", what());
     }
     Ok(())
 }
 
-/// Catch Ctrl-C (SIGINT) and SIGTERM from now on: they only set
-/// [`interrupted`], so long in-process work can stop and clean up instead
-/// of dying mid-write.
-pub fn catch_interrupts() {
-    INTERRUPTED.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
-        // If a handler cannot be installed, the signal simply ends regbake.
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
+/// Whether `sig` is ignored, as `nohup` does for SIGHUP and a
+/// non-interactive shell for SIGINT of a `&` job: that choice is the
+/// caller's and stays.
+fn ignored(sig: i32) -> bool {
+    // SAFETY: sigaction(2) with a null new action only reads the current one
+    // into `old`, which is zeroed plain data.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &raw mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Point the descriptors in `fds` at /dev/null. Called in a signal handler,
+/// so only async-signal-safe calls (open, dup2, close).
+fn to_dev_null(fds: &[i32]) {
+    // SAFETY: a NUL-terminated path; the descriptors are ours.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+        if null >= 0 {
+            for &fd in fds {
+                libc::dup2(null, fd);
+            }
+            libc::close(null);
         }
-        flag
+    }
+}
+
+/// Catch Ctrl-C (SIGINT), SIGTERM and SIGHUP from now on, unless ignored
+/// when regbake started: they only set [`interrupted`], so long work can
+/// stop and clean up instead of dying mid-write.
+///
+/// A SIGHUP means the terminal is gone: writing to it would fail (and
+/// `eprintln!` panic) while the cleanup runs, so stdout and stderr, where
+/// they were that terminal, go to /dev/null; the step logs in out/logs stay.
+pub fn catch_interrupts() {
+    CATCH.call_once(|| {
+        let ttys: Vec<i32> = [
+            (1, std::io::stdout().is_terminal()),
+            (2, std::io::stderr().is_terminal()),
+        ]
+        .into_iter()
+        .filter_map(|(fd, tty)| tty.then_some(fd))
+        .collect();
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            if ignored(sig) {
+                continue;
+            }
+            let ttys = ttys.clone();
+            let action = move || {
+                if sig == SIGHUP {
+                    to_dev_null(&ttys);
+                }
+                LAST.store(sig, Ordering::SeqCst);
+                PENDING.store(sig, Ordering::SeqCst);
+            };
+            // SAFETY: the action only makes async-signal-safe calls and
+            // stores atomics; it allocates nothing (the Vec is moved in).
+            // If a handler cannot be installed, the signal simply ends
+            // regbake.
+            let _ = unsafe { signal_hook::low_level::register(sig, action) };
+        }
     });
 }

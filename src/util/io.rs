@@ -96,7 +96,10 @@ impl<R: Read> Read for Exact<R> {
         }
         if crate::util::interrupt::interrupted() {
             // Not ErrorKind::Interrupted: io::copy retries on that.
-            return Err(io::Error::other("interrupted (Ctrl-C)"));
+            return Err(io::Error::other(format!(
+                "interrupted ({})",
+                crate::util::interrupt::what()
+            )));
         }
         let max = buf
             .len()

@@ -65,7 +65,8 @@ impl DirLock {
             }
             if crate::util::interrupt::interrupted() {
                 bail!(
-                    "interrupted (Ctrl-C) while waiting for the lock on {}",
+                    "interrupted ({}) while waiting for the lock on {}",
+                    crate::util::interrupt::what(),
                     dir.display()
                 );
             }

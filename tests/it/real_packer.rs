@@ -20,7 +20,7 @@ use crate::real_vm::{
 };
 use crate::testbed::text;
 
-const BOX: &str = "regbake-test/packer";
+pub(crate) const BOX: &str = "regbake-test/packer";
 
 /// The base image's virtual size in MiB: Packer grows the copy to
 /// `disk_size` and cannot shrink it; more would only be zeroed in cleanup.
@@ -44,7 +44,7 @@ fn sha256(env: &VmEnv) -> String {
         .to_string()
 }
 
-fn config(env: &VmEnv) -> String {
+pub(crate) fn config(env: &VmEnv) -> String {
     format!(
         "version = 1\n\
          [appliance]\nname = \"vmpkr\"\n\

@@ -221,6 +221,7 @@ fn hostile_values_are_rejected_before_the_vagrantfile() {
 /// Records `vagrant ARGS` (one line each) in calls.log; `up` creates the
 /// machine id and `package` the box file like the real ones;
 /// STUB_FAIL_AT=SUBCOMMAND makes that subcommand fail with status 3.
+/// STUB_SLOW_AT=SUBCOMMAND makes it wait 30 s (STUB_SLOW_SECONDS) for a SIGINT.
 /// STUB_DESTROY_SECONDS=N makes `destroy` take N seconds, then log "stub destroy done".
 const VAGRANT_STUB: &str = r#"#!/bin/bash
 log="$STUB_DIR/calls.log"
@@ -229,7 +230,7 @@ echo "vagrant $*" >> "$log"
 echo "==> default: stub $1"
 if [ "${STUB_SLOW_AT:-}" = "$1" ]; then
   trap 'kill "$sleeper" 2>/dev/null; echo "stub $1 interrupted" >> "$log"; exit 130' INT
-  sleep 30 & sleeper=$!
+  sleep "${STUB_SLOW_SECONDS:-30}" & sleeper=$!
   echo "stub $1 waiting" >> "$log"
   wait "$sleeper"
 fi

@@ -3,7 +3,12 @@
 //! another run, another box's catalog in the way. Against the
 //! recorded-argument stubs of `vagrant.rs`; no VM boots.
 
-use std::process::Command;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::common::{require_tool, Test};
 use crate::vagrant::{calls, stubbed, VIRTUALBOX_ORDER};
@@ -86,33 +91,36 @@ fn a_failure_in_the_libvirt_steps_destroys_the_vm() {
     }
 }
 
+/// A bake whose `vagrant up` waits 30 s for a SIGINT, and whose destroy
+/// takes a second: the destroy after the interrupt must run to its end, not
+/// be killed by that same interrupt (which left the VM behind).
+fn slow_up() -> Test {
+    stubbed("virtualbox")
+        .env("STUB_SLOW_AT", "up")
+        .env("STUB_DESTROY_SECONDS", "1")
+        .args(&["vagrant"])
+}
+
+/// What the stub saw of [`slow_up`]'s bake, interrupted in `vagrant up`.
+const UP_INTERRUPTED_THEN_DESTROYED: [&str; 5] = [
+    "vagrant up --provider virtualbox",
+    "stub up waiting",
+    "stub up interrupted",
+    "vagrant destroy -f",
+    "stub destroy done",
+];
+
 #[test]
 fn ctrl_c_stops_the_tool_and_destroys_the_vm() {
-    let t = stubbed("virtualbox")
-        .env("STUB_SLOW_AT", "up")
-        .args(&["vagrant"]);
+    let t = slow_up();
     let root = t.path().to_path_buf();
     let child = t
         .command()
-        // The destroy after the Ctrl-C must run to its end, not be killed
-        // by that same Ctrl-C (which left the VM behind).
-        .env("STUB_DESTROY_SECONDS", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn regbake");
-    // Wait until the stub is inside `vagrant up` with its trap set.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !std::fs::read_to_string(root.join("calls.log"))
-        .unwrap_or_default()
-        .contains("stub up waiting")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "vagrant up never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_slow_up(&root);
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -121,16 +129,135 @@ fn ctrl_c_stops_the_tool_and_destroys_the_vm() {
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(stderr.contains("interrupted (Ctrl-C)"), "{stderr}");
+    assert_eq!(calls(&t), UP_INTERRUPTED_THEN_DESTROYED);
+}
+
+/// Wait until the stub is inside `vagrant up` with its trap set.
+fn wait_for_slow_up(root: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(root.join("calls.log"))
+        .unwrap_or_default()
+        .contains("stub up waiting")
+    {
+        assert!(Instant::now() < deadline, "vagrant up never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A pseudo-terminal: the master end, and the slave end opened as a file.
+fn pty() -> (OwnedFd, std::fs::File) {
+    // SAFETY: posix_openpt(3) and friends on a descriptor we own; ptsname_r
+    // writes a NUL-terminated name into the buffer it is given.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(master >= 0, "posix_openpt");
+        let master = OwnedFd::from_raw_fd(master);
+        // Not inherited by regbake: the test's close must be the last one.
+        assert_eq!(
+            libc::fcntl(master.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC),
+            0,
+            "FD_CLOEXEC"
+        );
+        assert_eq!(libc::grantpt(master.as_raw_fd()), 0, "grantpt");
+        assert_eq!(libc::unlockpt(master.as_raw_fd()), 0, "unlockpt");
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(
+            libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()),
+            0,
+            "ptsname_r"
+        );
+        let name = std::ffi::CStr::from_ptr(name.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(&name)
+            .expect("open the pty's slave");
+        (master, slave)
+    }
+}
+
+#[test]
+fn a_closed_terminal_stops_the_tool_and_destroys_the_vm() {
+    // The bake's terminal is a pty; closing its master end is the hangup
+    // (an ssh session dropped): writes to it then fail with EIO, and the
+    // shell sends its job SIGHUP. The tool and its VM must not be left
+    // running, and the cleanup must not die on the dead terminal.
+    let t = slow_up();
+    let root = t.path().to_path_buf();
+    let (master, slave) = pty();
+    let mut child = t
+        .command()
+        .stdin(Stdio::null())
+        .stdout(slave.try_clone().expect("dup the pty"))
+        .stderr(slave)
+        .spawn()
+        .expect("spawn regbake");
+    wait_for_slow_up(&root);
+    drop(master);
+    // SAFETY: kill(2) of our own child.
     assert_eq!(
-        calls(&t),
-        [
-            "vagrant up --provider virtualbox",
-            "stub up waiting",
-            "stub up interrupted",
-            "vagrant destroy -f",
-            "stub destroy done"
-        ]
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) },
+        0
+    );
+    let status = child.wait().expect("wait");
+    // 101 would be a panic writing to the dead terminal.
+    assert_eq!(status.code(), Some(1), "{}", calls(&t).join("\n"));
+    assert_eq!(calls(&t), UP_INTERRUPTED_THEN_DESTROYED);
+    let up_log = std::fs::read_dir(root.join("out/logs"))
+        .expect("out/logs")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("-vagrant-up.log"))
+        .expect("the up log");
+    let up_log = std::fs::read_to_string(up_log.path()).expect("read the up log");
+    assert!(
+        up_log.contains("interrupted (SIGHUP: the terminal closed)"),
+        "{up_log}"
+    );
+}
+
+#[test]
+fn under_nohup_a_hangup_does_not_stop_the_bake() {
+    // nohup (or a shell) started regbake with SIGHUP ignored: that choice
+    // stays, and the bake goes on to its box.
+    let t = stubbed("virtualbox")
+        .env("STUB_SLOW_AT", "up")
+        .env("STUB_SLOW_SECONDS", "2")
+        .args(&["vagrant", "--no-import"]);
+    let root = t.path().to_path_buf();
+    let mut cmd = t.command();
+    // SAFETY: signal(2) between fork and exec is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn regbake");
+    wait_for_slow_up(&root);
+    // SAFETY: kill(2) of our own child.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) },
+        0
+    );
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let calls = calls(&t);
+    assert!(
+        !calls.iter().any(|c| c.contains("interrupted")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().any(|c| c.starts_with("vagrant package")),
+        "{calls:?}"
     );
 }
 

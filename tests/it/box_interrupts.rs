@@ -2,11 +2,10 @@
 //! Ctrl-C mid-pack, and packs that wait for `out/box/.lock`. Whatever
 //! happens, the catalog and the boxes already there stay as they were.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::boxfile::{catalog, ovf, pack, qcow2, tools, versions, CATALOG};
-use crate::common::{names_in, require_tool, tool_ok, Test, BIN};
+use crate::common::{names_in, regbake_cmd, require_tool, tool_ok, Test};
 
 /// A small box packed and in the catalog, then a pack of a big disk started
 /// and caught once compressed data has reached its temp file.
@@ -38,7 +37,7 @@ fn start_big_pack() -> Interrupted {
             "16G",
         ],
     );
-    let mut child = Command::new(BIN)
+    let mut child = regbake_cmd()
         .args([
             "box",
             "pack",
@@ -180,7 +179,7 @@ struct Bg {
 
 fn spawn_pack(t: &Test, args: &[&str]) -> Bg {
     use std::io::Read;
-    let mut child = Command::new(BIN)
+    let mut child = regbake_cmd()
         .args(["box", "pack"])
         .args(args)
         .current_dir(t.path())

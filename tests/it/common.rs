@@ -8,6 +8,25 @@ use std::process::{Command, Stdio};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_regbake");
 
+/// The regbake binary as a terminal would start it: SIGINT, SIGTERM and
+/// SIGHUP at their defaults. regbake keeps a signal ignored when it starts
+/// with it ignored (nohup), and a non-interactive shell ignores SIGINT for a
+/// `&` job, as `scripts/test` starts the real-VM tests.
+pub(crate) fn regbake_cmd() -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(BIN);
+    // SAFETY: signal(2) between fork and exec is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// Whether a validator tool is installed. Missing: a failure when
 /// `REGBAKE_REQUIRE_TOOLS=1` (CI), else a skip with a printed reason.
 pub(crate) fn require_tool(name: &str) -> bool {
@@ -276,7 +295,7 @@ impl Test {
             self.path().join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let mut cmd = Command::new(BIN);
+        let mut cmd = regbake_cmd();
         cmd.args(&self.args)
             .current_dir(self.path())
             .env("HOME", self.path().join("home"))

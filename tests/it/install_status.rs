@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{require_tool, Test, BIN};
+use crate::common::{regbake_cmd, require_tool, Test, BIN};
 use crate::served::{exchange, report_request, Server};
 
 const INVENTORY: &str = "[registries]\nreg1 mac=52:54:00:12:34:01\nreg2\nreg3\n";
@@ -23,7 +23,7 @@ pub(crate) fn status(t: &Test, args: &[&str]) -> (i32, String, String) {
 
 /// `regbake ARGS` in `t`'s dir: (exit code, stdout, stderr).
 pub(crate) fn regbake(t: &Test, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(BIN)
+    let o = regbake_cmd()
         .args(args)
         .current_dir(t.path())
         .env("HOME", t.path().join("home"))

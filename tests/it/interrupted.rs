@@ -5,10 +5,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{require_tool, Test, BIN};
+use crate::common::{regbake_cmd, require_tool, Test};
 
 /// TLS with a generated CA and a registry user: the overlay the kickstart's
 /// `%post` carries holds the TLS key, the http secret and the htpasswd.
@@ -19,7 +19,7 @@ const SECRETS: &str = "version = 1\n[user]\nssh_keys = [\"ssh-ed25519 AAAAC3NzaC
 /// writing while the next run cleans up.
 fn spawn(t: &Test, args: &[&str]) -> Child {
     use std::os::unix::process::CommandExt;
-    Command::new(BIN)
+    regbake_cmd()
         .args(args)
         .process_group(0)
         .current_dir(t.path())

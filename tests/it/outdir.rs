@@ -6,12 +6,12 @@ use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::{require_tool, Test, BIN};
+use crate::common::{regbake_cmd, require_tool, Test, BIN};
 
 const TLS: &str = "version = 1\n[user]\nssh_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtYOuLBG5flHVya7vWCk101CMrByUTqJB3xXQmJd8eW t@t\"]\n[registry.tls]\nmode = \"generate\"\n";
 
 fn render_in(dir: &Path, out: &str) -> std::process::Child {
-    Command::new(BIN)
+    regbake_cmd()
         .args(["-o", out, "render"])
         .current_dir(dir)
         .env("HOME", dir.join("home"))

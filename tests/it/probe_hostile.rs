@@ -5,11 +5,11 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{header, read_head, Output, Test, BIN};
+use crate::common::{header, read_head, regbake_cmd, Output, Test};
 
 /// One request as a fake server saw it: request line and lowercased headers.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub(crate) fn run_limited(
     env: &[(&str, &str)],
     limit: Duration,
 ) -> (Output, Duration) {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = regbake_cmd();
     cmd.args(args)
         .current_dir(t.path())
         .env("HOME", t.path().join("home"))

@@ -155,6 +155,14 @@ fn ctrl_c_during_a_real_packer_bake_stops_the_build_vm() {
     const PACKER_BOX: &str = "regbake-test/packer-interrupted";
     let Some(env) = vm_env() else { return };
     let _one = vm_lock();
+    // Also what an earlier run left, whose interrupt did not take.
+    let remove_box = || {
+        run(Command::new("vagrant")
+            .args(["box", "remove", "--force", "--all", PACKER_BOX])
+            .env("VAGRANT_HOME", &env.vagrant_home));
+        delete_box_volumes(PACKER_BOX);
+    };
+    remove_box();
     let home = env.vagrant_home.to_string_lossy().into_owned();
     let config = crate::real_packer::config(env).replace(crate::real_packer::BOX, PACKER_BOX);
     let t = Test::new()
@@ -187,8 +195,4 @@ fn ctrl_c_during_a_real_packer_bake_stops_the_build_vm() {
         "Packer's output directory (the VM's disk) is left"
     );
     assert_no_box(env, &t, PACKER_BOX);
-    run(Command::new("vagrant")
-        .args(["box", "remove", "--force", "--all", PACKER_BOX])
-        .env("VAGRANT_HOME", &env.vagrant_home));
-    delete_box_volumes(PACKER_BOX);
 }

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::common::{free_port, repo, require_tool, Test, BIN};
+use crate::common::{free_port, regbake_cmd, repo, require_tool, Test};
 use crate::testbed::text;
 
 const LIBVIRT: &str = "qemu:///system";
@@ -241,7 +241,7 @@ fn import_base(qcow2: &Path, vagrant_home: &Path) -> Result<String, String> {
     delete_box_volumes(&name);
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     let t0 = Instant::now();
-    let packed = run(Command::new(BIN)
+    let packed = run(regbake_cmd()
         .args(["box", "pack", "--provider", "libvirt", "--disk"])
         .arg(qcow2)
         .args(["--name", &name, "--version", "0.0.1", "-o"])
@@ -470,7 +470,7 @@ pub(crate) fn up_and_push<'a>(
     // container may still be starting: up to 2 min for it to answer.
     let t2 = Instant::now();
     let probe = loop {
-        let probe = run(Command::new(BIN)
+        let probe = run(regbake_cmd()
             .args(["probe", "--push", &url])
             .current_dir(dir));
         if probe.status.success() || t2.elapsed() > Duration::from_secs(120) {

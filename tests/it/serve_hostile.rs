@@ -8,12 +8,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{Test, BIN};
+use crate::common::{regbake_cmd, Test};
 
 /// A server started for one test; killed when dropped. Its stderr (the
 /// access log) goes to a file, so a busy server never blocks on a full pipe.
@@ -32,7 +32,7 @@ impl Server {
     /// `nofile` when given (set in the child before it runs regbake).
     fn start(t: &Test, nofile: Option<u64>) -> Self {
         let log = t.path().join("serve.log");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = regbake_cmd();
         cmd.args(["kickstart", "--serve", "127.0.0.1:0"])
             .current_dir(t.path())
             .env("HOME", t.path().join("home"))

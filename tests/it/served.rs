@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Test, BIN};
+use crate::common::{regbake_cmd, Test};
 
 /// The server under test; killed when dropped, whatever the test did. Its
 /// stderr (the access and report log) goes to a file and its stdout to a
@@ -128,7 +128,7 @@ impl Server {
                 .count()
         });
         let log = t.path().join(format!("serve-{n}.log"));
-        let mut child = Command::new(BIN)
+        let mut child = regbake_cmd()
             .args(args)
             .args(["--serve", addr])
             .current_dir(t.path())

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::text;
-use crate::common::{Test, BIN};
+use crate::common::{regbake_cmd, Test};
 
 /// A client key pair for the admin user (ssh-keygen), and the config that
 /// authorizes it.
@@ -91,7 +91,7 @@ pub(crate) fn render(config: &str, extra_env: &[(&str, &str)]) -> Test {
 
 /// `regbake probe ARGS` from the host; (exit code, output).
 pub(crate) fn probe(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = regbake_cmd();
     cmd.arg("probe").args(args);
     for (k, v) in env {
         cmd.env(k, v);

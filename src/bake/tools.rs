@@ -76,10 +76,21 @@ impl Cmd {
     /// terminal reaches regbake alone, which passes one SIGINT on to that
     /// group. Vagrant and Packer take a second SIGINT as "exit now, without
     /// cleanup", which is what the terminal's and regbake's together were.
+    ///
+    /// SIGINT is set to its default in the child: a regbake started with it
+    /// ignored (a `&` job of a script) keeps that for itself, but its one
+    /// way to stop a tool must work.
     pub fn spawn_piped(&self) -> Result<std::process::Child> {
         use std::os::unix::process::CommandExt;
-        self.to_command()
-            .process_group(0)
+        let mut cmd = self.to_command();
+        // SAFETY: signal(2) between fork and exec is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        cmd.process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

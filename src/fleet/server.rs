@@ -33,28 +33,31 @@ pub(super) struct Shared {
     pub(super) recorder: Recorder,
 }
 
-/// Serve on `listener` until SIGINT or SIGTERM.
+/// Serve on `listener` until SIGINT, SIGTERM or SIGHUP (a closed terminal
+/// must not leave a server holding the port), except those ignored when
+/// regbake started (nohup).
 pub(super) fn serve(listener: TcpListener, shared: Shared, limits: Limits) -> Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .context("installing the signal handler")?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let stop_on = [SIGINT, SIGTERM, SIGHUP]
+        .into_iter()
+        .filter(|&sig| !crate::util::interrupt::ignored(sig));
+    let mut signals =
+        signal_hook::iterator::Signals::new(stop_on).context("installing the signal handler")?;
     let shared = Arc::new(shared);
     std::thread::Builder::new()
         .name("accept".into())
         .spawn(move || accept_loop(listener, shared, limits))
         .context("starting the server thread")?;
     let sig = signals.forever().next().unwrap_or_default();
-    let name = if sig == signal_hook::consts::SIGTERM {
-        "SIGTERM"
-    } else {
-        "SIGINT"
+    let name = match sig {
+        SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
+        _ => "SIGINT",
     };
     // Connection threads are detached: leaving run() ends them with the
     // process. A report is answered only after its commit, so none that
-    // was answered is lost.
-    println!("stopped ({name})");
+    // was answered is lost. After a hangup stdout may be gone: no panic.
+    let _ = writeln!(std::io::stdout(), "stopped ({name})");
     Ok(())
 }
 

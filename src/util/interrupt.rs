@@ -3,7 +3,6 @@
 //! and clean up instead of dying mid-write and leaving temp files or a
 //! build VM behind.
 
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Once;
 
@@ -49,13 +48,27 @@ pub fn check() -> anyhow::Result<()> {
 /// Whether `sig` is ignored, as `nohup` does for SIGHUP and a
 /// non-interactive shell for SIGINT of a `&` job: that choice is the
 /// caller's and stays.
-fn ignored(sig: i32) -> bool {
+pub fn ignored(sig: i32) -> bool {
     // SAFETY: sigaction(2) with a null new action only reads the current one
     // into `old`, which is zeroed plain data.
     unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();
         libc::sigaction(sig, std::ptr::null(), &raw mut old) == 0
             && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Whether writes to `fd` may fail once the terminal is gone: the terminal
+/// itself, or a pipe or socket to a reader in its session (`| tee log`,
+/// which the hangup ends too). Files and /dev/null keep working.
+fn gone_with_terminal(fd: i32) -> bool {
+    // SAFETY: fstat(2) into zeroed plain data.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &raw mut st) != 0 {
+            return false;
+        }
+        matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK) || libc::isatty(fd) == 1
     }
 }
 
@@ -78,18 +91,16 @@ fn to_dev_null(fds: &[i32]) {
 /// when regbake started: they only set [`interrupted`], so long work can
 /// stop and clean up instead of dying mid-write.
 ///
-/// A SIGHUP means the terminal is gone: writing to it would fail (and
-/// `eprintln!` panic) while the cleanup runs, so stdout and stderr, where
-/// they were that terminal, go to /dev/null; the step logs in out/logs stay.
+/// A SIGHUP means the terminal is gone: writing to it (or to a pipe whose
+/// reader went with it) would fail, and `eprintln!` panic, while the
+/// cleanup runs; so stdout and stderr, where they were such, go to
+/// /dev/null. The step logs in out/logs stay.
 pub fn catch_interrupts() {
     CATCH.call_once(|| {
-        let ttys: Vec<i32> = [
-            (1, std::io::stdout().is_terminal()),
-            (2, std::io::stderr().is_terminal()),
-        ]
-        .into_iter()
-        .filter_map(|(fd, tty)| tty.then_some(fd))
-        .collect();
+        let ttys: Vec<i32> = [1, 2]
+            .into_iter()
+            .filter(|&fd| gone_with_terminal(fd))
+            .collect();
         for sig in [SIGINT, SIGTERM, SIGHUP] {
             if ignored(sig) {
                 continue;

@@ -327,6 +327,24 @@ fn serve_single_host_and_stop_on_sigterm() {
     assert!(out.contains("stopped (SIGTERM)"), "{out}");
 }
 
+#[test]
+fn a_closed_terminal_stops_the_server() {
+    // The shell sends its jobs SIGHUP when the session ends: a server left
+    // behind would hold the port, serving on with nobody to read its log.
+    let t = Test::new();
+    let mut server = Server::start(&t, &["kickstart"]);
+    assert_eq!(server.get(&server.paths["ks.cfg"], &[]).0, 200);
+    let status = server.stop_with(libc::SIGHUP);
+    assert!(status.success(), "{status}");
+    // Its stdout, a pipe, went to /dev/null with the terminal: what is
+    // left to see is the port, free again.
+    assert!(
+        std::net::TcpStream::connect(&server.addr).is_err(),
+        "{} still answers",
+        server.addr
+    );
+}
+
 fn mtools(args: &[&str], dir: &std::path::Path) -> Vec<u8> {
     let o = Command::new(args[0])
         .args(&args[1..])

@@ -220,8 +220,13 @@ impl Server {
 
     /// SIGTERM, and wait (at most 10 s) for the exit status.
     pub(crate) fn stop(&mut self) -> std::process::ExitStatus {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Send `sig`, and wait (at most 10 s) for the exit status.
+    pub(crate) fn stop_with(&mut self, sig: libc::c_int) -> std::process::ExitStatus {
         // SAFETY: signalling the child we started, by its pid.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
         assert_eq!(rc, 0);
         let started = Instant::now();
         let status = loop {
@@ -230,7 +235,7 @@ impl Server {
             }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
-                "still running after SIGTERM"
+                "still running after signal {sig}"
             );
             std::thread::sleep(Duration::from_millis(50));
         };

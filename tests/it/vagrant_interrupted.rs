@@ -150,15 +150,11 @@ fn pty() -> (OwnedFd, std::fs::File) {
     // SAFETY: posix_openpt(3) and friends on a descriptor we own; ptsname_r
     // writes a NUL-terminated name into the buffer it is given.
     unsafe {
-        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        // Not inherited by regbake (nor by another test's child): the
+        // test's close must be the last one.
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
         assert!(master >= 0, "posix_openpt");
         let master = OwnedFd::from_raw_fd(master);
-        // Not inherited by regbake: the test's close must be the last one.
-        assert_eq!(
-            libc::fcntl(master.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC),
-            0,
-            "FD_CLOEXEC"
-        );
         assert_eq!(libc::grantpt(master.as_raw_fd()), 0, "grantpt");
         assert_eq!(libc::unlockpt(master.as_raw_fd()), 0, "unlockpt");
         let mut name = [0 as libc::c_char; 128];
@@ -180,32 +176,31 @@ fn pty() -> (OwnedFd, std::fs::File) {
     }
 }
 
-#[test]
-fn a_closed_terminal_stops_the_tool_and_destroys_the_vm() {
-    // The bake's terminal is a pty; closing its master end is the hangup
-    // (an ssh session dropped): writes to it then fail with EIO, and the
-    // shell sends its job SIGHUP. The tool and its VM must not be left
-    // running, and the cleanup must not die on the dead terminal.
+/// Run a slow bake with stdout and stderr on `out`, close `reader` (the
+/// terminal or `tee` going away) and send SIGHUP, as the shell does to its
+/// jobs when the session ends. The tool and its VM must not be left
+/// running, and the cleanup must not die writing to the dead output.
+fn hang_up(out: std::fs::File, reader: OwnedFd) {
     let t = slow_up();
     let root = t.path().to_path_buf();
-    let (master, slave) = pty();
     let mut child = t
         .command()
         .stdin(Stdio::null())
-        .stdout(slave.try_clone().expect("dup the pty"))
-        .stderr(slave)
+        .stdout(out.try_clone().expect("dup the output"))
+        .stderr(out)
         .spawn()
         .expect("spawn regbake");
     wait_for_slow_up(&root);
-    drop(master);
+    drop(reader);
     // SAFETY: kill(2) of our own child.
     assert_eq!(
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) },
         0
     );
     let status = child.wait().expect("wait");
-    // 101 would be a panic writing to the dead terminal.
-    assert_eq!(status.code(), Some(1), "{}", calls(&t).join("\n"));
+    // 101 would be a panic writing to the dead terminal (EIO); a kill by
+    // SIGPIPE (no code) a write to the pipe whose reader is gone.
+    assert_eq!(status.code(), Some(1), "{status}: {:?}", calls(&t));
     assert_eq!(calls(&t), UP_INTERRUPTED_THEN_DESTROYED);
     let up_log = std::fs::read_dir(root.join("out/logs"))
         .expect("out/logs")
@@ -220,12 +215,59 @@ fn a_closed_terminal_stops_the_tool_and_destroys_the_vm() {
 }
 
 #[test]
+fn a_closed_terminal_stops_the_tool_and_destroys_the_vm() {
+    // A pty whose master end closes: an ssh session dropped.
+    let (master, slave) = pty();
+    hang_up(slave, master);
+}
+
+#[test]
+fn a_hangup_with_output_piped_to_a_dead_reader_destroys_the_vm() {
+    // `regbake vagrant 2>&1 | tee bake.log`: the hangup ends tee too.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    hang_up(std::fs::File::from(OwnedFd::from(writer)), reader.into());
+}
+
+#[test]
+fn sigterm_stops_the_tool_of_a_bake_started_with_sigint_ignored() {
+    // A `&` job of a script starts with SIGINT ignored, which regbake keeps
+    // for itself; the tool must still take the SIGINT regbake sends it (a
+    // shell cannot even trap a signal ignored when it started).
+    let t = slow_up();
+    let root = t.path().to_path_buf();
+    let mut cmd = t.command();
+    // SAFETY: signal(2) between fork and exec is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn regbake");
+    wait_for_slow_up(&root);
+    // SAFETY: kill(2) of our own child.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted (SIGTERM)"), "{stderr}");
+    assert_eq!(calls(&t), UP_INTERRUPTED_THEN_DESTROYED);
+}
+
+#[test]
 fn under_nohup_a_hangup_does_not_stop_the_bake() {
     // nohup (or a shell) started regbake with SIGHUP ignored: that choice
     // stays, and the bake goes on to its box.
     let t = stubbed("virtualbox")
         .env("STUB_SLOW_AT", "up")
-        .env("STUB_SLOW_SECONDS", "2")
+        .env("STUB_SLOW_SECONDS", "10")
         .args(&["vagrant", "--no-import"]);
     let root = t.path().to_path_buf();
     let mut cmd = t.command();

@@ -37,12 +37,9 @@ pub(super) struct Shared {
 /// must not leave a server holding the port), except those ignored when
 /// regbake started (nohup).
 pub(super) fn serve(listener: TcpListener, shared: Shared, limits: Limits) -> Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let stop_on = [SIGINT, SIGTERM, SIGHUP]
-        .into_iter()
-        .filter(|&sig| !crate::util::interrupt::ignored(sig));
-    let mut signals =
-        signal_hook::iterator::Signals::new(stop_on).context("installing the signal handler")?;
+    use signal_hook::consts::{SIGHUP, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new(crate::util::interrupt::stop_signals())
+        .context("installing the signal handler")?;
     let shared = Arc::new(shared);
     std::thread::Builder::new()
         .name("accept".into())

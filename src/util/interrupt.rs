@@ -48,7 +48,7 @@ pub fn check() -> anyhow::Result<()> {
 /// Whether `sig` is ignored, as `nohup` does for SIGHUP and a
 /// non-interactive shell for SIGINT of a `&` job: that choice is the
 /// caller's and stays.
-pub fn ignored(sig: i32) -> bool {
+fn ignored(sig: i32) -> bool {
     // SAFETY: sigaction(2) with a null new action only reads the current one
     // into `old`, which is zeroed plain data.
     unsafe {
@@ -56,6 +56,14 @@ pub fn ignored(sig: i32) -> bool {
         libc::sigaction(sig, std::ptr::null(), &raw mut old) == 0
             && old.sa_sigaction == libc::SIG_IGN
     }
+}
+
+/// The signals that stop regbake: SIGINT, SIGTERM and SIGHUP, but not
+/// those ignored when it started ([`ignored`]).
+pub fn stop_signals() -> impl Iterator<Item = i32> {
+    [SIGINT, SIGTERM, SIGHUP]
+        .into_iter()
+        .filter(|&sig| !ignored(sig))
 }
 
 /// Whether writes to `fd` may fail once the terminal is gone: the terminal
@@ -101,10 +109,7 @@ pub fn catch_interrupts() {
             .into_iter()
             .filter(|&fd| gone_with_terminal(fd))
             .collect();
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
-            if ignored(sig) {
-                continue;
-            }
+        for sig in stop_signals() {
             let ttys = ttys.clone();
             let action = move || {
                 if sig == SIGHUP {

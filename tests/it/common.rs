@@ -13,18 +13,31 @@ pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_regbake");
 /// with it ignored (nohup), and a non-interactive shell ignores SIGINT for a
 /// `&` job, as `scripts/test` starts the real-VM tests.
 pub(crate) fn regbake_cmd() -> Command {
-    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(BIN);
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        start_with(&mut cmd, sig, libc::SIG_DFL);
+    }
+    cmd
+}
+
+/// Start `cmd` with `sig` set to `disposition` (`SIG_DFL`, `SIG_IGN`);
+/// the last call for a signal wins.
+pub(crate) fn start_with(cmd: &mut Command, sig: libc::c_int, disposition: libc::sighandler_t) {
+    use std::os::unix::process::CommandExt;
     // SAFETY: signal(2) between fork and exec is async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
-            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                libc::signal(sig, libc::SIG_DFL);
-            }
+        cmd.pre_exec(move || {
+            libc::signal(sig, disposition);
             Ok(())
         });
     }
-    cmd
+}
+
+/// Send `sig` to the process `pid` (a child of the test).
+pub(crate) fn kill(pid: u32, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    // SAFETY: a plain kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid} with {sig}");
 }
 
 /// Whether a validator tool is installed. Missing: a failure when

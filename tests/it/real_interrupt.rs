@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{free_port, Test};
 use crate::real_vm::{
-    assert_nothing_left, clear_leftovers, config, delete_box_volumes, run, vagrant_in, vm_env,
-    vm_lock, VmEnv, BOX,
+    assert_nothing_left, clear_leftovers, config, remove_box, vagrant_in, vm_env, vm_lock, VmEnv,
+    BOX,
 };
 
 /// The contents of the first log in out/logs whose name ends with `suffix`.
@@ -156,13 +156,7 @@ fn ctrl_c_during_a_real_packer_bake_stops_the_build_vm() {
     let Some(env) = vm_env() else { return };
     let _one = vm_lock();
     // Also what an earlier run left, whose interrupt did not take.
-    let remove_box = || {
-        run(Command::new("vagrant")
-            .args(["box", "remove", "--force", "--all", PACKER_BOX])
-            .env("VAGRANT_HOME", &env.vagrant_home));
-        delete_box_volumes(PACKER_BOX);
-    };
-    remove_box();
+    remove_box(env, PACKER_BOX);
     let home = env.vagrant_home.to_string_lossy().into_owned();
     let config = crate::real_packer::config(env).replace(crate::real_packer::BOX, PACKER_BOX);
     let t = Test::new()

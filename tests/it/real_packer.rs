@@ -15,8 +15,7 @@ use std::time::Instant;
 
 use crate::common::{free_port, Test};
 use crate::real_vm::{
-    assert_box_imported, assert_nothing_left, delete_box_volumes, run, up_and_push, vm_env,
-    vm_lock, VmEnv,
+    assert_box_imported, assert_nothing_left, remove_box, run, up_and_push, vm_env, vm_lock, VmEnv,
 };
 use crate::testbed::text;
 
@@ -65,13 +64,7 @@ pub(crate) fn config(env: &VmEnv) -> String {
 fn packer_image_bake_on_a_real_vm() {
     let Some(env) = vm_env() else { return };
     let _one = vm_lock();
-    let remove_box = || {
-        run(Command::new("vagrant")
-            .args(["box", "remove", "--force", "--all", BOX])
-            .env("VAGRANT_HOME", &env.vagrant_home));
-        delete_box_volumes(BOX);
-    };
-    remove_box();
+    remove_box(env, BOX);
 
     let home = env.vagrant_home.to_string_lossy().into_owned();
     let t = Test::new()
@@ -124,5 +117,5 @@ fn packer_image_bake_on_a_real_vm() {
     let (_up, guard) = up_and_push(env, BOX, "vmtest-pkr-", free_port(), t.path());
     drop(guard);
     assert_nothing_left("after vagrant destroy");
-    remove_box();
+    remove_box(env, BOX);
 }

@@ -265,6 +265,14 @@ fn import_base(qcow2: &Path, vagrant_home: &Path) -> Result<String, String> {
 }
 
 /// The libvirt pool's copies of box `name` (vagrant-libvirt's upload).
+/// Remove the box `name` from Vagrant and its volumes from the pool.
+pub(crate) fn remove_box(env: &VmEnv, name: &str) {
+    run(Command::new("vagrant")
+        .args(["box", "remove", "--force", "--all", name])
+        .env("VAGRANT_HOME", &env.vagrant_home));
+    delete_box_volumes(name);
+}
+
 pub(crate) fn delete_box_volumes(name: &str) {
     let prefix = format!("{}_vagrant_box_image_", name.replace('/', "-VAGRANTSLASH-"));
     for vol in pool_volumes() {

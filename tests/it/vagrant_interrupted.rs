@@ -5,12 +5,11 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{require_tool, Test};
+use crate::common::{kill, require_tool, start_with, Test};
 use crate::vagrant::{calls, stubbed, VIRTUALBOX_ORDER};
 
 #[test]
@@ -192,11 +191,7 @@ fn hang_up(out: std::fs::File, reader: OwnedFd) {
         .expect("spawn regbake");
     wait_for_slow_up(&root);
     drop(reader);
-    // SAFETY: kill(2) of our own child.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) },
-        0
-    );
+    kill(child.id(), libc::SIGHUP);
     let status = child.wait().expect("wait");
     // 101 would be a panic writing to the dead terminal (EIO); a kill by
     // SIGPIPE (no code) a write to the pipe whose reader is gone.
@@ -228,33 +223,32 @@ fn a_hangup_with_output_piped_to_a_dead_reader_destroys_the_vm() {
     hang_up(std::fs::File::from(OwnedFd::from(writer)), reader.into());
 }
 
+/// Run `t`, started with `ignored` ignored, send it `sent` once its
+/// `vagrant up` waits, and wait for its end.
+fn signalled_with_one_ignored(
+    t: &Test,
+    ignored: libc::c_int,
+    sent: libc::c_int,
+) -> std::process::Output {
+    let mut cmd = t.command();
+    start_with(&mut cmd, ignored, libc::SIG_IGN);
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn regbake");
+    wait_for_slow_up(t.path());
+    kill(child.id(), sent);
+    child.wait_with_output().expect("wait")
+}
+
 #[test]
 fn sigterm_stops_the_tool_of_a_bake_started_with_sigint_ignored() {
     // A `&` job of a script starts with SIGINT ignored, which regbake keeps
     // for itself; the tool must still take the SIGINT regbake sends it (a
     // shell cannot even trap a signal ignored when it started).
     let t = slow_up();
-    let root = t.path().to_path_buf();
-    let mut cmd = t.command();
-    // SAFETY: signal(2) between fork and exec is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
-            Ok(())
-        });
-    }
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn regbake");
-    wait_for_slow_up(&root);
-    // SAFETY: kill(2) of our own child.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    let out = child.wait_with_output().expect("wait");
+    let out = signalled_with_one_ignored(&t, libc::SIGINT, libc::SIGTERM);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("interrupted (SIGTERM)"), "{stderr}");
@@ -269,27 +263,7 @@ fn under_nohup_a_hangup_does_not_stop_the_bake() {
         .env("STUB_SLOW_AT", "up")
         .env("STUB_SLOW_SECONDS", "10")
         .args(&["vagrant", "--no-import"]);
-    let root = t.path().to_path_buf();
-    let mut cmd = t.command();
-    // SAFETY: signal(2) between fork and exec is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGHUP, libc::SIG_IGN);
-            Ok(())
-        });
-    }
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn regbake");
-    wait_for_slow_up(&root);
-    // SAFETY: kill(2) of our own child.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) },
-        0
-    );
-    let out = child.wait_with_output().expect("wait");
+    let out = signalled_with_one_ignored(&t, libc::SIGHUP, libc::SIGHUP);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let calls = calls(&t);
